@@ -1,0 +1,307 @@
+"""The dataset schema shared by the renderer (Blender side) and every method (worker side).
+
+Layout of a dataset folder::
+
+    DATASET/
+      manifest.json          # this module's schema, written atomically after every frame
+      images/<split>_<n>.png # 8-bit RGB, view transform applied
+      depth/<split>_<n>.npz  # key "depth": float32 [H, W], planar Z (along the optical axis) in metres, 0 = no surface
+      scene.glb              # the building with baked textures, Blender world frame (Z up) -- see scene["gltf"]
+      keypoints.json         # optional semantic keypoints (see :func:`save_keypoints`)
+
+Every frame stores ``intrinsics`` (OpenCV pixel convention) and ``cam_from_world`` (4x4, OpenCV camera axes,
+world = Blender world, Z up, metres). Files appear only complete (written to a temporary name, then renamed), so
+an interrupted render leaves no half-written frame and a rerun renders only what is missing.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import numpy as np
+
+from .cameras import Intrinsics, blender_matrix_world_from_cam_from_world, opencv_to_colmap_principal_point
+from .poses import matrix_to_quat
+
+__all__ = [
+    "FORMAT", "VERSION", "CONVENTIONS", "DatasetError", "Frame", "Dataset", "Keypoint",
+    "atomic_write_bytes", "atomic_write_json", "json_safe", "write_depth", "read_depth",
+    "save_keypoints", "load_keypoints", "export_colmap", "export_nerfstudio",
+]
+
+FORMAT = "pose-dataset"
+VERSION = 1
+MANIFEST = "manifest.json"
+CONVENTIONS = {
+    "world": "Blender world frame, Z up, metres",
+    "pose": "cam_from_world, 4x4, OpenCV camera axes (+X right, +Y down, +Z forward)",
+    "pixels": "OpenCV: centre of the top-left pixel at (0, 0)",
+    "depth": "npz key 'depth', float32 [H, W], planar Z along the optical axis in metres, 0 = no surface",
+    "quaternion": "(w, x, y, z)",
+}
+
+
+class DatasetError(RuntimeError):
+    """A dataset folder is missing, malformed or inconsistent (message says what and where)."""
+
+
+# ----------------------------------------------------------------------------------------------- atomic I/O
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def json_safe(obj: Any) -> Any:
+    """Recursively convert numpy types to Python and non-finite floats to ``None`` (JSON has no Infinity)."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def atomic_write_json(path: Path | str, obj: Any, indent: int = 1) -> None:
+    """Write ``obj`` as strict JSON (inf/nan become null), atomically."""
+    text = json.dumps(json_safe(obj), indent=indent, allow_nan=False)
+    atomic_write_bytes(path, (text + "\n").encode("utf-8"))
+
+
+def write_depth(path: Path | str, depth: np.ndarray) -> None:
+    """Store planar depth ``[H, W]`` (metres, 0 = no surface) as compressed npz, atomically."""
+    import io
+
+    depth = np.asarray(depth, dtype=np.float32)
+    if depth.ndim != 2:
+        raise ValueError(f"depth must be [H, W], got shape {depth.shape}")
+    buf = io.BytesIO()
+    np.savez_compressed(buf, depth=depth)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def read_depth(path: Path | str) -> np.ndarray:
+    """Read a depth map written by :func:`write_depth`: float32 ``[H, W]``, metres, 0 = no surface."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"depth file not found: {path}")
+    try:
+        with np.load(path) as f:
+            return f["depth"].astype(np.float32)
+    except Exception as e:  # zip errors, missing key, truncated file
+        raise DatasetError(f"unreadable depth file {path}: {e}") from e
+
+
+# ----------------------------------------------------------------------------------------------- frames
+@dataclass
+class Frame:
+    """One rendered view. ``image`` and ``depth`` are paths relative to the dataset root."""
+
+    id: str
+    split: str
+    image: str
+    depth: Optional[str]
+    intrinsics: Intrinsics
+    cam_from_world: np.ndarray
+    extras: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = {"id": self.id, "split": self.split, "image": self.image, "depth": self.depth,
+             "intrinsics": self.intrinsics.to_dict(), "cam_from_world": np.asarray(self.cam_from_world).tolist()}
+        d.update(self.extras)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Frame":
+        known = {"id", "split", "image", "depth", "intrinsics", "cam_from_world"}
+        missing = known - set(d)
+        if missing:
+            raise DatasetError(f"frame {d.get('id', '?')} lacks {sorted(missing)}")
+        T = np.asarray(d["cam_from_world"], dtype=np.float64)
+        if T.shape != (4, 4):
+            raise DatasetError(f"frame {d['id']}: cam_from_world must be 4x4, got {T.shape}")
+        return cls(d["id"], d["split"], d["image"], d["depth"], Intrinsics.from_dict(d["intrinsics"]), T,
+                   {k: v for k, v in d.items() if k not in known})
+
+
+class Dataset:
+    """A dataset folder: its manifest and typed access to its frames."""
+
+    def __init__(self, root: Path | str, manifest: dict):
+        self.root = Path(root)
+        self.manifest = manifest
+        self.frames = [Frame.from_dict(f) for f in manifest.get("frames", [])]
+
+    # -- construction
+    @classmethod
+    def create(cls, root: Path | str, scene: dict, render: dict, planned: dict) -> "Dataset":
+        """An empty dataset object (nothing written until :meth:`save`)."""
+        manifest = {"format": FORMAT, "version": VERSION, "conventions": CONVENTIONS, "scene": scene,
+                    "render": render, "planned": planned, "complete": False, "frames": []}
+        return cls(root, manifest)
+
+    @classmethod
+    def load(cls, root: Path | str) -> "Dataset":
+        """Read ``root/manifest.json``; raises :class:`DatasetError` with the reason if it is unusable."""
+        root = Path(root)
+        path = root / MANIFEST
+        if not path.is_file():
+            raise DatasetError(f"no dataset at {root}: {MANIFEST} not found")
+        try:
+            manifest = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError) as e:
+            raise DatasetError(f"unreadable manifest {path}: {e}") from e
+        if manifest.get("format") != FORMAT:
+            raise DatasetError(f"{path} is not a {FORMAT} manifest")
+        if manifest.get("version", 0) > VERSION:
+            raise DatasetError(f"{path} has version {manifest['version']}; this code reads up to {VERSION}")
+        return cls(root, manifest)
+
+    def save(self) -> None:
+        """Write the manifest atomically (frames as currently held)."""
+        self.manifest["frames"] = [f.to_dict() for f in self.frames]
+        atomic_write_json(self.root / MANIFEST, self.manifest)
+
+    # -- access
+    @property
+    def scene(self) -> dict:
+        return self.manifest.get("scene", {})
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.manifest.get("complete"))
+
+    def split(self, name: str) -> list[Frame]:
+        return [f for f in self.frames if f.split == name]
+
+    def splits(self) -> list[str]:
+        return sorted({f.split for f in self.frames})
+
+    def frame(self, frame_id: str) -> Frame:
+        for f in self.frames:
+            if f.id == frame_id:
+                return f
+        raise DatasetError(f"no frame {frame_id!r} in {self.root}")
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    def read_depth(self, frame: Frame) -> np.ndarray:
+        if not frame.depth:
+            raise DatasetError(f"frame {frame.id} has no depth")
+        return read_depth(self.root / frame.depth)
+
+    def add_frame(self, frame: Frame) -> None:
+        """Add or replace a frame (by id)."""
+        self.frames = [f for f in self.frames if f.id != frame.id] + [frame]
+
+    def has_frame_files(self, frame_id: str) -> bool:
+        """True if the frame is in the manifest and all its files exist (it needs no re-render)."""
+        for f in self.frames:
+            if f.id == frame_id:
+                files = [f.image] + ([f.depth] if f.depth else [])
+                return all((self.root / p).is_file() for p in files)
+        return False
+
+
+# ----------------------------------------------------------------------------------------------- keypoints
+@dataclass
+class Keypoint:
+    """A named semantic 3D keypoint in world coordinates (metres)."""
+
+    name: str
+    position: tuple
+
+
+def save_keypoints(path: Path | str, keypoints: Iterable[Keypoint], scene: str = "") -> None:
+    """Write ``{"version": 1, "scene": ..., "keypoints": [{"name", "position": [x, y, z]}]}`` atomically."""
+    kps = list(keypoints)
+    names = [k.name for k in kps]
+    if len(set(names)) != len(names):
+        raise ValueError("keypoint names must be unique")
+    atomic_write_json(path, {"version": 1, "scene": scene, "frame": "world (Blender, Z up, metres)",
+                             "keypoints": [{"name": k.name, "position": [float(x) for x in k.position]}
+                                           for k in kps]})
+
+
+def load_keypoints(path: Path | str) -> list[Keypoint]:
+    """Read a keypoint JSON written by :func:`save_keypoints`."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text("utf-8"))
+        return [Keypoint(str(k["name"]), tuple(float(x) for x in k["position"])) for k in data["keypoints"]]
+    except FileNotFoundError:
+        raise DatasetError(f"keypoint file not found: {path}") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise DatasetError(f"malformed keypoint file {path}: {e}") from e
+
+
+# ----------------------------------------------------------------------------------------------- exports
+def export_colmap(ds: Dataset, out_dir: Path | str, split: Optional[str] = None) -> Path:
+    """Write a COLMAP text model (cameras.txt, images.txt, empty points3D.txt) of ``ds`` (or one split).
+
+    COLMAP's principal point is OpenCV's + 0.5 (pixel centres at x + 0.5); its qvec is (w, x, y, z) of
+    ``cam_from_world`` and tvec its translation, which is exactly our stored pose.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    frames = ds.frames if split is None else ds.split(split)
+    cams: dict[tuple, int] = {}
+    cam_lines, img_lines = [], []
+    for i, f in enumerate(frames, start=1):
+        k = f.intrinsics
+        key = (k.width, k.height, round(k.fx, 6), round(k.fy, 6), round(k.cx, 6), round(k.cy, 6))
+        if key not in cams:
+            cams[key] = len(cams) + 1
+            cx, cy = opencv_to_colmap_principal_point(k.cx, k.cy)
+            cam_lines.append(f"{cams[key]} PINHOLE {k.width} {k.height} {k.fx!r} {k.fy!r} {cx!r} {cy!r}")
+        q = matrix_to_quat(f.cam_from_world[:3, :3])
+        t = f.cam_from_world[:3, 3]
+        img_lines.append(f"{i} {' '.join(repr(float(x)) for x in q)} {' '.join(repr(float(x)) for x in t)} "
+                         f"{cams[key]} {f.image}")
+        img_lines.append("")
+    atomic_write_bytes(out / "cameras.txt", ("# Camera list: CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]\n"
+                                             + "\n".join(cam_lines) + "\n").encode())
+    atomic_write_bytes(out / "images.txt", ("# IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME\n"
+                                            "# POINTS2D[] as (X, Y, POINT3D_ID)\n"
+                                            + "\n".join(img_lines) + "\n").encode())
+    atomic_write_bytes(out / "points3D.txt", b"# 3D point list (empty: poses only)\n")
+    return out
+
+
+def export_nerfstudio(ds: Dataset, out_path: Path | str, split: Optional[str] = None) -> Path:
+    """Write a nerfstudio ``transforms.json``: ``transform_matrix`` is world_from_cam in OpenGL/Blender axes.
+
+    nerfstudio samples pixel centres at +0.5, so its ``cx, cy`` are OpenCV's + 0.5.
+    """
+    frames = ds.frames if split is None else ds.split(split)
+    out_path = Path(out_path)
+    rel_root = os.path.relpath(ds.root, out_path.parent)
+    items = []
+    for f in frames:
+        k = f.intrinsics
+        cx, cy = opencv_to_colmap_principal_point(k.cx, k.cy)
+        items.append({"file_path": os.path.join(rel_root, f.image), "transform_matrix":
+                      blender_matrix_world_from_cam_from_world(f.cam_from_world).tolist(),
+                      "fl_x": k.fx, "fl_y": k.fy, "cx": cx, "cy": cy, "w": k.width, "h": k.height})
+    atomic_write_json(out_path, {"camera_model": "OPENCV", "frames": items})
+    return out_path
