@@ -1,0 +1,100 @@
+"""Dataset schema: manifest round trip, atomic writes, depth, keypoints, COLMAP and nerfstudio exports."""
+import json
+
+import numpy as np
+import pytest
+
+from pose_addon.core import dataset as D
+from pose_addon.core.cameras import Intrinsics, blender_matrix_world_from_cam_from_world
+from pose_addon.core.poses import quat_to_matrix
+from pose_addon.core.sampling import look_at
+
+INTR = Intrinsics(64, 48, 50.0, 50.0, 31.5, 23.5)
+
+
+def make_dataset(root, n=3):
+    ds = D.Dataset.create(root, {"name": "test"}, {"engine": "CYCLES"}, {"reference": n})
+    for i in range(n):
+        T = look_at(np.array([10.0 + i, 2.0, 3.0]), np.zeros(3))
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        (root / "images" / f"reference_{i:06d}.png").write_bytes(b"png")
+        D.write_depth(root / "depth" / f"reference_{i:06d}.npz", np.full((48, 64), 5.0 + i))
+        ds.add_frame(D.Frame(f"reference/{i:06d}", "reference", f"images/reference_{i:06d}.png",
+                             f"depth/reference_{i:06d}.npz", INTR, T, {"lighting": {"sun": float("inf")}}))
+    ds.save()
+    return ds
+
+
+def test_manifest_round_trip_and_strict_json(tmp_path):
+    ds = make_dataset(tmp_path)
+    text = (tmp_path / "manifest.json").read_text()
+    assert "Infinity" not in text and "NaN" not in text
+    back = D.Dataset.load(tmp_path)
+    assert [f.id for f in back.frames] == [f.id for f in ds.frames]
+    np.testing.assert_allclose(back.frames[1].cam_from_world, ds.frames[1].cam_from_world)
+    assert back.frames[0].intrinsics == INTR
+    assert back.frames[0].extras["lighting"]["sun"] is None
+    assert back.read_depth(back.frames[2])[0, 0] == pytest.approx(7.0)
+    assert back.has_frame_files("reference/000001")
+    (tmp_path / "depth" / "reference_000001.npz").unlink()
+    assert not back.has_frame_files("reference/000001")
+
+
+def test_bad_datasets_have_clear_errors(tmp_path):
+    with pytest.raises(D.DatasetError, match="not found"):
+        D.Dataset.load(tmp_path / "nowhere")
+    (tmp_path / "manifest.json").write_text("{ truncated")
+    with pytest.raises(D.DatasetError, match="unreadable manifest"):
+        D.Dataset.load(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": "other"}))
+    with pytest.raises(D.DatasetError, match="not a pose-dataset"):
+        D.Dataset.load(tmp_path)
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04garbage")
+    with pytest.raises(D.DatasetError, match="unreadable depth"):
+        D.read_depth(tmp_path / "broken.npz")
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
+    p = tmp_path / "x.json"
+    D.atomic_write_json(p, {"a": 1})
+    with pytest.raises(TypeError):
+        D.atomic_write_json(p, {"a": object()})
+    assert json.loads(p.read_text()) == {"a": 1}
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_keypoints_round_trip(tmp_path):
+    kps = [D.Keypoint("roof_ridge_left", (1.0, 2.0, 10.0)), D.Keypoint("door_top", (0.0, -5.0, 2.2))]
+    D.save_keypoints(tmp_path / "k.json", kps, scene="procedural:0")
+    assert D.load_keypoints(tmp_path / "k.json") == kps
+    with pytest.raises(ValueError, match="unique"):
+        D.save_keypoints(tmp_path / "k2.json", kps + kps)
+    (tmp_path / "bad.json").write_text('{"keypoints": [{"name": "a"}]}')
+    with pytest.raises(D.DatasetError, match="malformed"):
+        D.load_keypoints(tmp_path / "bad.json")
+
+
+def test_colmap_export_uses_colmap_conventions(tmp_path):
+    ds = make_dataset(tmp_path / "ds")
+    out = D.export_colmap(ds, tmp_path / "colmap")
+    cams = [l for l in (out / "cameras.txt").read_text().splitlines() if not l.startswith("#")]
+    assert len(cams) == 1
+    _, model, w, h, fx, fy, cx, cy = cams[0].split()
+    assert model == "PINHOLE" and float(cx) == INTR.cx + 0.5 and float(cy) == INTR.cy + 0.5
+    lines = [l for l in (out / "images.txt").read_text().splitlines() if not l.startswith("#")]
+    first = lines[0].split()
+    R = quat_to_matrix(np.array([float(x) for x in first[1:5]]))
+    np.testing.assert_allclose(R, ds.frames[0].cam_from_world[:3, :3], atol=1e-9)
+    np.testing.assert_allclose([float(x) for x in first[5:8]], ds.frames[0].cam_from_world[:3, 3], atol=1e-9)
+    assert lines[1] == ""  # empty POINTS2D line per image
+    assert (out / "points3D.txt").exists()
+
+
+def test_nerfstudio_export(tmp_path):
+    ds = make_dataset(tmp_path / "ds")
+    p = D.export_nerfstudio(ds, tmp_path / "transforms.json")
+    data = json.loads(p.read_text())
+    M = np.array(data["frames"][0]["transform_matrix"])
+    np.testing.assert_allclose(M, blender_matrix_world_from_cam_from_world(ds.frames[0].cam_from_world))
+    assert data["frames"][0]["cx"] == INTR.cx + 0.5
+    assert (tmp_path / data["frames"][0]["file_path"]).exists()

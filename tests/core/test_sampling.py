@@ -1,0 +1,63 @@
+"""Camera sampler: ranges, layouts, determinism and rejection checks."""
+import numpy as np
+import pytest
+
+from pose_addon.core.cameras import Intrinsics, camera_center
+from pose_addon.core.sampling import SamplerConfig, aabb_inside_fn, coverage, sample_cameras
+
+INTR = Intrinsics(640, 480, 500.0, 500.0, 319.5, 239.5)
+TARGET = np.array([0.0, 0.0, 5.0])
+BOX = np.array([[[-7.5, -5, 0], [7.5, 5, 12]]])
+CORNERS = np.array([[x, y, z] for x in (-7.5, 7.5) for y in (-5, 5) for z in (0, 12)], dtype=float)
+
+
+@pytest.mark.parametrize("layout", ["fibonacci", "rings", "random"])
+def test_ranges_and_determinism(layout):
+    cfg = SamplerConfig(n=40, layout=layout, distance=(20, 30), elevation_deg=(10, 40), seed=3)
+    a = sample_cameras(cfg, TARGET, INTR, CORNERS, aabb_inside_fn(BOX))
+    b = sample_cameras(cfg, TARGET, INTR, CORNERS, aabb_inside_fn(BOX))
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (40, 4, 4)
+    for T in a:
+        d = camera_center(T) - TARGET
+        r = np.linalg.norm(d)
+        assert 20 - 1e-9 <= r <= 30 + 1e-9
+        assert 10 - 1e-6 <= np.degrees(np.arcsin(d[2] / r)) <= 40 + 1e-6
+        np.testing.assert_allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-12)
+    c = sample_cameras(SamplerConfig(n=40, layout=layout, distance=(20, 30), elevation_deg=(10, 40), seed=4),
+                       TARGET, INTR, CORNERS)
+    if layout != "fibonacci" and layout != "rings":
+        assert not np.allclose(a, c)
+
+
+def test_fibonacci_covers_azimuths_evenly():
+    T = sample_cameras(SamplerConfig(n=64, layout="fibonacci", distance=(25, 25)), TARGET, INTR)
+    az = np.degrees(np.arctan2(*(np.stack([camera_center(t) for t in T])[:, [1, 0]].T))) % 360
+    hist, _ = np.histogram(az, bins=8, range=(0, 360))
+    assert hist.min() >= 6
+
+
+def test_rejects_inside_geometry_and_low_coverage():
+    inside = aabb_inside_fn(BOX, margin=0.0)
+    T = sample_cameras(SamplerConfig(n=30, layout="random", distance=(2, 40), elevation_deg=(0, 10), seed=1),
+                       TARGET, INTR, CORNERS, inside)
+    assert not inside(np.stack([camera_center(t) for t in T])).any()
+    T = sample_cameras(SamplerConfig(n=10, distance=(20, 200), min_coverage=0.2), TARGET, INTR, CORNERS)
+    assert min(coverage(INTR, t, CORNERS) for t in T) >= 0.2
+    with pytest.raises(RuntimeError, match="low coverage"):
+        sample_cameras(SamplerConfig(n=5, distance=(500, 600), min_coverage=0.5), TARGET, INTR, CORNERS)
+
+
+def test_roll_and_jitter():
+    cfg = SamplerConfig(n=20, layout="random", roll_deg=30, jitter_m=1.0, seed=2)
+    T = sample_cameras(cfg, TARGET, INTR)
+    # with roll, world up no longer projects onto the image's vertical axis for every camera
+    x_axis_z = np.abs(T[:, 0, 2])  # world Z component of the camera x axis
+    assert x_axis_z.max() > 0.1
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ValueError, match="layout"):
+        sample_cameras(SamplerConfig(layout="spiral"), TARGET, INTR)
+    with pytest.raises(ValueError, match="elevation"):
+        sample_cameras(SamplerConfig(elevation_deg=(10, 120)), TARGET, INTR)
