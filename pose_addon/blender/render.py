@@ -1,0 +1,345 @@
+"""Render a dataset (RGB + planar depth + poses) of a scene with Blender, resumable.
+
+:func:`render_dataset` writes the folder layout of :mod:`..core.dataset`: every frame's PNG and depth appear
+only complete (temporary name + rename), the manifest is saved after every frame, and a rerun with the same
+scene and config renders only what is missing.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import sys
+import tempfile
+import time
+import zlib
+from pathlib import Path
+from typing import Callable, Optional
+
+import bpy
+import numpy as np
+
+from ..core import dataset as core_dataset
+from ..core.dataset import Dataset, DatasetError, Frame
+from ..core.render_config import LightingConfig, RenderConfig
+from ..core.sampling import aabb_inside_fn, sample_cameras
+from . import camera as bcam
+from . import scene_io
+
+__all__ = ["DatasetMismatchError", "render_dataset", "setup_render", "setup_lighting", "sample_lighting",
+           "render_frame", "load_oiio", "scene_key"]
+
+GLTF_NAME = "scene.glb"
+BACKGROUND_DEPTH = 1e9  # Blender writes 1e10 where no surface is hit
+Progress = Optional[Callable[[int, int, str], None]]
+
+
+class DatasetMismatchError(ValueError):
+    """The output folder holds a dataset of another scene or config."""
+
+
+# ----------------------------------------------------------------------------------------------- OpenImageIO
+_OIIO = None
+
+
+def load_oiio():
+    """OpenImageIO as shipped inside Blender / the bpy wheel (imported from its file, ``sys.path`` untouched)."""
+    global _OIIO
+    if _OIIO is not None:
+        return _OIIO
+    try:
+        import OpenImageIO as oiio  # a real Blender has it on its path
+    except ImportError:
+        pkg = Path(bpy.utils.resource_path("LOCAL")) / "python" / "lib" / \
+            f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages" / "OpenImageIO"
+        init = pkg / "__init__.py"
+        if not init.is_file():
+            raise RuntimeError(f"OpenImageIO not found (looked for {init}); it ships with Blender 4.x/5.x")
+        spec = importlib.util.spec_from_file_location("OpenImageIO", init, submodule_search_locations=[str(pkg)])
+        oiio = importlib.util.module_from_spec(spec)
+        sys.modules["OpenImageIO"] = oiio
+        try:
+            spec.loader.exec_module(oiio)
+        except BaseException:
+            del sys.modules["OpenImageIO"]
+            raise
+    _OIIO = oiio
+    return oiio
+
+
+def _read_png(path: str) -> np.ndarray:
+    oiio = load_oiio()
+    inp = oiio.ImageInput.open(path)
+    if inp is None:
+        raise RuntimeError(f"cannot read {path}: {oiio.geterror()}")
+    try:
+        return np.asarray(inp.read_image("uint8"))
+    finally:
+        inp.close()
+
+
+def _write_png(path: str, img: np.ndarray) -> None:
+    oiio = load_oiio()
+    h, w, c = img.shape
+    out = oiio.ImageOutput.create(path)
+    if out is None:
+        raise RuntimeError(f"cannot write {path}: {oiio.geterror()}")
+    try:
+        out.open(path, oiio.ImageSpec(w, h, c, "uint8"))
+        out.write_image(np.ascontiguousarray(img))
+    finally:
+        out.close()
+
+
+def _read_exr_depth(path: str) -> np.ndarray:
+    """Planar depth ``[H, W]`` (metres, 0 = no surface) from a multilayer EXR's ``ViewLayer.Depth.Z``."""
+    oiio = load_oiio()
+    inp = oiio.ImageInput.open(path)
+    if inp is None:
+        raise RuntimeError(f"cannot read {path}: {oiio.geterror()}")
+    try:
+        sub = 0
+        while inp.seek_subimage(sub, 0):
+            names = list(inp.spec().channelnames)
+            for i, n in enumerate(names):
+                if n.endswith("Depth.Z") or n == "Depth.Z":
+                    data = np.asarray(inp.read_image(sub, 0, 0, len(names), "float"))
+                    d = data.reshape(data.shape[0], data.shape[1], -1)[..., i].astype(np.float32)
+                    d[~np.isfinite(d) | (d >= BACKGROUND_DEPTH) | (d < 0)] = 0.0
+                    return d
+            sub += 1
+    finally:
+        inp.close()
+    raise RuntimeError(f"{path} holds no Depth pass (is view_layer.use_pass_z on?)")
+
+
+# ----------------------------------------------------------------------------------------------- setup
+def setup_render(config: RenderConfig, scene=None) -> "bpy.types.Object":
+    """Engine, colour management, passes and the dataset camera; returns the camera object."""
+    scene = scene or bpy.context.scene
+    r = scene.render
+    r.engine = config.engine
+    if config.engine == "CYCLES":
+        c = scene.cycles
+        c.device = "CPU"
+        c.samples = int(config.samples)
+        c.use_denoising = False
+        c.use_adaptive_sampling = False
+        c.filter_width = 1.0
+        c.seed = 0
+        c.max_bounces = 4
+        c.diffuse_bounces = 2
+        c.glossy_bounces = 2
+        c.transmission_bounces = 2
+        c.transparent_max_bounces = 4
+        c.caustics_reflective = False
+        c.caustics_refractive = False
+    elif config.engine == "BLENDER_EEVEE":
+        scene.eevee.taa_render_samples = int(config.samples)
+    else:  # workbench: show material colours, flat studio light
+        scene.display.shading.color_type = "MATERIAL"
+    r.film_transparent = False
+    r.use_compositing = False
+    r.use_sequencer = False
+    scene.view_settings.view_transform = "Standard"
+    scene.view_settings.look = "None"
+    scene.view_settings.exposure = 0.0
+    scene.view_settings.gamma = 1.0
+    scene.display_settings.display_device = "sRGB"
+    scene.view_layers[0].use_pass_z = bool(config.depth)
+    r.resolution_x, r.resolution_y, r.resolution_percentage = config.width, config.height, 100
+
+    cam_obj = bpy.data.objects.get("DatasetCamera")
+    if cam_obj is None or cam_obj.type != "CAMERA":
+        cam_obj = bpy.data.objects.new("DatasetCamera", bpy.data.cameras.new("DatasetCamera"))
+        scene.collection.objects.link(cam_obj)
+    cam_obj.data.clip_start = 0.05
+    cam_obj.data.clip_end = 1000.0
+    bcam.apply_settings(cam_obj, scene, config.camera())
+    scene.camera = cam_obj
+    return cam_obj
+
+
+def sample_lighting(cfg: LightingConfig, seed: int, index: int, split: str = "") -> dict:
+    """Deterministic lighting of frame ``index`` of a group (seeded by group seed, split name and index)."""
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(index), zlib.crc32(split.encode()), 11])
+    return {
+        "sun_elevation_deg": float(rng.uniform(*cfg.sun_elevation_deg)),
+        "sun_azimuth_deg": float(rng.uniform(*cfg.sun_azimuth_deg)),
+        "sun_strength": float(rng.uniform(*cfg.sun_strength)),
+        "world_strength": float(rng.uniform(*cfg.world_strength)),
+        "world_color": [float(c) for c in cfg.world_color],
+    }
+
+
+def setup_lighting(lighting: dict, scene=None) -> None:
+    """A sun lamp from (elevation, azimuth) and a uniform world background colour."""
+    import mathutils
+
+    scene = scene or bpy.context.scene
+    sun = bpy.data.objects.get("DatasetSun")
+    if sun is None or sun.type != "LIGHT":
+        sun = bpy.data.objects.new("DatasetSun", bpy.data.lights.new("DatasetSun", "SUN"))
+        scene.collection.objects.link(sun)
+    sun.data.energy = lighting["sun_strength"]
+    sun.data.angle = math.radians(1.0)
+    el, az = math.radians(lighting["sun_elevation_deg"]), math.radians(lighting["sun_azimuth_deg"])
+    towards_sun = mathutils.Vector((math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el)))
+    # a sun lamp shines down its local -Z: point local +Z at the sun
+    sun.rotation_mode = "QUATERNION"
+    sun.rotation_quaternion = towards_sun.to_track_quat("Z", "Y")
+    world = scene.world or bpy.data.worlds.new("World")
+    scene.world = world
+    nt = world.node_tree
+    bg = next((n for n in nt.nodes if n.type == "BACKGROUND"), None)
+    if bg is None:
+        bg = nt.nodes.new("ShaderNodeBackground")
+        out = next((n for n in nt.nodes if n.type == "OUTPUT_WORLD"), None) or nt.nodes.new("ShaderNodeOutputWorld")
+        nt.links.new(bg.outputs["Background"], out.inputs["Surface"])
+    bg.inputs["Color"].default_value = (*lighting["world_color"][:3], 1.0)
+    bg.inputs["Strength"].default_value = lighting["world_strength"]
+
+
+def render_frame(scene, png_path: Path, depth_path: Optional[Path], noise_std: float = 0.0,
+                 noise_seed=None) -> None:
+    """Render the scene's camera; write an 8-bit RGB PNG (view transform applied) and planar depth, atomically."""
+    png_path = Path(png_path)
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_png = png_path.parent / f".{png_path.stem}.part.png"
+    tmp_noisy = png_path.parent / f".{png_path.stem}.noisy.part.png"
+    ims = scene.render.image_settings
+    try:
+        with tempfile.TemporaryDirectory(prefix="pose_render_") as tmp_dir:
+            bpy.ops.render.render(write_still=False)
+            result = bpy.data.images["Render Result"]
+            if depth_path is not None:
+                exr = os.path.join(tmp_dir, "frame.exr")
+                ims.media_type = "MULTI_LAYER_IMAGE"
+                ims.file_format = "OPEN_EXR_MULTILAYER"
+                ims.color_depth = "32"
+                ims.exr_codec = "ZIP"
+                result.save_render(exr, scene=scene)
+                depth = _read_exr_depth(exr)
+            ims.media_type = "IMAGE"
+            ims.file_format = "PNG"
+            ims.color_mode = "RGB"
+            ims.color_depth = "8"
+            ims.compression = 15
+            result.save_render(str(tmp_png), scene=scene)
+        if noise_std > 0:
+            img = _read_png(str(tmp_png)).astype(np.float32)
+            rng = np.random.default_rng(noise_seed)
+            img = np.clip(np.round(img + rng.normal(0.0, noise_std, img.shape)), 0, 255).astype(np.uint8)
+            _write_png(str(tmp_noisy), img)
+            os.replace(tmp_noisy, png_path)
+            tmp_png.unlink()
+        else:
+            os.replace(tmp_png, png_path)
+        if depth_path is not None:
+            core_dataset.write_depth(depth_path, depth)
+    finally:
+        for p in (tmp_png, tmp_noisy):
+            if p.exists():
+                p.unlink()
+
+
+# ----------------------------------------------------------------------------------------------- datasets
+def scene_key(scene_spec: str, scale: Optional[float], scale_longest: float) -> str:
+    """What identifies the scene in the config digest (a mesh path counts by its absolute path)."""
+    spec = scene_spec.strip()
+    if not spec.startswith("procedural"):
+        spec = str(Path(spec).expanduser().resolve())
+    return f"{spec}|scale={scale}|longest={scale_longest}"
+
+
+def render_dataset(scene_spec: str, config: RenderConfig, out_dir, progress: Progress = None,
+                   scale: Optional[float] = None, scale_longest: float = 15.0,
+                   bake_resolution: int = 1024) -> Dataset:
+    """Render ``config``'s groups of ``scene_spec`` into ``out_dir``; resumes a matching partial dataset.
+
+    Args:
+        scene_spec: ``procedural``, ``procedural:SEED`` or a mesh path (see :func:`.scene_io.load_scene`).
+        config: resolution, engine, samples and groups (one split each).
+        out_dir: dataset folder (created).
+        progress: ``progress(done, total, message)`` after every frame (and once at the start).
+        scale: explicit scale factor for a mesh file (default: longest side -> ``scale_longest`` metres).
+
+    Raises:
+        DatasetMismatchError: ``out_dir`` holds a dataset rendered from another scene or config.
+        FileNotFoundError / ValueError: the scene cannot be loaded.
+    """
+    config.validate()
+    out = Path(out_dir)
+    key = scene_key(scene_spec, scale, scale_longest)
+    digest = config.digest(key)
+    ds: Optional[Dataset] = None
+    if (out / core_dataset.MANIFEST).is_file():
+        try:
+            ds = Dataset.load(out)
+        except DatasetError as e:
+            raise DatasetMismatchError(f"{out} holds an unreadable dataset ({e}); choose another --out or "
+                                       "delete it") from None
+        old = ds.manifest.get("render", {}).get("digest")
+        if old != digest:
+            raise DatasetMismatchError(f"folder {out} holds a different dataset (config digest {old}, this render "
+                                       f"{digest}); choose another --out or delete it")
+
+    t0 = time.time()
+    info = scene_io.load_scene(scene_spec, scale_longest=scale_longest, scale=scale)
+    scene = bpy.context.scene
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in list(out.glob(".*.part*")) + list(out.glob("images/.*.part*")) + list(out.glob("depth/.*.part*")):
+        stale.unlink()
+    gltf_path = out / GLTF_NAME
+    if not gltf_path.is_file():
+        if progress:
+            progress(0, 0, "baking textures and exporting scene.glb")
+        scene_io.export_scene_gltf(gltf_path, bake_resolution=bake_resolution)
+    cam_obj = setup_render(config, scene)
+    intr = config.intrinsics()
+
+    scene_info = {"name": info["name"], "source": info["source"], "scale": info["scale"],
+                  "bounds": info["bounds"], "target": info["target"], "boxes": info["boxes"],
+                  "gltf": GLTF_NAME, "gltf_up": "Z", "key": key}
+    if "params" in info:
+        scene_info["params"] = info["params"]
+    render_info = {"digest": digest, "config": config.to_dict(), "engine": config.engine,
+                   "blender": bpy.app.version_string, "view_transform": scene.view_settings.view_transform}
+    planned = {g.split: g.sampler.n for g in config.groups}
+    if ds is None:
+        ds = Dataset.create(out, scene_info, render_info, planned)
+        ds.save()
+
+    target = np.asarray(info["target"], dtype=np.float64)
+    points = scene_io.building_vertices()
+    inside = aabb_inside_fn(np.asarray(info["boxes"]), margin=0.5)
+    plan = []
+    for g in config.groups:
+        poses = sample_cameras(g.sampler, target, intr, target_points=points, inside_fn=inside)
+        plan += [(g, i, T) for i, T in enumerate(poses)]
+    total = len(plan)
+    done = sum(1 for g, i, _ in plan if ds.has_frame_files(f"{g.split}_{i:04d}"))
+    if progress:
+        progress(done, total, f"scene ready in {time.time() - t0:.1f} s; {total - done} frames to render")
+    for g, i, T in plan:
+        fid = f"{g.split}_{i:04d}"
+        if ds.has_frame_files(fid):
+            continue
+        t1 = time.time()
+        lighting = sample_lighting(g.lighting, g.sampler.seed, i, g.split)
+        setup_lighting(lighting, scene)
+        bcam.set_cam_from_world(cam_obj, T)
+        image_rel = f"images/{fid}.png"
+        depth_rel = f"depth/{fid}.npz" if config.depth else None
+        noise_seed = [int(g.sampler.seed) & 0xFFFFFFFF, i, zlib.crc32(g.split.encode()), 23]
+        render_frame(scene, out / image_rel, out / depth_rel if depth_rel else None, g.noise_std, noise_seed)
+        ds.add_frame(Frame(fid, g.split, image_rel, depth_rel, intr, T,
+                           {"group": g.split, "index": i, "lighting": lighting, "noise_std": g.noise_std,
+                            "render_s": round(time.time() - t1, 3)}))
+        ds.save()
+        done += 1
+        if progress:
+            progress(done, total, f"{fid} rendered in {time.time() - t1:.2f} s")
+    ds.manifest["complete"] = True
+    ds.save()
+    return ds
