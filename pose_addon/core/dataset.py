@@ -226,21 +226,32 @@ class Dataset:
 # ----------------------------------------------------------------------------------------------- keypoints
 @dataclass
 class Keypoint:
-    """A named semantic 3D keypoint in world coordinates (metres)."""
+    """A named semantic 3D keypoint: ``position`` in world coordinates (metres); optionally the object it was
+    placed on and its coordinates in that object's local frame (so it follows the object when it moves)."""
 
     name: str
     position: tuple
+    object: Optional[str] = None
+    local: Optional[tuple] = None
 
 
 def save_keypoints(path: Path | str, keypoints: Iterable[Keypoint], scene: str = "") -> None:
-    """Write ``{"version": 1, "scene": ..., "keypoints": [{"name", "position": [x, y, z]}]}`` atomically."""
+    """Write ``{"version": 1, "scene": ..., "keypoints": [{"name", "position": [x, y, z], "object"?, "local"?}]}``
+    atomically (``position`` world, ``local`` in the named object's frame)."""
     kps = list(keypoints)
     names = [k.name for k in kps]
     if len(set(names)) != len(names):
         raise ValueError("keypoint names must be unique")
     atomic_write_json(path, {"version": 1, "scene": scene, "frame": "world (Blender, Z up, metres)",
-                             "keypoints": [{"name": k.name, "position": [float(x) for x in k.position]}
-                                           for k in kps]})
+                             "keypoints": [_keypoint_dict(k) for k in kps]})
+
+
+def _keypoint_dict(k: Keypoint) -> dict:
+    d = {"name": k.name, "position": [float(x) for x in k.position]}
+    if k.object is not None:
+        d["object"] = k.object
+        d["local"] = [float(x) for x in k.local] if k.local is not None else None
+    return d
 
 
 def load_keypoints(path: Path | str) -> list[Keypoint]:
@@ -248,7 +259,9 @@ def load_keypoints(path: Path | str) -> list[Keypoint]:
     path = Path(path)
     try:
         data = json.loads(path.read_text("utf-8"))
-        return [Keypoint(str(k["name"]), tuple(float(x) for x in k["position"])) for k in data["keypoints"]]
+        return [Keypoint(str(k["name"]), tuple(float(x) for x in k["position"]), k.get("object"),
+                         tuple(float(x) for x in k["local"]) if k.get("local") is not None else None)
+                for k in data["keypoints"]]
     except FileNotFoundError:
         raise DatasetError(f"keypoint file not found: {path}") from None
     except (ValueError, KeyError, TypeError) as e:

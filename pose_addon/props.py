@@ -1,0 +1,137 @@
+"""Scene settings: one PropertyGroup per panel, gathered under ``Scene.pose_tools``."""
+import bpy
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, FloatVectorProperty,
+                       IntProperty, PointerProperty, StringProperty)
+
+from .core.render_config import LightingConfig, RenderConfig, RenderGroup
+from .core.sampling import SamplerConfig
+
+
+class POSE_PG_sampling(bpy.types.PropertyGroup):
+    layout: EnumProperty(name="Layout", default="fibonacci", items=[
+        ("fibonacci", "Fibonacci", "Even spiral over the band of the sphere"),
+        ("rings", "Rings", "Elevation rings with evenly spaced azimuths"),
+        ("random", "Random", "Uniform over the band's area")])
+    shape: EnumProperty(name="Shell", default="HEMISPHERE", items=[
+        ("HEMISPHERE", "Hemisphere", "Elevations from the elevation range, above the horizon"),
+        ("SHELL", "Full Shell", "Any elevation from -90 to 90 degrees")])
+    count: IntProperty(name="Cameras", default=50, min=1, max=100000)
+    distance_min: FloatProperty(name="Min Distance", default=25.0, min=0.01, unit="LENGTH")
+    distance_max: FloatProperty(name="Max Distance", default=40.0, min=0.01, unit="LENGTH")
+    elevation_min: FloatProperty(name="Min Elevation", default=5.0, min=-90, max=90, description="Degrees")
+    elevation_max: FloatProperty(name="Max Elevation", default=35.0, min=-90, max=90, description="Degrees")
+    azimuth_min: FloatProperty(name="Min Azimuth", default=0.0, description="Degrees")
+    azimuth_max: FloatProperty(name="Max Azimuth", default=360.0, description="Degrees")
+    roll: FloatProperty(name="Roll", default=0.0, min=0, max=180, description="Maximum in-plane roll, degrees")
+    jitter: FloatProperty(name="Look-at Jitter", default=0.0, min=0, unit="LENGTH")
+    rings: IntProperty(name="Rings", default=3, min=1, max=50)
+    min_coverage: FloatProperty(name="Min Coverage", default=0.05, min=0, max=1,
+                                description="Reject cameras where the target covers less of the frame")
+    seed: IntProperty(name="Seed", default=0, min=0)
+    output: EnumProperty(name="Output", default="CAMERAS", items=[
+        ("CAMERAS", "Camera Objects", "Camera objects in the 'Sampled Cameras' collection"),
+        ("POSES", "Pose List", "A lightweight list of poses drawn as frustums")])
+
+    def to_config(self) -> SamplerConfig:
+        elev = (self.elevation_min, self.elevation_max) if self.shape == "HEMISPHERE" else (-90.0, 90.0)
+        return SamplerConfig(n=self.count, layout=self.layout, distance=(self.distance_min, self.distance_max),
+                             elevation_deg=elev, azimuth_deg=(self.azimuth_min, self.azimuth_max),
+                             roll_deg=self.roll, jitter_m=self.jitter, rings=self.rings,
+                             min_coverage=self.min_coverage, seed=self.seed)
+
+
+class POSE_PG_pose_item(bpy.types.PropertyGroup):
+    """One sampled pose of the lightweight list: ``cam_from_world`` row-major (OpenCV axes)."""
+
+    cam_from_world: FloatVectorProperty(size=16)
+
+
+class POSE_PG_render(bpy.types.PropertyGroup):
+    output_dir: StringProperty(name="Output", subtype="DIR_PATH", default="//pose_dataset")
+    width: IntProperty(name="Width", default=640, min=16, max=8192)
+    height: IntProperty(name="Height", default=480, min=16, max=8192)
+    lens: FloatProperty(name="Focal Length", default=30.0, min=1.0, description="Millimetres on a 36 mm sensor")
+    engine: EnumProperty(name="Engine", default="CYCLES", items=[
+        ("CYCLES", "Cycles", "Path tracing (CPU by default)"),
+        ("BLENDER_EEVEE", "EEVEE", "Rasterized, slower headless"),
+        ("BLENDER_WORKBENCH", "Workbench", "Fast, flat shading, no procedural textures")])
+    samples: IntProperty(name="Samples", default=16, min=1, max=4096)
+    depth: BoolProperty(name="Depth", default=True, description="Write planar depth in metres per frame")
+    n_train: IntProperty(name="Train", default=100, min=0)
+    n_val: IntProperty(name="Val", default=20, min=0)
+    n_test: IntProperty(name="Test", default=20, min=0)
+    sun_elevation_min: FloatProperty(name="Sun Elevation Min", default=35.0, min=0, max=90)
+    sun_elevation_max: FloatProperty(name="Sun Elevation Max", default=60.0, min=0, max=90)
+    sun_strength_min: FloatProperty(name="Sun Strength Min", default=3.0, min=0)
+    sun_strength_max: FloatProperty(name="Sun Strength Max", default=4.0, min=0)
+    world_strength_min: FloatProperty(name="Sky Strength Min", default=0.4, min=0)
+    world_strength_max: FloatProperty(name="Sky Strength Max", default=0.6, min=0)
+    world_color: FloatVectorProperty(name="Sky Colour", subtype="COLOR", default=(0.8, 0.85, 1.0), min=0, max=1)
+    noise: FloatProperty(name="Sensor Noise", default=0.0, min=0, max=50, description="Std in 8-bit levels")
+    # modal progress, shown in the panel
+    progress: FloatProperty(name="Progress", default=0.0, min=0, max=1, subtype="FACTOR")
+    running: BoolProperty(default=False)
+    status: StringProperty(default="")
+
+    def to_config(self, sampling: POSE_PG_sampling) -> RenderConfig:
+        light = LightingConfig(sun_elevation_deg=(self.sun_elevation_min, self.sun_elevation_max),
+                               sun_strength=(self.sun_strength_min, self.sun_strength_max),
+                               world_strength=(self.world_strength_min, self.world_strength_max),
+                               world_color=tuple(self.world_color))
+        groups = []
+        for i, (split, n) in enumerate((("train", self.n_train), ("val", self.n_val), ("test", self.n_test))):
+            if n > 0:
+                s = sampling.to_config()
+                s.n, s.seed = n, sampling.seed + 1000 * i
+                if split != "train":
+                    s.layout = "random"  # held-out views fall between the training views
+                groups.append(RenderGroup(split, s, light, self.noise))
+        return RenderConfig(groups=groups, width=self.width, height=self.height, lens_mm=self.lens,
+                            engine=self.engine, samples=self.samples, depth=self.depth)
+
+
+class POSE_PG_keypoint(bpy.types.PropertyGroup):
+    """A list entry pointing at a keypoint empty; renaming the entry renames the empty."""
+
+    def _rename(self, context):
+        if self.empty and self.empty.name != self.name:
+            self.empty.name = self.name
+            self.name = self.empty.name  # Blender may add a suffix on clashes
+
+    name: StringProperty(name="Name", update=_rename)
+    empty: PointerProperty(type=bpy.types.Object)
+
+
+class POSE_PG_keypoints(bpy.types.PropertyGroup):
+    items: CollectionProperty(type=POSE_PG_keypoint)
+    active_index: IntProperty(default=0)
+    snap_to_vertex: BoolProperty(name="Snap to Vertex", default=False,
+                                 description="Snap placed keypoints to the nearest vertex of the hit face")
+    json_path: StringProperty(name="JSON", subtype="FILE_PATH", default="//keypoints.json")
+    suggest_count: IntProperty(name="Count", default=16, min=4, max=200)
+
+
+class POSE_PG_worker(bpy.types.PropertyGroup):
+    state: StringProperty(default="stopped")
+    message: StringProperty(default="")
+
+
+class POSE_PG_settings(bpy.types.PropertyGroup):
+    sampling: PointerProperty(type=POSE_PG_sampling)
+    render: PointerProperty(type=POSE_PG_render)
+    keypoints: PointerProperty(type=POSE_PG_keypoints)
+    worker: PointerProperty(type=POSE_PG_worker)
+    poses: CollectionProperty(type=POSE_PG_pose_item)
+    show_frustums: BoolProperty(name="Show Frustums", default=True)
+
+
+classes = (POSE_PG_sampling, POSE_PG_pose_item, POSE_PG_render, POSE_PG_keypoint, POSE_PG_keypoints,
+           POSE_PG_worker, POSE_PG_settings)
+
+
+def register_properties() -> None:
+    bpy.types.Scene.pose_tools = PointerProperty(type=POSE_PG_settings)
+
+
+def unregister_properties() -> None:
+    del bpy.types.Scene.pose_tools
