@@ -1,0 +1,244 @@
+"""HDF5 feature database of a dataset's reference split: SIFT keypoints lifted to 3D, poses and global descriptors.
+
+File layout (one group per reference frame, only keypoints with a valid 3D point are kept)::
+
+    /                       attrs: format, version, conf (JSON), conf_name, dataset, split
+    /frames/<frame_id>/
+        keypoints   [N, 2]   float32  OpenCV pixel convention
+        descriptors [N, 128] float32  (RootSIFT by default)
+        points3d    [N, 3]   float64  world frame (Blender world, Z up, metres)
+        global      [D]      float32  retrieval descriptor (see :mod:`.retrieval`)
+        attrs: cam_from_world [4, 4] (OpenCV axes), intrinsics (JSON), image, n_detected, complete
+
+The build is resumable and crash-safe: it writes ``<name>.partial``, skips frames already complete there, and
+renames it to the final name only when every frame is in. No pickle anywhere.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from pose_addon.core.cameras import Intrinsics
+from pose_addon.core.dataset import Dataset, DatasetError
+
+from . import lifting, retrieval
+from .features import sift
+
+__all__ = ["FORMAT", "confs", "resolve_conf", "database_path", "build_database", "FeatureDatabase", "RefFrame"]
+
+FORMAT = "ml_backend-feature-db"
+VERSION = 1
+
+#: Named presets (hloc style). ``output`` names the file; parameter changes add a hash to it.
+confs: dict[str, dict[str, Any]] = {
+    "sift": {
+        "output": "sift-n4000",
+        "split": "reference",
+        "features": {"max_keypoints": 4000, "root_sift": True},
+        "lifting": {},
+        "retrieval": {},
+    },
+    "sift_fast": {
+        "output": "sift-n2000",
+        "split": "reference",
+        "features": {"max_keypoints": 2000, "root_sift": True},
+        "lifting": {},
+        "retrieval": {},
+    },
+}
+
+
+def resolve_conf(conf: Optional[dict | str] = None) -> dict:
+    """A full database conf: a preset name, or a dict (its ``name`` picks the preset it overrides).
+
+    Sub-dicts ``features``, ``lifting`` and ``retrieval`` are completed with each module's ``default_conf``.
+    """
+    if conf is None or isinstance(conf, str):
+        conf = {"name": conf or "sift"}
+    name = conf.get("name", "sift")
+    if name not in confs:
+        raise ValueError(f"unknown database conf {name!r}; presets: {', '.join(confs)}")
+    base = confs[name]
+    out = {"name": name, "output": conf.get("output", base["output"]), "split": conf.get("split", base["split"])}
+    out["features"] = sift.merge_conf({**base["features"], **conf.get("features", {})})
+    out["lifting"] = {**lifting.default_conf, **base["lifting"], **conf.get("lifting", {})}
+    out["retrieval"] = {**retrieval.default_conf, **base["retrieval"], **conf.get("retrieval", {})}
+    out["retrieval"] = {k: list(v) if isinstance(v, tuple) else v for k, v in out["retrieval"].items()}
+    return out
+
+
+def _conf_json(conf: dict) -> str:
+    return json.dumps(conf, sort_keys=True)
+
+
+def database_path(out: Path | str, conf: dict) -> Path:
+    """File name encoding the conf: ``db-<output>-<hash8>.h5`` inside ``out`` (a folder), or ``out`` if it is a .h5."""
+    out = Path(out)
+    if out.suffix in (".h5", ".hdf5"):
+        return out
+    digest = hashlib.sha256(_conf_json(conf).encode()).hexdigest()[:8]
+    return out / f"db-{conf['output']}-{digest}.h5"
+
+
+def _complete_ids(f: h5py.File) -> set[str]:
+    grp = f.get("frames")
+    if grp is None:
+        return set()
+    return {k for k, g in grp.items() if g.attrs.get("complete", False)}
+
+
+def _open_partial(tmp: Path, conf_json: str, final: Path) -> h5py.File:
+    """Open (or create) the partial file; start over if it is corrupt or built with another conf."""
+    if not tmp.exists() and final.exists():
+        shutil.copyfile(final, tmp)  # add frames to a finished database (e.g. the dataset grew)
+    if tmp.exists():
+        try:
+            f = h5py.File(tmp, "a")
+            if f.attrs.get("conf") == conf_json and f.attrs.get("format") == FORMAT:
+                return f
+            f.close()
+        except OSError:
+            pass  # a crash mid-write can leave an unreadable file: rebuild
+        tmp.unlink()
+    f = h5py.File(tmp, "w")
+    f.attrs["format"] = FORMAT
+    f.attrs["version"] = VERSION
+    f.attrs["conf"] = conf_json
+    f.create_group("frames")
+    return f
+
+
+def _final_is_complete(final: Path, conf_json: str, ids: list[str]) -> bool:
+    if not final.exists():
+        return False
+    try:
+        with h5py.File(final, "r") as f:
+            return f.attrs.get("conf") == conf_json and set(ids) <= _complete_ids(f)
+    except OSError:
+        return False
+
+
+def extract_frame(ds: Dataset, frame, conf: dict) -> dict[str, np.ndarray]:
+    """Features, lifted 3D points and global descriptor of one reference frame (arrays as stored)."""
+    gray = sift.load_image_gray(ds.path(frame.image))
+    feats = sift.extract(gray, conf["features"])
+    depth = ds.read_depth(frame)
+    if depth.shape != gray.shape:
+        raise DatasetError(f"frame {frame.id}: depth {depth.shape} and image {gray.shape} differ in size")
+    pts, valid = lifting.lift_keypoints(feats.keypoints, depth, frame.intrinsics, frame.cam_from_world,
+                                        conf["lifting"])
+    return {"keypoints": feats.keypoints[valid], "descriptors": feats.descriptors[valid],
+            "points3d": pts[valid], "global": retrieval.global_descriptor(gray, conf["retrieval"]),
+            "n_detected": len(feats)}
+
+
+def build_database(dataset_dir: Path | str, out_path: Path | str, conf: Optional[dict | str] = None,
+                   progress: bool = True) -> Path:
+    """Build (or finish) the feature database of ``dataset_dir``'s reference split.
+
+    Args:
+        dataset_dir: a dataset folder (:mod:`pose_addon.core.dataset`) with planar depth for its references.
+        out_path: a folder (the file name then encodes the conf) or an explicit ``.h5`` path.
+        conf: preset name or conf dict (see :func:`resolve_conf`).
+
+    Returns:
+        Path of the complete HDF5 file. Frames already in it (or in a ``.partial`` left by an interrupted
+        build) are not recomputed.
+    """
+    conf = resolve_conf(conf)
+    ds = Dataset.load(dataset_dir)
+    refs = ds.split(conf["split"])
+    if not refs:
+        raise DatasetError(f"dataset {ds.root} has no '{conf['split']}' frames (splits: {ds.splits() or 'none'})")
+    final = database_path(out_path, conf)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    cj = _conf_json(conf)
+    ids = [f.id for f in refs]
+    if _final_is_complete(final, cj, ids):
+        return final
+    tmp = final.with_name(final.name + ".partial")
+    with _open_partial(tmp, cj, final) as f:
+        f.attrs["conf_name"] = conf["name"]
+        f.attrs["dataset"] = str(ds.root.resolve())
+        f.attrs["split"] = conf["split"]
+        done = _complete_ids(f)
+        todo = [fr for fr in refs if fr.id not in done]
+        for fr in tqdm(todo, desc="database", unit="img", disable=not progress or not todo):
+            data = extract_frame(ds, fr, conf)
+            if fr.id in f["frames"]:
+                del f["frames"][fr.id]  # an incomplete group from an interrupted write
+            g = f["frames"].create_group(fr.id)
+            for key in ("keypoints", "descriptors", "points3d", "global"):
+                g.create_dataset(key, data=data[key])
+            g.attrs["cam_from_world"] = np.asarray(fr.cam_from_world, np.float64)
+            g.attrs["intrinsics"] = json.dumps(fr.intrinsics.to_dict())
+            g.attrs["image"] = fr.image
+            g.attrs["n_detected"] = int(data["n_detected"])
+            g.attrs["complete"] = True
+            f.flush()
+    os.replace(tmp, final)
+    return final
+
+
+class RefFrame:
+    """One reference frame of a :class:`FeatureDatabase` (arrays loaded on access)."""
+
+    def __init__(self, group: h5py.Group, frame_id: str):
+        self._g = group
+        self.id = frame_id
+        self.cam_from_world = np.asarray(group.attrs["cam_from_world"], np.float64)
+        self.intrinsics = Intrinsics.from_dict(json.loads(group.attrs["intrinsics"]))
+        self.image = str(group.attrs["image"])
+
+    @property
+    def keypoints(self) -> np.ndarray:
+        return self._g["keypoints"][()]
+
+    @property
+    def descriptors(self) -> np.ndarray:
+        return self._g["descriptors"][()]
+
+    @property
+    def points3d(self) -> np.ndarray:
+        return self._g["points3d"][()]
+
+
+class FeatureDatabase:
+    """Read-only view of a database file. Use as a context manager or call :meth:`close`."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"feature database not found: {self.path}")
+        self._f = h5py.File(self.path, "r")
+        if self._f.attrs.get("format") != FORMAT:
+            self._f.close()
+            raise DatasetError(f"{self.path} is not a {FORMAT} file")
+        self.conf = json.loads(self._f.attrs["conf"])
+        self.ids = sorted(_complete_ids(self._f))
+        self.frames = [RefFrame(self._f["frames"][i], i) for i in self.ids]
+        self.global_descriptors = (np.stack([self._f["frames"][i]["global"][()] for i in self.ids])
+                                   if self.ids else np.zeros((0, 0), np.float32))
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __iter__(self) -> Iterator[RefFrame]:
+        return iter(self.frames)
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> "FeatureDatabase":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

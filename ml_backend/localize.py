@@ -1,0 +1,119 @@
+"""Localize a query image against a feature database: retrieve top-k references, match SIFT, pool 2D-3D, PnP."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from pose_addon.core.cameras import Intrinsics
+
+from . import matching, retrieval
+from .database import FeatureDatabase
+from .features import sift
+from .pnp import solve_pnp
+
+__all__ = ["default_conf", "LocalizationResult", "Localizer", "localize"]
+
+default_conf: dict[str, Any] = {
+    "k": 3,  # retrieved references whose matches are pooled
+    "matching": {},  # overrides of matching.default_conf
+    "pnp_backend": "poselib",
+    "threshold_px": 2.5,  # RANSAC threshold at 640 px image width; scaled with max(width, height) / 640
+    "max_iterations": 10000,
+    "min_inliers": 12,  # fewer inliers than this = not localized
+}
+
+
+@dataclass
+class LocalizationResult:
+    """Outcome of localizing one query.
+
+    ``cam_from_world`` is ``[4, 4]`` (OpenCV axes, world = Blender world) or None when not localized;
+    ``timings`` holds seconds per stage (features, retrieval, matching, pnp, total).
+    """
+
+    success: bool
+    cam_from_world: Optional[np.ndarray]
+    n_inliers: int
+    n_matches: int
+    reproj_error_px: float
+    retrieved: list
+    timings: dict = field(default_factory=dict)
+    message: str = ""
+
+
+class Localizer:
+    """Holds a database open (and its reference descriptors cached) to localize many queries."""
+
+    def __init__(self, db_path: Path | str, conf: Optional[dict] = None):
+        self.conf = {**default_conf, **(conf or {})}
+        self.db = FeatureDatabase(db_path)
+        if len(self.db) == 0:
+            raise ValueError(f"feature database {db_path} holds no reference frames")
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Localizer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _ref(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        fr = self.db.frames[i]
+        if fr.id not in self._cache:
+            self._cache[fr.id] = (fr.descriptors, fr.points3d)
+        return self._cache[fr.id]
+
+    def localize(self, image: Path | str | np.ndarray, intrinsics: Intrinsics) -> LocalizationResult:
+        """Pose of a query image.
+
+        Args:
+            image: path of an image file, or a grey/RGB uint8 array ``[H, W(, 3)]``.
+            intrinsics: the query's intrinsics (OpenCV pixel convention, undistorted).
+
+        Raises:
+            features.sift.ImageReadError: the image file is missing or unreadable.
+        """
+        c = self.conf
+        t0 = time.perf_counter()
+        gray = sift.load_image_gray(image) if isinstance(image, (str, Path)) else sift._to_gray(image)
+        if gray.shape != (intrinsics.height, intrinsics.width):
+            raise ValueError(f"image is {gray.shape[1]}x{gray.shape[0]} but the intrinsics are for "
+                             f"{intrinsics.width}x{intrinsics.height}")
+        feats = sift.extract(gray, self.db.conf["features"])
+        t1 = time.perf_counter()
+        g = retrieval.global_descriptor(gray, self.db.conf["retrieval"])
+        idx, _ = retrieval.top_k(g, self.db.global_descriptors, int(c["k"]))
+        t2 = time.perf_counter()
+        p2, p3 = [], []
+        for i in idx:
+            desc, pts = self._ref(int(i))
+            m = matching.match_descriptors(feats.descriptors, desc, c["matching"])
+            p2.append(feats.keypoints[m[:, 0]])
+            p3.append(pts[m[:, 1]])
+        p2 = np.concatenate(p2) if p2 else np.zeros((0, 2))
+        p3 = np.concatenate(p3) if p3 else np.zeros((0, 3))
+        t3 = time.perf_counter()
+        thr = float(c["threshold_px"]) * max(intrinsics.width, intrinsics.height) / 640.0
+        res = solve_pnp(p2, p3, intrinsics, thr, c["pnp_backend"], int(c["max_iterations"]))
+        t4 = time.perf_counter()
+        timings = {"features": t1 - t0, "retrieval": t2 - t1, "matching": t3 - t2, "pnp": t4 - t3, "total": t4 - t0}
+        retrieved = [self.db.ids[int(i)] for i in idx]
+        ok = res.success and res.n_inliers >= int(c["min_inliers"])
+        msg = res.message if res.success and ok else (
+            res.message if not res.success else f"only {res.n_inliers} inliers (< {c['min_inliers']})")
+        return LocalizationResult(ok, res.cam_from_world if ok else None, res.n_inliers, len(p2),
+                                  res.reproj_error_px, retrieved, timings, msg)
+
+
+def localize(image: Path | str | np.ndarray, intrinsics: Intrinsics, db_path: Path | str,
+             conf: Optional[dict] = None) -> LocalizationResult:
+    """One-shot :meth:`Localizer.localize` (opens and closes the database)."""
+    with Localizer(db_path, conf) as loc:
+        return loc.localize(image, intrinsics)

@@ -1,0 +1,20 @@
+"""Shared fixtures: one synthetic dataset (no Blender) and its feature database per test session."""
+from __future__ import annotations
+
+import pytest
+
+from ml_backend.database import build_database
+
+from .synthetic import build_dataset
+
+
+@pytest.fixture(scope="session")
+def synth_dataset(tmp_path_factory):
+    """A rendered-like dataset: 16 references, 4 queries, 320x240, exact planar depth."""
+    return build_dataset(tmp_path_factory.mktemp("synth") / "dataset", n_ref=16, n_query=4)
+
+
+@pytest.fixture(scope="session")
+def synth_db(synth_dataset, tmp_path_factory):
+    """Path of the complete feature database of ``synth_dataset``."""
+    return build_database(synth_dataset.root, tmp_path_factory.mktemp("db"), "sift", progress=False)

@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+
+from ml_backend.features.sift import ImageReadError
+from ml_backend.localize import Localizer, localize
+from ml_backend.evaluation import pose_error
+
+
+def test_localizes_queries_to_cm(synth_dataset, synth_db):
+    with Localizer(synth_db) as loc:
+        for q in synth_dataset.split("query"):
+            r = loc.localize(synth_dataset.path(q.image), q.intrinsics)
+            assert r.success, r.message
+            dt, dr = pose_error(r.cam_from_world, q.cam_from_world)
+            assert dt < 0.02 and dr < 0.1, (q.id, dt, dr)
+            assert r.n_inliers >= 100 and r.reproj_error_px < 1.0
+            assert len(r.retrieved) == 3 and set(r.timings) >= {"features", "matching", "pnp", "total"}
+
+
+@pytest.mark.parametrize("backend", ["pycolmap", "opencv"])
+def test_other_pnp_backends(synth_dataset, synth_db, backend):
+    q = synth_dataset.split("query")[0]
+    r = localize(synth_dataset.path(q.image), q.intrinsics, synth_db, {"pnp_backend": backend})
+    assert r.success and pose_error(r.cam_from_world, q.cam_from_world)[0] < 0.02
+
+
+def test_array_input_and_featureless_image(synth_dataset, synth_db):
+    q = synth_dataset.split("query")[0]
+    with Localizer(synth_db) as loc:
+        r = loc.localize(np.full((q.intrinsics.height, q.intrinsics.width), 128, np.uint8), q.intrinsics)
+        assert not r.success and r.cam_from_world is None and r.message
+        with pytest.raises(ValueError, match="intrinsics are for"):
+            loc.localize(np.zeros((10, 10), np.uint8), q.intrinsics)
+
+
+def test_bad_images(synth_dataset, synth_db, tmp_path):
+    q = synth_dataset.split("query")[0]
+    with pytest.raises(ImageReadError, match="not found"):
+        localize(tmp_path / "missing.jpg", q.intrinsics, synth_db)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(ImageReadError, match="cannot decode"):
+        localize(bad, q.intrinsics, synth_db)
+    with pytest.raises(FileNotFoundError, match="feature database not found"):
+        localize(synth_dataset.path(q.image), q.intrinsics, tmp_path / "no.h5")
