@@ -113,6 +113,15 @@ def _wall(mb: _MeshBuilder, p0, u, n, length: float, height: float, openings, ma
             mb.poly(pts, [(a + u_offset, b + z0) for a, b in quad], mat, n)
 
 
+def _ring(mb: _MeshBuilder, rect, out: float, zlo: float, zhi: float, mat: int) -> None:
+    """A band ``out`` metres thick around the footprint ``rect = (x0, y0, x1, y1)`` (four boxes, no hidden top)."""
+    x0, y0, x1, y1 = rect
+    mb.box((x0 - out, y0 - out, zlo), (x1 + out, y0, zhi), mat)
+    mb.box((x0 - out, y1, zlo), (x1 + out, y1 + out, zhi), mat)
+    mb.box((x0 - out, y0, zlo), (x0, y1, zhi), mat)
+    mb.box((x1, y0, zlo), (x1 + out, y1, zhi), mat)
+
+
 def _opening(mb: _MeshBuilder, p0, u, n, o, depth: float, wall_mat: int, frame_mat: int, fill_mat: int,
              z0: float, u_offset: float, door: bool) -> None:
     """Reveals, frame, sill and glass/door panel of one opening ``o = (a0, a1, b0, b1)`` in a wall."""
@@ -229,11 +238,21 @@ class _Nodes:
         b.squash = 1.0
         return b.outputs["Color"]
 
-    def grime(self, vec, big=(0.45, 1.05), small=(0.7, 1.0), big_scale=0.6, small_scale=2.5):
-        """Brightness modulation at ~1.5 m and ~0.4 m (multiplied into a base colour)."""
+    def cells(self, vec, scale, lo, hi):
+        """Sharp-edged cells (~1/scale m) of random brightness in [lo, hi]: blobs and corners for detectors."""
+        vor = self.node("ShaderNodeTexVoronoi", Vector=vec, Scale=scale)
+        bw = self.node("ShaderNodeRGBToBW", Color=vor.outputs["Color"])
+        return self.ramp(bw.outputs["Val"], [(0.3, (lo,) * 3), (0.7, (hi,) * 3)])
+
+    def grime(self, vec, big=(0.45, 1.05), small=(0.7, 1.0), big_scale=0.6, small_scale=2.5, cells=(0.45, 1.25),
+              cell_scale=1.6):
+        """Brightness modulation at ~1.5 m and ~0.4 m plus random-brightness cells (multiplied into a colour)."""
         g1 = self.ramp(self.noise(vec, big_scale, 5.0, 0.6), [(0.3, (big[0],) * 3), (0.7, (big[1],) * 3)])
         g2 = self.ramp(self.noise(vec, small_scale, 3.0, 0.5), [(0.35, (small[0],) * 3), (0.65, (small[1],) * 3)])
-        return self.mix(g1, g2)
+        g = self.mix(g1, g2)
+        if cells is not None:
+            g = self.mix(g, self.cells(vec, cell_scale, *cells))
+        return g
 
     def finish(self, color, roughness=0.8, metallic=0.0):
         self.set(self.bsdf.inputs["Base Color"], color)
@@ -343,7 +362,7 @@ def ground_material(seed: int = 0):
     vor = g.node("ShaderNodeTexVoronoi", Vector=v, Scale=3.0)
     pebbles = g.ramp(vor.outputs["Distance"], [(0.0, (0.5,) * 3), (0.5, (1.1,) * 3)])
     g.finish(g.mix(g.mix(patches, pebbles), g.grime(v, big=(0.4, 1.2), small=(0.6, 1.0), big_scale=0.4,
-                                                    small_scale=1.5)), 0.95)
+                                                    small_scale=1.5, cells=(0.4, 1.3), cell_scale=0.8)), 0.95)
     return m
 
 
@@ -451,11 +470,11 @@ def build_procedural_building(seed: int = 0) -> dict:
         u_off += L
 
     # plinth, storey bands, cornice
-    mb.box((x0 - 0.07, y0 - 0.07, 0.0), (x1 + 0.07, y1 + 0.07, plinth), idx["stone"])
+    _ring(mb, (x0, y0, x1, y1), 0.07, 0.0, plinth, idx["stone"])
     for k in range(1, storeys):
         zb = plinth + k * h
-        mb.box((x0 - 0.06, y0 - 0.06, zb - 0.08), (x1 + 0.06, y1 + 0.06, zb + 0.08), idx["trim"])
-    mb.box((x0 - 0.18, y0 - 0.18, top - 0.3), (x1 + 0.18, y1 + 0.18, top), idx["trim"])
+        _ring(mb, (x0, y0, x1, y1), 0.06, zb - 0.08, zb + 0.08, idx["trim"])
+    _ring(mb, (x0, y0, x1, y1), 0.18, top - 0.3, top, idx["trim"])
 
     # roof (ridge along X)
     o = overhang
@@ -487,9 +506,11 @@ def build_procedural_building(seed: int = 0) -> dict:
             mb.poly(pts, [(y0 - o, 0.0), (y1 + o, 0.0), (yc, slope_len)], roof_m,
                     (sgn * math.sin(pitch), 0.0, math.cos(pitch)))
     # soffit and fascia
-    mb.poly([(x0 - o, y0 - o, z_eave - 0.02), (x1 + o, y0 - o, z_eave - 0.02), (x1 + o, y1 + o, z_eave - 0.02),
-             (x0 - o, y1 + o, z_eave - 0.02)], [(x0 - o, y0 - o), (x1 + o, y0 - o), (x1 + o, y1 + o),
-                                                 (x0 - o, y1 + o)], idx["trim"], (0, 0, -1))
+    zs = z_eave - 0.02
+    for ax0, ay0, ax1, ay1 in ((x0 - o, y0 - o, x1 + o, y0), (x0 - o, y1, x1 + o, y1 + o), (x0 - o, y0, x0, y1),
+                               (x1, y0, x1 + o, y1)):
+        mb.poly([(ax0, ay0, zs), (ax1, ay0, zs), (ax1, ay1, zs), (ax0, ay1, zs)],
+                [(ax0, ay0), (ax1, ay0), (ax1, ay1), (ax0, ay1)], idx["trim"], (0, 0, -1))
     for sgn in (-1, 1):
         ye = sgn * (D / 2 + o)
         mb.box((x0 - o, min(ye, ye + 0.05 * sgn), z_eave - 0.2), (x1 + o, max(ye, ye + 0.05 * sgn), z_eave),

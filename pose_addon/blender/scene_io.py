@@ -209,6 +209,7 @@ def _baked_copy(sources: list, name: str, coll, resolution: int, tmp_dir: str):
     obj = bpy.context.view_layer.objects.active
     obj.name = name
     me = obj.data
+    me.name = name
     uv = me.uv_layers.get(BAKE_UV) or me.uv_layers.new(name=BAKE_UV)
     me.uv_layers.active = uv
     bpy.ops.object.mode_set(mode="EDIT")
