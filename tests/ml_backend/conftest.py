@@ -18,3 +18,18 @@ def synth_dataset(tmp_path_factory):
 def synth_db(synth_dataset, tmp_path_factory):
     """Path of the complete feature database of ``synth_dataset``."""
     return build_database(synth_dataset.root, tmp_path_factory.mktemp("db"), "sift", progress=False)
+
+
+@pytest.fixture
+def fake_blender(tmp_path, monkeypatch):
+    """``POSE_BLENDER`` pointing at :mod:`.fake_blender`; returns the path of its call log."""
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "blender"
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{Path(__file__).parent / "fake_blender.py"}" "$@"\n')
+    script.chmod(0o755)
+    log = tmp_path / "blender_calls.jsonl"
+    monkeypatch.setenv("POSE_BLENDER", str(script))
+    monkeypatch.setenv("FAKE_BLENDER_LOG", str(log))
+    return log

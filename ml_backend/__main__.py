@@ -1,0 +1,110 @@
+"""Command line of the worker.
+
+    python -m ml_backend bench --scene SCENE --methods retrieval_nn,sift --out DIR [--n-references 100
+        --n-queries 60 --width 640 --height 480 --scale F --cache DIR --engine CYCLES --samples 16]
+    python -m ml_backend demo [same options; defaults: procedural building, out runs/demo]
+    python -m ml_backend build-db --dataset DIR --out DIR [--conf sift]
+    python -m ml_backend run-method --method NAME --dataset DIR --workdir DIR --out FILE [--conf JSON]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+__all__ = ["main", "build_parser"]
+
+
+def _bench_args(p: argparse.ArgumentParser, out_default: Optional[str]) -> None:
+    p.add_argument("--scene", default="procedural", help="procedural, procedural:SEED or a .glb/.gltf/.obj/.ply")
+    p.add_argument("--methods", default="retrieval_nn,sift", help="comma-separated method names")
+    p.add_argument("--out", required=out_default is None, default=out_default, help="output folder")
+    p.add_argument("--n-references", type=int, default=100)
+    p.add_argument("--n-queries", type=int, default=60)
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--scale", type=float, default=None, help="explicit scale factor of a mesh file")
+    p.add_argument("--cache", default=None, help="cache folder (default: <checkout>/.cache/ml_backend)")
+    p.add_argument("--engine", default="CYCLES", choices=["CYCLES", "BLENDER_EEVEE", "BLENDER_WORKBENCH"])
+    p.add_argument("--samples", type=int, default=16)
+    p.add_argument("--dataset", default=None, help="use an existing dataset folder instead of rendering")
+    p.add_argument("--no-viz", action="store_true", help="skip the PNG figures")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ml_backend", description="Building pose ML worker")
+    sub = p.add_subparsers(dest="command", required=True)
+    _bench_args(sub.add_parser("bench", help="render, localize and report metrics"), None)
+    _bench_args(sub.add_parser("demo", help="bench on the procedural building into runs/demo"), "runs/demo")
+    b = sub.add_parser("build-db", help="build the feature database of a dataset's reference split")
+    b.add_argument("--dataset", required=True)
+    b.add_argument("--out", required=True, help="folder (file name encodes the conf) or a .h5 path")
+    b.add_argument("--conf", default="sift")
+    r = sub.add_parser("run-method", help="run one method on a dataset (used by bench, one process each)")
+    r.add_argument("--method", required=True)
+    r.add_argument("--dataset", required=True)
+    r.add_argument("--workdir", required=True)
+    r.add_argument("--out", required=True, help="JSON file for {'rows': [...]} or {'skipped': reason}")
+    r.add_argument("--conf", default="{}", help="method conf as JSON")
+    return p
+
+
+def _bench(args) -> int:
+    from .bench import BenchOptions, format_table, run_bench
+
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    opts = BenchOptions(scene=args.scene, methods=methods, out=Path(args.out), n_references=args.n_references,
+                        n_queries=args.n_queries, width=args.width, height=args.height, scale=args.scale,
+                        cache=Path(args.cache) if args.cache else None, engine=args.engine, samples=args.samples,
+                        progress=not args.quiet, viz=not args.no_viz)
+    results = run_bench(opts, Path(args.dataset) if args.dataset else None)
+    print(format_table(results))
+    print(f"results: {Path(args.out) / 'results.json'}")
+    return 0
+
+
+def _run_method(args) -> int:
+    from pose_addon.core.dataset import Dataset, atomic_write_json
+
+    from .bench import EXIT_UNAVAILABLE
+    from .methods import MethodUnavailable, get_method
+
+    try:
+        module = get_method(args.method)
+        rows = module.run(Dataset.load(args.dataset), Path(args.workdir), json.loads(args.conf))
+    except MethodUnavailable as e:
+        atomic_write_json(args.out, {"skipped": str(e)})
+        sys.stderr.write(f"{args.method} skipped: {e}\n")
+        return EXIT_UNAVAILABLE
+    atomic_write_json(args.out, {"rows": rows})
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    from pose_addon.core.dataset import DatasetError
+
+    from .blender_runner import BlenderError
+    from .features.sift import ImageReadError
+    from .scenes import SceneSpecError
+
+    try:
+        if args.command in ("bench", "demo"):
+            return _bench(args)
+        if args.command == "build-db":
+            from .database import build_database
+
+            print(build_database(args.dataset, args.out, args.conf))
+            return 0
+        return _run_method(args)
+    except (SceneSpecError, BlenderError, DatasetError, ImageReadError, FileNotFoundError, ValueError,
+            KeyError) as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Benchmark: render a scene's reference and query views through Blender, localize the queries, report metrics.
+
+Everything is cached under ``--cache`` by content: the dataset folder by ``RenderConfig.digest(scene key)``
+(the scene key holds the mesh file's hash and the scale), the feature database by its conf. Each method runs in
+its own process (``python -m ml_backend run-method``) so process-wide state (thread pools, imports) never leaks
+between methods; a method that cannot run is reported as ``{"skipped": reason}``.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from pose_addon.core.dataset import Dataset, DatasetError, atomic_write_json
+from pose_addon.core.render_config import LightingConfig, RenderConfig, RenderGroup
+from pose_addon.core.sampling import SamplerConfig
+
+from . import blender_runner
+from .database import build_database
+from .evaluation import evaluate_results
+from .methods import REGISTRY
+from .scenes import DEFAULT_LONGEST_M, SceneSpec, parse_scene
+
+__all__ = ["BenchOptions", "make_render_config", "ensure_dataset", "run_method_subprocess", "run_bench",
+           "format_table", "EXIT_UNAVAILABLE"]
+
+EXIT_UNAVAILABLE = 3  # run-method's exit code for "this method cannot run here"
+
+
+@dataclass
+class BenchOptions:
+    scene: str = "procedural"
+    methods: tuple = ("retrieval_nn", "sift")
+    out: Path = Path("runs/bench")
+    n_references: int = 100
+    n_queries: int = 60
+    width: int = 640
+    height: int = 480
+    scale: Optional[float] = None
+    cache: Optional[Path] = None
+    engine: str = "CYCLES"
+    samples: int = 16
+    db_conf: str = "sift"
+    progress: bool = True
+    viz: bool = True
+
+
+def make_render_config(spec: SceneSpec, n_references: int, n_queries: int, width: int, height: int,
+                       engine: str = "CYCLES", samples: int = 16) -> RenderConfig:
+    """References on a fibonacci shell, queries at random between them with other lighting and sensor noise.
+
+    Distances 25-40 m and elevations 5-35 deg for a building of 15 m, distances scaled with its longest side.
+    """
+    f = spec.longest_side_m() / DEFAULT_LONGEST_M
+    ref = RenderGroup("reference", SamplerConfig(n=n_references, layout="fibonacci", distance=(25.0 * f, 40.0 * f),
+                                                 elevation_deg=(5.0, 35.0), seed=0),
+                      LightingConfig(), noise_std=0.0)
+    qry = RenderGroup("query", SamplerConfig(n=n_queries, layout="random", distance=(26.0 * f, 39.0 * f),
+                                             elevation_deg=(7.0, 33.0), seed=1),
+                      LightingConfig(sun_elevation_deg=(25.0, 70.0), sun_azimuth_deg=(0.0, 360.0),
+                                     sun_strength=(2.5, 4.5), world_strength=(0.3, 0.7),
+                                     world_color=(0.85, 0.85, 0.95)),
+                      noise_std=3.0)
+    cfg = RenderConfig(groups=[ref, qry], width=width, height=height, engine=engine, samples=samples)
+    cfg.validate()
+    return cfg
+
+
+def _dataset_ready(path: Path, cfg: RenderConfig) -> bool:
+    try:
+        ds = Dataset.load(path)
+    except DatasetError:
+        return False
+    if not ds.complete:
+        return False
+    for g in cfg.groups:
+        frames = ds.split(g.split)
+        if len(frames) < g.sampler.n or not all(ds.has_frame_files(f.id) for f in frames):
+            return False
+    return True
+
+
+def ensure_dataset(spec: SceneSpec, cfg: RenderConfig, cache: Path, progress: bool = True) -> Path:
+    """The cached dataset folder of ``spec`` + ``cfg``, rendering (or finishing) it through Blender if needed."""
+    digest = cfg.digest(spec.key())
+    ds_dir = cache / "datasets" / f"{spec.name}-{digest}"
+    if _dataset_ready(ds_dir, cfg):
+        return ds_dir
+    cfg_path = cache / "datasets" / f"{spec.name}-{digest}.render.json"
+    atomic_write_json(cfg_path, cfg.to_dict())
+    blender_runner.render_dataset(spec.spec, cfg_path, ds_dir, cache, scale=spec.scale, progress=progress)
+    if not _dataset_ready(ds_dir, cfg):
+        raise DatasetError(f"Blender finished but {ds_dir} is not a complete dataset")
+    return ds_dir
+
+
+def run_method_subprocess(name: str, dataset_dir: Path, workdir: Path, conf: dict, out_json: Path,
+                          timeout_s: Optional[float] = None) -> dict:
+    """Run one method in a fresh worker process; returns ``{"rows": [...]}`` or ``{"skipped": reason}``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "ml_backend", "run-method", "--method", name, "--dataset", str(dataset_dir),
+           "--workdir", str(workdir), "--conf", json.dumps(conf), "--out", str(out_json)]
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"skipped": f"timed out after {timeout_s} s"}
+    if proc.stderr and conf.get("progress", True):
+        sys.stderr.write(proc.stderr[-2000:] if proc.returncode else "")
+    if proc.returncode == 0 and out_json.is_file():
+        return json.loads(out_json.read_text())
+    if proc.returncode == EXIT_UNAVAILABLE and out_json.is_file():
+        return json.loads(out_json.read_text())
+    last = " | ".join([x for x in proc.stderr.strip().splitlines() if x.strip()][-3:])
+    return {"skipped": f"failed with exit code {proc.returncode}: {last}"}
+
+
+def format_table(results: dict) -> str:
+    """Plain-text table of results.json's methods."""
+    keys = ["0.05m,1deg", "0.25m,2deg", "0.5m,5deg", "5m,10deg"]
+    head = f"{'method':<14}" + "".join(f"{k:>12}" for k in keys) + f"{'med t (m)':>11}{'med R (deg)':>12}" \
+        f"{'localized':>10}{'ms/query':>10}"
+    lines = [f"scene {results['scene']}: {results['n_references']} references, {results['n_queries']} queries",
+             head, "-" * len(head)]
+
+    def fmt(v, spec):
+        return "-" if v is None else format(v, spec)
+
+    for name, m in results["methods"].items():
+        if "skipped" in m:
+            lines.append(f"{name:<14}skipped: {m['skipped']}")
+            continue
+        lines.append(f"{name:<14}" + "".join(f"{fmt(m['recall'][k], '.3f'):>12}" for k in keys)
+                     + f"{fmt(m['median_t_m'], '.4f'):>11}{fmt(m['median_R_deg'], '.4f'):>12}"
+                     + f"{fmt(m['localized'], '.3f'):>10}{fmt(m['ms_per_query'], '.1f'):>10}")
+    return "\n".join(lines)
+
+
+def run_bench(opts: BenchOptions, dataset_dir: Optional[Path] = None) -> dict:
+    """Run the benchmark and write ``opts.out/results.json``; returns the results dict.
+
+    Args:
+        opts: see :class:`BenchOptions`.
+        dataset_dir: use this dataset instead of rendering one (tests, or a dataset rendered elsewhere).
+    """
+    unknown = [m for m in opts.methods if m not in REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; available: {', '.join(REGISTRY)}")
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Path(opts.cache) if opts.cache else blender_runner.REPO_ROOT / ".cache" / "ml_backend"
+    rendered = dataset_dir is None
+    if rendered:
+        spec = parse_scene(opts.scene, opts.scale)  # fails on a missing mesh before Blender starts
+        cfg = make_render_config(spec, opts.n_references, opts.n_queries, opts.width, opts.height, opts.engine,
+                                 opts.samples)
+        dataset_dir = ensure_dataset(spec, cfg, cache, opts.progress)
+    ds = Dataset.load(dataset_dir)
+    db_path = build_database(ds.root, cache / "features" / ds.root.name, opts.db_conf, progress=opts.progress)
+    scene_label = opts.scene if rendered else str(ds.scene.get("source") or ds.scene.get("name") or ds.root.name)
+    results = {"scene": scene_label, "n_references": len(ds.split("reference")),
+               "n_queries": len(ds.split("query")), "methods": {}}
+    per_query = {}
+    for name in opts.methods:
+        conf = {"database": str(db_path), "progress": opts.progress}
+        res = run_method_subprocess(name, ds.root, out / "work" / name, conf, out / f"{name}_queries.json")
+        if "skipped" in res:
+            results["methods"][name] = {"skipped": res["skipped"]}
+            continue
+        metrics, rows = evaluate_results(res["rows"], ds)
+        metrics.pop("n_queries", None)
+        results["methods"][name] = metrics
+        per_query[name] = (res["rows"], rows)
+    atomic_write_json(out / "results.json", results)
+    if opts.viz and per_query:
+        _write_figures(ds, out, per_query)
+    return results
+
+
+def _write_figures(ds: Dataset, out: Path, per_query: dict) -> None:
+    from . import viz
+
+    viz.plot_recall_curves({n: ([r["t_err_m"] for r in rows], [r["R_err_deg"] for r in rows])
+                            for n, (_, rows) in per_query.items()}, out / "recall.png")
+    for name, (results, rows) in per_query.items():
+        if name == "retrieval_nn":
+            continue
+        done = [(r["t_err_m"], r["id"]) for r in rows if r["t_err_m"] != float("inf")]
+        if not done:
+            continue
+        done.sort()
+        qid = done[len(done) // 2][1]  # the median query
+        est = next(r["cam_from_world"] for r in results if r["id"] == qid)
+        try:
+            viz.draw_model_edges(ds, ds.frame(qid), est, out / f"{name}_{qid}_edges.png")
+        except (FileNotFoundError, ValueError) as e:
+            sys.stderr.write(f"no edge overlay for {name}: {e}\n")
+

@@ -1,0 +1,34 @@
+"""Localization methods by name. Each module exposes ``run(dataset, workdir, conf) -> list[dict]``.
+
+A per-query result is ``{"id", "cam_from_world": 4x4 nested list (OpenCV axes) or None, "time_s", ...}``.
+A method that cannot run here (missing weights, package, ...) raises :class:`MethodUnavailable`.
+"""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+__all__ = ["REGISTRY", "MethodUnavailable", "get_method", "available"]
+
+REGISTRY: dict[str, str] = {
+    "retrieval_nn": "ml_backend.methods.retrieval_nn",  # pose of the top-1 retrieved reference (baseline)
+    "sift": "ml_backend.methods.sift",  # retrieval + SIFT matching + PnP on depth-lifted points
+}
+
+
+class MethodUnavailable(RuntimeError):
+    """The method cannot run in this environment; the message says why (reported as skipped)."""
+
+
+def available() -> list[str]:
+    return list(REGISTRY)
+
+
+def get_method(name: str) -> ModuleType:
+    """The module implementing ``name``; raises KeyError for unknown names, MethodUnavailable on import failure."""
+    if name not in REGISTRY:
+        raise KeyError(f"unknown method {name!r}; available: {', '.join(REGISTRY)}")
+    try:
+        return importlib.import_module(REGISTRY[name])
+    except ImportError as e:
+        raise MethodUnavailable(f"cannot import {REGISTRY[name]}: {e}") from e

@@ -1,0 +1,93 @@
+"""SCENE specs as the Blender side's headless entry takes them, checked before any Blender process starts.
+
+Specs: ``procedural`` (seed 0), ``procedural:SEED``, or a mesh path (``.glb``, ``.gltf``, ``.obj``, ``.ply``).
+Mesh files are scaled by Blender to ``scale_longest`` metres on their longest side unless an explicit ``scale``
+is given. Cache keys include a hash of the mesh file's bytes, so an edited file never reuses old renders.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+__all__ = ["SceneSpecError", "SceneSpec", "parse_scene", "MESH_EXTENSIONS", "DEFAULT_LONGEST_M"]
+
+MESH_EXTENSIONS = (".glb", ".gltf", ".obj", ".ply")
+DEFAULT_LONGEST_M = 15.0  # Blender side's --scale-longest default; also the procedural building's size class
+
+
+class SceneSpecError(ValueError):
+    """A SCENE spec that cannot be rendered (message says why and what is accepted)."""
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """A parsed SCENE spec. ``path`` is absolute for meshes, None for the procedural building."""
+
+    kind: str  # "procedural" or "mesh"
+    seed: int = 0
+    path: Optional[Path] = None
+    scale: Optional[float] = None
+
+    @property
+    def spec(self) -> str:
+        """The string handed to Blender's ``--scene``."""
+        return f"procedural:{self.seed}" if self.kind == "procedural" else str(self.path)
+
+    @property
+    def name(self) -> str:
+        return f"procedural-{self.seed}" if self.kind == "procedural" else self.path.stem
+
+    def key(self) -> str:
+        """Cache key: the spec, the mesh file's content hash and the scale."""
+        if self.kind == "procedural":
+            return f"procedural:{self.seed}"
+        h = hashlib.sha256()
+        with open(self.path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        return f"mesh:{self.path.name}:{h.hexdigest()[:16]}|scale={self.scale}"
+
+    def longest_side_m(self) -> float:
+        """Approximate longest bounding-box side in metres after Blender's scaling (for camera distances).
+
+        With an explicit ``scale``, the mesh is read with trimesh (axis order does not change the longest side).
+        """
+        if self.kind == "procedural" or self.scale is None:
+            return DEFAULT_LONGEST_M
+        import trimesh
+
+        try:
+            mesh = trimesh.load(self.path, force="scene")
+            extent = float((mesh.bounds[1] - mesh.bounds[0]).max())
+        except Exception as e:  # trimesh raises a zoo of types on bad files
+            raise SceneSpecError(f"cannot read mesh {self.path} to size the cameras: {e}") from e
+        return extent * float(self.scale)
+
+
+def parse_scene(spec: str, scale: Optional[float] = None) -> SceneSpec:
+    """Parse and check a SCENE spec; a mesh file must exist and have a supported extension.
+
+    Raises:
+        SceneSpecError: unknown form, bad seed, missing or unsupported mesh file, non-positive scale.
+    """
+    s = (spec or "").strip()
+    if scale is not None and not scale > 0:
+        raise SceneSpecError(f"--scale must be positive, got {scale}")
+    if s == "procedural":
+        return SceneSpec("procedural", 0)
+    if s.startswith("procedural:"):
+        try:
+            return SceneSpec("procedural", int(s.split(":", 1)[1]))
+        except ValueError:
+            raise SceneSpecError(f"bad scene spec {spec!r}: expected procedural:SEED with an integer seed") from None
+    if not s:
+        raise SceneSpecError("empty scene spec: use 'procedural', 'procedural:SEED' or a mesh path")
+    path = Path(s).expanduser()
+    if path.suffix.lower() not in MESH_EXTENSIONS:
+        raise SceneSpecError(f"unsupported scene {spec!r}: use 'procedural', 'procedural:SEED' or a mesh file "
+                             f"({', '.join(MESH_EXTENSIONS)})")
+    if not path.is_file():
+        raise SceneSpecError(f"scene mesh not found: {path}")
+    return SceneSpec("mesh", 0, path.resolve(), scale)
