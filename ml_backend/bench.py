@@ -8,6 +8,7 @@ between methods; a method that cannot run is reported as ``{"skipped": reason}``
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -103,8 +104,12 @@ def run_method_subprocess(name: str, dataset_dir: Path, workdir: Path, conf: dic
     workdir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "ml_backend", "run-method", "--method", name, "--dataset", str(dataset_dir),
            "--workdir", str(workdir), "--conf", json.dumps(conf), "--out", str(out_json)]
+    env = dict(os.environ)  # the worker package must import even when not installed
+    env["PYTHONPATH"] = os.pathsep.join([str(blender_runner.REPO_ROOT)] + ([env["PYTHONPATH"]]
+                                                                           if env.get("PYTHONPATH") else []))
     try:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout_s)
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout_s,
+                              env=env)
     except subprocess.TimeoutExpired:
         return {"skipped": f"timed out after {timeout_s} s"}
     if proc.stderr and conf.get("progress", True):

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import cv2
 import numpy as np
 
 from pose_addon.core.cameras import Intrinsics
@@ -24,6 +25,7 @@ default_conf: dict[str, Any] = {
     "threshold_px": 2.5,  # RANSAC threshold at 640 px image width; scaled with max(width, height) / 640
     "max_iterations": 10000,
     "min_inliers": 12,  # fewer inliers than this = not localized
+    "resize_max": 1600,  # larger query images are downscaled to this longest side (intrinsics scaled alike)
 }
 
 
@@ -86,7 +88,9 @@ class Localizer:
         if gray.shape != (intrinsics.height, intrinsics.width):
             raise ValueError(f"image is {gray.shape[1]}x{gray.shape[0]} but the intrinsics are for "
                              f"{intrinsics.width}x{intrinsics.height}")
+        gray, intrinsics = _downscale(gray, intrinsics, c["resize_max"])
         feats = sift.extract(gray, self.db.conf["features"])
+        keypoints, intrinsics = _undistort(feats.keypoints, intrinsics)
         t1 = time.perf_counter()
         g = retrieval.global_descriptor(gray, self.db.conf["retrieval"])
         idx, _ = retrieval.top_k(g, self.db.global_descriptors, int(c["k"]))
@@ -95,7 +99,7 @@ class Localizer:
         for i in idx:
             desc, pts = self._ref(int(i))
             m = matching.match_descriptors(feats.descriptors, desc, c["matching"])
-            p2.append(feats.keypoints[m[:, 0]])
+            p2.append(keypoints[m[:, 0]])
             p3.append(pts[m[:, 1]])
         p2 = np.concatenate(p2) if p2 else np.zeros((0, 2))
         p3 = np.concatenate(p3) if p3 else np.zeros((0, 3))
@@ -110,6 +114,27 @@ class Localizer:
             res.message if not res.success else f"only {res.n_inliers} inliers (< {c['min_inliers']})")
         return LocalizationResult(ok, res.cam_from_world if ok else None, res.n_inliers, len(p2),
                                   res.reproj_error_px, retrieved, timings, msg)
+
+
+def _downscale(gray: np.ndarray, intr: Intrinsics, resize_max: Optional[int]) -> tuple[np.ndarray, Intrinsics]:
+    """Shrink an image whose longest side exceeds ``resize_max``; intrinsics follow (pixel centres kept right)."""
+    h, w = gray.shape
+    if not resize_max or max(h, w) <= int(resize_max):
+        return gray, intr
+    s = int(resize_max) / max(h, w)
+    small = cv2.resize(gray, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    sx, sy = small.shape[1] / w, small.shape[0] / h
+    k = intr.scaled(sx, sy)
+    return small, Intrinsics(small.shape[1], small.shape[0], k.fx, k.fy, k.cx, k.cy, k.dist)
+
+
+def _undistort(xy: np.ndarray, intr: Intrinsics) -> tuple[np.ndarray, Intrinsics]:
+    """Keypoints ``[N, 2]`` of a distorted camera -> ideal pinhole pixels with the same K (dist dropped)."""
+    if not intr.dist or not any(abs(d) > 0 for d in intr.dist) or len(xy) == 0:
+        return xy, intr
+    und = cv2.undistortPoints(xy.reshape(-1, 1, 2).astype(np.float64), intr.K, np.asarray(intr.dist, np.float64),
+                              P=intr.K).reshape(-1, 2)
+    return und.astype(np.float32), Intrinsics(intr.width, intr.height, intr.fx, intr.fy, intr.cx, intr.cy)
 
 
 def localize(image: Path | str | np.ndarray, intrinsics: Intrinsics, db_path: Path | str,

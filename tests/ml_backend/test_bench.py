@@ -1,9 +1,11 @@
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
+from ml_backend.blender_runner import REPO_ROOT
 from ml_backend.bench import BenchOptions, make_render_config, run_bench, run_method_subprocess
 from ml_backend.scenes import parse_scene
 
@@ -36,9 +38,10 @@ def test_bench_renders_once_and_writes_results(fake_blender, tmp_path):
 
 
 def test_missing_mesh_fails_before_blender(fake_blender, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.run([sys.executable, "-m", "ml_backend", "bench", "--scene", str(tmp_path / "no.glb"),
                            "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env, cwd=tmp_path)
     assert proc.returncode == 1 and "scene mesh not found" in proc.stderr
     assert not fake_blender.exists()
 

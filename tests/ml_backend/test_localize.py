@@ -43,3 +43,28 @@ def test_bad_images(synth_dataset, synth_db, tmp_path):
         localize(bad, q.intrinsics, synth_db)
     with pytest.raises(FileNotFoundError, match="feature database not found"):
         localize(synth_dataset.path(q.image), q.intrinsics, tmp_path / "no.h5")
+
+
+def test_large_and_distorted_queries(synth_dataset, synth_db):
+    import cv2
+
+    from pose_addon.core.cameras import Intrinsics
+
+    q = synth_dataset.split("query")[1]
+    img = cv2.imread(str(synth_dataset.path(q.image)), cv2.IMREAD_GRAYSCALE)
+    big = cv2.resize(img, (640, 480), interpolation=cv2.INTER_CUBIC)
+    big_intr = q.intrinsics.scaled(2.0)
+    with Localizer(synth_db, {"resize_max": 320}) as loc:
+        r = loc.localize(big, big_intr)  # downscaled back to 320x240 inside
+    assert r.success and pose_error(r.cam_from_world, q.cam_from_world)[0] < 0.03
+    # the same view seen through a lens with radial distortion
+    k = q.intrinsics
+    dist = (-0.15, 0.03, 0.0, 0.0)
+    dintr = Intrinsics(k.width, k.height, k.fx, k.fy, k.cx, k.cy, dist)
+    v, u = np.mgrid[0:k.height, 0:k.width].astype(np.float32)
+    # map each distorted pixel to where it comes from in the pinhole image
+    und = cv2.undistortPoints(np.stack([u, v], -1).reshape(-1, 1, 2), k.K, np.array(dist), P=k.K).reshape(
+        k.height, k.width, 2)
+    distorted = cv2.remap(img, und[..., 0], und[..., 1], cv2.INTER_LINEAR)
+    r = localize(distorted, dintr, synth_db)
+    assert r.success and pose_error(r.cam_from_world, q.cam_from_world)[0] < 0.05
