@@ -207,7 +207,7 @@ class _Nodes:
 
     def noise(self, vec, scale, detail=4.0, roughness=0.55):
         n = self.node("ShaderNodeTexNoise", Vector=vec, Scale=scale, Detail=detail, Roughness=roughness)
-        n.noise_dimensions = "3D"
+        n.noise_dimensions = "2D"  # UVs are planar: 2D noise is cheaper and looks the same
         return n.outputs["Fac"]
 
     def ramp(self, fac, stops):
@@ -241,14 +241,15 @@ class _Nodes:
     def cells(self, vec, scale, lo, hi):
         """Sharp-edged cells (~1/scale m) of random brightness in [lo, hi]: blobs and corners for detectors."""
         vor = self.node("ShaderNodeTexVoronoi", Vector=vec, Scale=scale)
+        vor.voronoi_dimensions = "2D"
         bw = self.node("ShaderNodeRGBToBW", Color=vor.outputs["Color"])
         return self.ramp(bw.outputs["Val"], [(0.3, (lo,) * 3), (0.7, (hi,) * 3)])
 
     def grime(self, vec, big=(0.45, 1.05), small=(0.7, 1.0), big_scale=0.6, small_scale=2.5, cells=(0.45, 1.25),
               cell_scale=1.6):
         """Brightness modulation at ~1.5 m and ~0.4 m plus random-brightness cells (multiplied into a colour)."""
-        g1 = self.ramp(self.noise(vec, big_scale, 5.0, 0.6), [(0.3, (big[0],) * 3), (0.7, (big[1],) * 3)])
-        g2 = self.ramp(self.noise(vec, small_scale, 3.0, 0.5), [(0.35, (small[0],) * 3), (0.65, (small[1],) * 3)])
+        g1 = self.ramp(self.noise(vec, big_scale, 3.0, 0.6), [(0.3, (big[0],) * 3), (0.7, (big[1],) * 3)])
+        g2 = self.ramp(self.noise(vec, small_scale, 2.0, 0.5), [(0.35, (small[0],) * 3), (0.65, (small[1],) * 3)])
         g = self.mix(g1, g2)
         if cells is not None:
             g = self.mix(g, self.cells(vec, cell_scale, *cells))
@@ -288,6 +289,7 @@ def _make_materials(seed: int, rng: random.Random) -> dict:
     band = g.brick(v, (1.0, 1.0, 1.0), (0.55, 0.55, 0.55), (1.0, 1.0, 1.0), width=1.2, row=0.75,
                    mortar_size=0.0, bias=0.0)
     g.finish(g.mix(g.mix(col, band), g.grime(v, big=(0.35, 1.1))), 0.85)
+    m.diffuse_color = (*c1, 1.0)  # what Workbench and the viewport show
     mats["brick"] = m
 
     # plaster: rusticated blocks + stains + grime
@@ -300,6 +302,7 @@ def _make_materials(seed: int, rng: random.Random) -> dict:
     vor = g.node("ShaderNodeTexVoronoi", Vector=v, Scale=0.8)
     stains = g.ramp(vor.outputs["Distance"], [(0.05, (0.55,) * 3), (0.45, (1.0,) * 3)])
     g.finish(g.mix(g.mix(col, stains), g.grime(v, big=(0.4, 1.05))), 0.9)
+    m.diffuse_color = (*base, 1.0)
     mats["plaster"] = m
 
     # stone plinth: large ashlar blocks
@@ -308,6 +311,7 @@ def _make_materials(seed: int, rng: random.Random) -> dict:
     col = g.brick(v, _jitter(rng, (0.38, 0.37, 0.35)), _jitter(rng, (0.16, 0.16, 0.16)), (0.6, 0.6, 0.58),
                   width=0.65, row=0.3, mortar_size=0.02)
     g.finish(g.mix(col, g.grime(v, big=(0.5, 1.1), small_scale=4.0)), 0.9)
+    m.diffuse_color = (0.3, 0.3, 0.29, 1.0)
     mats["stone"] = m
 
     # roof tiles
@@ -316,8 +320,9 @@ def _make_materials(seed: int, rng: random.Random) -> dict:
     tile = rng.choice([((0.38, 0.11, 0.06), (0.20, 0.06, 0.04)), ((0.20, 0.21, 0.23), (0.09, 0.09, 0.11))])
     col = g.brick(v, _jitter(rng, tile[0]), _jitter(rng, tile[1]), (0.03, 0.03, 0.03), width=0.32, row=0.24,
                   mortar_size=0.02)
-    moss = g.ramp(g.noise(v, 0.35, 4.0), [(0.45, (1.0,) * 3), (0.65, (0.45,) * 3)])
+    moss = g.ramp(g.noise(v, 0.35, 2.0), [(0.45, (1.0,) * 3), (0.65, (0.45,) * 3)])
     g.finish(g.mix(g.mix(col, moss), g.grime(v, big=(0.55, 1.15))), 0.7)
+    m.diffuse_color = (*tile[0], 1.0)
     mats["roof"] = m
 
     # painted frames / trims
@@ -325,12 +330,14 @@ def _make_materials(seed: int, rng: random.Random) -> dict:
     v = g.uv(off())
     paint = _jitter(rng, rng.choice([(0.85, 0.85, 0.82), (0.15, 0.25, 0.18), (0.85, 0.80, 0.65)]))
     g.finish(g.mix(paint, g.grime(v, big=(0.75, 1.0), small=(0.85, 1.0))), 0.5)
+    m.diffuse_color = (*paint, 1.0)
     mats["trim"] = m
 
     # glass: dark, glossy
     m, g = new("glass")
     g.finish((0.04, 0.06, 0.07), roughness=0.08, metallic=0.0)
     g.bsdf.inputs["Specular IOR Level"].default_value = 0.8
+    m.diffuse_color = (0.04, 0.06, 0.07, 1.0)
     mats["glass"] = m
 
     # door: wood grain
@@ -342,6 +349,7 @@ def _make_materials(seed: int, rng: random.Random) -> dict:
     wood = g.ramp(wave.outputs["Fac"], [(0.2, _jitter(rng, (0.10, 0.05, 0.02))),
                                          (0.8, _jitter(rng, (0.32, 0.17, 0.07)))])
     g.finish(wood, 0.6)
+    m.diffuse_color = (0.2, 0.1, 0.04, 1.0)
     mats["door"] = m
 
     return mats
@@ -358,11 +366,12 @@ def ground_material(seed: int = 0):
     m["building_pose_material"] = "ground"
     g = _Nodes(m)
     v = g.uv((rng.uniform(0, 100), rng.uniform(0, 100), rng.uniform(0, 100)))
-    patches = g.ramp(g.noise(v, 0.15, 4.0), [(0.4, (0.10, 0.17, 0.05)), (0.6, (0.30, 0.25, 0.17))])
+    patches = g.ramp(g.noise(v, 0.15, 2.0), [(0.4, (0.10, 0.17, 0.05)), (0.6, (0.30, 0.25, 0.17))])
     vor = g.node("ShaderNodeTexVoronoi", Vector=v, Scale=3.0)
     pebbles = g.ramp(vor.outputs["Distance"], [(0.0, (0.5,) * 3), (0.5, (1.1,) * 3)])
     g.finish(g.mix(g.mix(patches, pebbles), g.grime(v, big=(0.4, 1.2), small=(0.6, 1.0), big_scale=0.4,
                                                     small_scale=1.5, cells=(0.4, 1.3), cell_scale=0.8)), 0.95)
+    m.diffuse_color = (0.15, 0.2, 0.08, 1.0)
     return m
 
 

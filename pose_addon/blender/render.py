@@ -137,7 +137,9 @@ def setup_render(config: RenderConfig, scene=None) -> "bpy.types.Object":
     elif config.engine == "BLENDER_EEVEE":
         scene.eevee.taa_render_samples = int(config.samples)
     else:  # workbench: show material colours, flat studio light
+        scene.display.shading.light = "STUDIO"
         scene.display.shading.color_type = "MATERIAL"
+        scene.display.shading.show_shadows = True
     r.film_transparent = False
     r.use_compositing = False
     r.use_sequencer = False
