@@ -1,4 +1,8 @@
-"""Localize a query image against a feature database: retrieve top-k references, match SIFT, pool 2D-3D, PnP."""
+"""Localize a query image against a feature database: retrieve top-k references, match SIFT, pool 2D-3D, PnP.
+
+When the pooled top-k matches give fewer than ``min_inliers`` PnP inliers (retrieval picked the wrong side of a
+symmetric building, say), the matches of the next references up to ``k_fallback`` are added and PnP runs again.
+"""
 from __future__ import annotations
 
 import time
@@ -20,6 +24,7 @@ __all__ = ["default_conf", "LocalizationResult", "Localizer", "localize"]
 
 default_conf: dict[str, Any] = {
     "k": 3,  # retrieved references whose matches are pooled
+    "k_fallback": 8,  # when top-k gives < min_inliers, pool matches of the top k_fallback instead (0 = never)
     "matching": {},  # overrides of matching.default_conf
     "pnp_backend": "poselib",
     "threshold_px": 2.5,  # RANSAC threshold at 640 px image width; scaled with max(width, height) / 640
@@ -93,26 +98,36 @@ class Localizer:
         keypoints, intrinsics = _undistort(feats.keypoints, intrinsics)
         t1 = time.perf_counter()
         g = retrieval.global_descriptor(gray, self.db.conf["retrieval"])
-        idx, _ = retrieval.top_k(g, self.db.global_descriptors, int(c["k"]))
+        k, k_fb = int(c["k"]), int(c["k_fallback"] or 0)
+        idx, _ = retrieval.top_k(g, self.db.global_descriptors, max(k, k_fb))
         t2 = time.perf_counter()
-        p2, p3 = [], []
-        for i in idx:
-            desc, pts = self._ref(int(i))
-            m = matching.match_descriptors(feats.descriptors, desc, c["matching"])
-            p2.append(keypoints[m[:, 0]])
-            p3.append(pts[m[:, 1]])
-        p2 = np.concatenate(p2) if p2 else np.zeros((0, 2))
-        p3 = np.concatenate(p3) if p3 else np.zeros((0, 3))
-        t3 = time.perf_counter()
         thr = float(c["threshold_px"]) * max(intrinsics.width, intrinsics.height) / 640.0
-        res = solve_pnp(p2, p3, intrinsics, thr, c["pnp_backend"], int(c["max_iterations"]))
+        p2, p3 = [], []
+        t_match = t_pnp = 0.0
+        used = 0
+        for stop in (k, k_fb) if k_fb > k else (k,):
+            ta = time.perf_counter()
+            for i in idx[used:stop]:
+                desc, pts = self._ref(int(i))
+                m = matching.match_descriptors(feats.descriptors, desc, c["matching"])
+                p2.append(keypoints[m[:, 0]])
+                p3.append(pts[m[:, 1]])
+            used = min(stop, len(idx))
+            P2 = np.concatenate(p2) if p2 else np.zeros((0, 2))
+            P3 = np.concatenate(p3) if p3 else np.zeros((0, 3))
+            tb = time.perf_counter()
+            res = solve_pnp(P2, P3, intrinsics, thr, c["pnp_backend"], int(c["max_iterations"]))
+            t_match += tb - ta
+            t_pnp += time.perf_counter() - tb
+            ok = res.success and res.n_inliers >= int(c["min_inliers"])
+            if ok or used >= len(idx):
+                break
         t4 = time.perf_counter()
-        timings = {"features": t1 - t0, "retrieval": t2 - t1, "matching": t3 - t2, "pnp": t4 - t3, "total": t4 - t0}
-        retrieved = [self.db.ids[int(i)] for i in idx]
-        ok = res.success and res.n_inliers >= int(c["min_inliers"])
+        timings = {"features": t1 - t0, "retrieval": t2 - t1, "matching": t_match, "pnp": t_pnp, "total": t4 - t0}
+        retrieved = [self.db.ids[int(i)] for i in idx[:used]]
         msg = res.message if res.success and ok else (
             res.message if not res.success else f"only {res.n_inliers} inliers (< {c['min_inliers']})")
-        return LocalizationResult(ok, res.cam_from_world if ok else None, res.n_inliers, len(p2),
+        return LocalizationResult(ok, res.cam_from_world if ok else None, res.n_inliers, len(P2),
                                   res.reproj_error_px, retrieved, timings, msg)
 
 

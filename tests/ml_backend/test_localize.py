@@ -68,3 +68,16 @@ def test_large_and_distorted_queries(synth_dataset, synth_db):
     distorted = cv2.remap(img, und[..., 0], und[..., 1], cv2.INTER_LINEAR)
     r = localize(distorted, dintr, synth_db)
     assert r.success and pose_error(r.cam_from_world, q.cam_from_world)[0] < 0.05
+
+
+def test_fallback_when_retrieval_is_wrong(synth_dataset, synth_db):
+    q = synth_dataset.split("query")[2]
+    with Localizer(synth_db, {"k": 1, "k_fallback": 16}) as loc:
+        loc.db.global_descriptors = -loc.db.global_descriptors  # rank the least similar references first
+        r = loc.localize(synth_dataset.path(q.image), q.intrinsics)
+    assert r.success and pose_error(r.cam_from_world, q.cam_from_world)[0] < 0.02
+    with Localizer(synth_db, {"k": 1, "k_fallback": 0}) as loc:
+        loc.db.global_descriptors = -loc.db.global_descriptors
+        r0 = loc.localize(synth_dataset.path(q.image), q.intrinsics)
+    assert len(r0.retrieved) == 1
+    assert r0.success or len(r.retrieved) == 16  # without fallback the worst reference alone rarely suffices
