@@ -7,12 +7,12 @@ subpackage.
 
 
 def register() -> None:
-    from . import blender_registration
+    from . import registration
 
-    blender_registration.register()
+    registration.register()
 
 
 def unregister() -> None:
-    from . import blender_registration
+    from . import registration
 
-    blender_registration.unregister()
+    registration.unregister()

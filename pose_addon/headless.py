@@ -2,8 +2,12 @@
 
 Commands::
 
-    render-dataset --scene SPEC --config CONFIG.json --out DIR [--scale F] [--scale-longest M]
+    render-dataset --scene SPEC --config CONFIG.json --out DIR [--scale F] [--scale-longest M]   (alias: render)
+    sample --scene SPEC --out POSES.json [--n N --layout L --distance MIN MAX --elevation MIN MAX --seed S ...]
     scene-info --scene SPEC [--scale F] [--scale-longest M]
+
+In a real Blender the extension registers the same handler as a command-line command:
+``blender --command building_pose render --scene procedural --config C.json --out DIR``.
 
 Output protocol (stdout, one JSON object per line): ``{"event": "progress", "done", "total", "message"}`` per
 frame, then ``{"event": "done", "dataset": path}`` (render-dataset) or ``{"event": "scene", ...}``
@@ -38,7 +42,7 @@ def _emit(obj: dict) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="building_pose headless", description="Building Pose headless commands (run inside Blender)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    r = sub.add_parser("render-dataset", help="render a dataset (RGB, depth, poses) of a scene")
+    r = sub.add_parser("render-dataset", aliases=["render"], help="render a dataset (RGB, depth, poses) of a scene")
     r.add_argument("--scene", required=True, help="procedural, procedural:SEED or a .glb/.gltf/.obj/.ply path")
     r.add_argument("--config", required=True, help="RenderConfig JSON file")
     r.add_argument("--out", required=True, help="dataset folder (resumed if it holds the same dataset)")
@@ -46,6 +50,23 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--scale-longest", type=float, default=15.0,
                    help="metres of the mesh's longest side when --scale is not given (default 15)")
     r.add_argument("--bake-resolution", type=int, default=1024, help="texture size of scene.glb (default 1024)")
+    m = sub.add_parser("sample", help="sample cameras around a scene and write their poses as JSON")
+    m.add_argument("--scene", required=True)
+    m.add_argument("--out", required=True, help="JSON file: intrinsics and cam_from_world per camera")
+    m.add_argument("--n", type=int, default=50)
+    m.add_argument("--layout", default="fibonacci", choices=["fibonacci", "rings", "random"])
+    m.add_argument("--distance", type=float, nargs=2, default=(25.0, 40.0))
+    m.add_argument("--elevation", type=float, nargs=2, default=(5.0, 35.0))
+    m.add_argument("--azimuth", type=float, nargs=2, default=(0.0, 360.0))
+    m.add_argument("--roll", type=float, default=0.0)
+    m.add_argument("--jitter", type=float, default=0.0)
+    m.add_argument("--min-coverage", type=float, default=0.05)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--width", type=int, default=640)
+    m.add_argument("--height", type=int, default=480)
+    m.add_argument("--lens", type=float, default=30.0)
+    m.add_argument("--scale", type=float, default=None)
+    m.add_argument("--scale-longest", type=float, default=15.0)
     s = sub.add_parser("scene-info", help="load a scene and print its info as JSON")
     s.add_argument("--scene", required=True)
     s.add_argument("--scale", type=float, default=None)
@@ -84,6 +105,28 @@ def _scene_info(args) -> int:
     return 0
 
 
+def _sample(args) -> int:
+    import numpy as np
+
+    from .blender import scene_io
+    from .core.dataset import atomic_write_json
+    from .core.render_config import RenderConfig
+    from .core.sampling import SamplerConfig, aabb_inside_fn, sample_cameras
+
+    cfg = SamplerConfig(n=args.n, layout=args.layout, distance=tuple(args.distance),
+                        elevation_deg=tuple(args.elevation), azimuth_deg=tuple(args.azimuth), roll_deg=args.roll,
+                        jitter_m=args.jitter, min_coverage=args.min_coverage, seed=args.seed)
+    intr = RenderConfig(width=args.width, height=args.height, lens_mm=args.lens).intrinsics()
+    info = scene_io.load_scene(args.scene, scale_longest=args.scale_longest, scale=args.scale)
+    poses = sample_cameras(cfg, np.asarray(info["target"]), intr, scene_io.building_vertices(),
+                           aabb_inside_fn(np.asarray(info["boxes"])))
+    atomic_write_json(args.out, {"scene": info["name"], "sampler": cfg.to_dict(), "intrinsics": intr.to_dict(),
+                                 "convention": "cam_from_world, OpenCV camera axes",
+                                 "cam_from_world": [T.tolist() for T in poses]})
+    _emit({"event": "done", "poses": str(args.out), "n": len(poses)})
+    return 0
+
+
 def main(argv: list[str]) -> int:
     """Run one command; returns the process exit code (0 ok, 1 failure, 2 bad arguments)."""
     try:
@@ -95,8 +138,10 @@ def main(argv: list[str]) -> int:
     except SystemExit as e:  # --help
         return int(e.code or 0)
     try:
-        if args.command == "render-dataset":
+        if args.command in ("render-dataset", "render"):
             return _render_dataset(args)
+        if args.command == "sample":
+            return _sample(args)
         return _scene_info(args)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

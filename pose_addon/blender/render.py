@@ -26,7 +26,7 @@ from ..core.sampling import aabb_inside_fn, sample_cameras
 from . import camera as bcam
 from . import scene_io
 
-__all__ = ["DatasetMismatchError", "render_dataset", "setup_render", "setup_lighting", "sample_lighting",
+__all__ = ["DatasetMismatchError", "DatasetRender", "render_dataset", "setup_render", "setup_lighting", "sample_lighting",
            "render_frame", "load_oiio", "scene_key"]
 
 GLTF_NAME = "scene.glb"
@@ -254,10 +254,124 @@ def scene_key(scene_spec: str, scale: Optional[float], scale_longest: float) -> 
     return f"{spec}|scale={scale}|longest={scale_longest}"
 
 
+class DatasetRender:
+    """A resumable dataset render of the scene currently in Blender, one frame per :meth:`step`.
+
+    The modal "Render Dataset" operator calls :meth:`step` from a timer so Blender stays responsive;
+    :func:`render_dataset` (headless) loops over it.
+
+    Args:
+        config: resolution, engine, samples and groups (one split each).
+        out_dir: dataset folder (created; resumed if it holds the same scene key and config).
+        scene_info: manifest ``scene`` entry; needs ``target`` ``[3]`` and ``boxes`` ``[B, 2, 3]`` (world).
+        key: scene identity that enters the config digest.
+        target_points: ``[N, 3]`` world points of the building, for the coverage check.
+        gltf: ``(building objects, ground objects)`` to bake into ``scene.glb``, or None to skip the export.
+
+    Raises:
+        DatasetMismatchError: ``out_dir`` holds a dataset rendered from another scene or config.
+    """
+
+    def __init__(self, config: RenderConfig, out_dir, scene_info: dict, key: str, target_points: np.ndarray,
+                 gltf: Optional[tuple] = None, bake_resolution: int = 1024, progress: Progress = None):
+        config.validate()
+        self.config, self.out, self.progress = config, Path(out_dir), progress
+        digest = config.digest(key)
+        ds = self._open_existing(digest)
+        self.out.mkdir(parents=True, exist_ok=True)
+        for stale in [*self.out.glob(".*.part*"), *self.out.glob("images/.*.part*"), *self.out.glob("depth/.*.part*")]:
+            stale.unlink()
+        scene = bpy.context.scene
+        if gltf is not None and not (self.out / GLTF_NAME).is_file():
+            if progress:
+                progress(0, 0, "baking textures and exporting scene.glb")
+            scene_io.export_scene_gltf(self.out / GLTF_NAME, bake_resolution=bake_resolution,
+                                       building=gltf[0], ground=gltf[1])
+        self.scene = scene
+        self.cam_obj = setup_render(config, scene)
+        self.intr = config.intrinsics()
+        info = dict(scene_info, key=key)
+        if (self.out / GLTF_NAME).is_file():
+            info.update(gltf=GLTF_NAME, gltf_up="Z")
+        render_info = {"digest": digest, "config": config.to_dict(), "engine": config.engine,
+                       "blender": bpy.app.version_string, "view_transform": scene.view_settings.view_transform}
+        if ds is None:
+            ds = Dataset.create(self.out, info, render_info, {g.split: g.sampler.n for g in config.groups})
+            ds.save()
+        self.ds = ds
+        target = np.asarray(scene_info["target"], dtype=np.float64)
+        inside = aabb_inside_fn(np.asarray(scene_info["boxes"]), margin=0.5)
+        self.plan = []
+        for g in config.groups:
+            poses = sample_cameras(g.sampler, target, self.intr, target_points=target_points, inside_fn=inside)
+            self.plan += [(g, i, T) for i, T in enumerate(poses)]
+        self.todo = [p for p in self.plan if not ds.has_frame_files(self.frame_id(p[0], p[1]))]
+        if progress:
+            progress(self.done, self.total, f"{len(self.todo)} frames to render")
+
+    def _open_existing(self, digest: str) -> Optional[Dataset]:
+        if not (self.out / core_dataset.MANIFEST).is_file():
+            return None
+        try:
+            ds = Dataset.load(self.out)
+        except DatasetError as e:
+            raise DatasetMismatchError(f"{self.out} holds an unreadable dataset ({e}); choose another --out or "
+                                       "delete it") from None
+        old = ds.manifest.get("render", {}).get("digest")
+        if old != digest:
+            raise DatasetMismatchError(f"folder {self.out} holds a different dataset (config digest {old}, this "
+                                       f"render {digest}); choose another --out or delete it")
+        return ds
+
+    @staticmethod
+    def frame_id(group, index: int) -> str:
+        return f"{group.split}_{index:04d}"
+
+    @property
+    def total(self) -> int:
+        return len(self.plan)
+
+    @property
+    def done(self) -> int:
+        return len(self.plan) - len(self.todo)
+
+    def step(self) -> Optional[str]:
+        """Render the next missing frame (atomically) and save the manifest; None when nothing is left."""
+        if not self.todo:
+            return None
+        g, i, T = self.todo[0]
+        fid = self.frame_id(g, i)
+        t1 = time.time()
+        lighting = sample_lighting(g.lighting, g.sampler.seed, i, g.split)
+        setup_lighting(lighting, self.scene)
+        bcam.set_cam_from_world(self.cam_obj, T)
+        image_rel = f"images/{fid}.png"
+        depth_rel = f"depth/{fid}.npz" if self.config.depth else None
+        noise_seed = [int(g.sampler.seed) & 0xFFFFFFFF, i, zlib.crc32(g.split.encode()), 23]
+        render_frame(self.scene, self.out / image_rel, self.out / depth_rel if depth_rel else None, g.noise_std,
+                     noise_seed)
+        self.ds.add_frame(Frame(fid, g.split, image_rel, depth_rel, self.intr, T,
+                                {"group": g.split, "index": i, "lighting": lighting, "noise_std": g.noise_std,
+                                 "render_s": round(time.time() - t1, 3)}))
+        self.ds.save()
+        self.todo.pop(0)
+        msg = f"{fid} rendered in {time.time() - t1:.2f} s"
+        if self.progress:
+            self.progress(self.done, self.total, msg)
+        return msg
+
+    def finish(self) -> Dataset:
+        """Mark the dataset complete (only when every planned frame exists)."""
+        if not self.todo:
+            self.ds.manifest["complete"] = True
+            self.ds.save()
+        return self.ds
+
+
 def render_dataset(scene_spec: str, config: RenderConfig, out_dir, progress: Progress = None,
                    scale: Optional[float] = None, scale_longest: float = 15.0,
                    bake_resolution: int = 1024) -> Dataset:
-    """Render ``config``'s groups of ``scene_spec`` into ``out_dir``; resumes a matching partial dataset.
+    """Load ``scene_spec`` and render ``config``'s groups into ``out_dir``; resumes a matching partial dataset.
 
     Args:
         scene_spec: ``procedural``, ``procedural:SEED`` or a mesh path (see :func:`.scene_io.load_scene`).
@@ -271,77 +385,20 @@ def render_dataset(scene_spec: str, config: RenderConfig, out_dir, progress: Pro
         FileNotFoundError / ValueError: the scene cannot be loaded.
     """
     config.validate()
-    out = Path(out_dir)
     key = scene_key(scene_spec, scale, scale_longest)
-    digest = config.digest(key)
-    ds: Optional[Dataset] = None
-    if (out / core_dataset.MANIFEST).is_file():
-        try:
-            ds = Dataset.load(out)
-        except DatasetError as e:
-            raise DatasetMismatchError(f"{out} holds an unreadable dataset ({e}); choose another --out or "
-                                       "delete it") from None
-        old = ds.manifest.get("render", {}).get("digest")
-        if old != digest:
-            raise DatasetMismatchError(f"folder {out} holds a different dataset (config digest {old}, this render "
-                                       f"{digest}); choose another --out or delete it")
-
+    out = Path(out_dir)
+    if (out / core_dataset.MANIFEST).is_file():  # refuse a mismatching folder before the slow scene load
+        DatasetRender._open_existing(type("_", (), {"out": out})(), config.digest(key))
     t0 = time.time()
     info = scene_io.load_scene(scene_spec, scale_longest=scale_longest, scale=scale)
-    scene = bpy.context.scene
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in list(out.glob(".*.part*")) + list(out.glob("images/.*.part*")) + list(out.glob("depth/.*.part*")):
-        stale.unlink()
-    gltf_path = out / GLTF_NAME
-    if not gltf_path.is_file():
-        if progress:
-            progress(0, 0, "baking textures and exporting scene.glb")
-        scene_io.export_scene_gltf(gltf_path, bake_resolution=bake_resolution)
-    cam_obj = setup_render(config, scene)
-    intr = config.intrinsics()
-
-    scene_info = {"name": info["name"], "source": info["source"], "scale": info["scale"],
-                  "bounds": info["bounds"], "target": info["target"], "boxes": info["boxes"],
-                  "gltf": GLTF_NAME, "gltf_up": "Z", "key": key}
+    scene_info = {k: info[k] for k in ("name", "source", "scale", "bounds", "target", "boxes")}
     if "params" in info:
         scene_info["params"] = info["params"]
-    render_info = {"digest": digest, "config": config.to_dict(), "engine": config.engine,
-                   "blender": bpy.app.version_string, "view_transform": scene.view_settings.view_transform}
-    planned = {g.split: g.sampler.n for g in config.groups}
-    if ds is None:
-        ds = Dataset.create(out, scene_info, render_info, planned)
-        ds.save()
-
-    target = np.asarray(info["target"], dtype=np.float64)
-    points = scene_io.building_vertices()
-    inside = aabb_inside_fn(np.asarray(info["boxes"]), margin=0.5)
-    plan = []
-    for g in config.groups:
-        poses = sample_cameras(g.sampler, target, intr, target_points=points, inside_fn=inside)
-        plan += [(g, i, T) for i, T in enumerate(poses)]
-    total = len(plan)
-    done = sum(1 for g, i, _ in plan if ds.has_frame_files(f"{g.split}_{i:04d}"))
+    job = DatasetRender(config, out, scene_info, key, scene_io.building_vertices(),
+                        gltf=(scene_io.building_objects(), scene_io.ground_objects()),
+                        bake_resolution=bake_resolution, progress=progress)
     if progress:
-        progress(done, total, f"scene ready in {time.time() - t0:.1f} s; {total - done} frames to render")
-    for g, i, T in plan:
-        fid = f"{g.split}_{i:04d}"
-        if ds.has_frame_files(fid):
-            continue
-        t1 = time.time()
-        lighting = sample_lighting(g.lighting, g.sampler.seed, i, g.split)
-        setup_lighting(lighting, scene)
-        bcam.set_cam_from_world(cam_obj, T)
-        image_rel = f"images/{fid}.png"
-        depth_rel = f"depth/{fid}.npz" if config.depth else None
-        noise_seed = [int(g.sampler.seed) & 0xFFFFFFFF, i, zlib.crc32(g.split.encode()), 23]
-        render_frame(scene, out / image_rel, out / depth_rel if depth_rel else None, g.noise_std, noise_seed)
-        ds.add_frame(Frame(fid, g.split, image_rel, depth_rel, intr, T,
-                           {"group": g.split, "index": i, "lighting": lighting, "noise_std": g.noise_std,
-                            "render_s": round(time.time() - t1, 3)}))
-        ds.save()
-        done += 1
-        if progress:
-            progress(done, total, f"{fid} rendered in {time.time() - t1:.2f} s")
-    ds.manifest["complete"] = True
-    ds.save()
-    return ds
+        progress(job.done, job.total, f"scene ready in {time.time() - t0:.1f} s")
+    while job.step() is not None:
+        pass
+    return job.finish()

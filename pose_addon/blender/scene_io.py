@@ -258,7 +258,8 @@ def _baked_copy(sources: list, name: str, coll, resolution: int, tmp_dir: str):
     return obj, img, baked
 
 
-def export_scene_gltf(path, bake_resolution: int = 1024, samples: int = 2) -> dict:
+def export_scene_gltf(path, bake_resolution: int = 1024, samples: int = 2, building: list | None = None,
+                      ground: list | None = None) -> dict:
     """Write the building and ground as a binary glTF with procedural materials baked into image textures.
 
     Vertices are written in Blender's world frame as is (``export_yup=False``): a reader such as trimesh gets
@@ -270,7 +271,8 @@ def export_scene_gltf(path, bake_resolution: int = 1024, samples: int = 2) -> di
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     scene = bpy.context.scene
-    groups = [(building_objects(), "building"), (ground_objects(), "ground")]
+    groups = [(building if building is not None else building_objects(), "building"),
+              (ground if ground is not None else ground_objects(), "ground")]
     if not groups[0][0]:
         raise SceneError("nothing to export: the scene has no building (load a scene first)")
     saved = (scene.render.engine, scene.cycles.samples, scene.cycles.device)

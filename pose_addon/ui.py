@@ -1,0 +1,117 @@
+"""Sidebar panels: the "Pose" tab of the 3D viewport."""
+import bpy
+
+
+class _PosePanel:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Pose"
+
+
+class POSE_PT_cameras(_PosePanel, bpy.types.Panel):
+    bl_label = "Cameras"
+
+    def draw(self, context):
+        s = context.scene.pose_tools.sampling
+        col = self.layout.column(align=True)
+        col.prop(s, "layout")
+        col.prop(s, "shape")
+        col.prop(s, "count")
+        if s.layout == "rings":
+            col.prop(s, "rings")
+        row = col.row(align=True)
+        row.prop(s, "distance_min", text="Distance")
+        row.prop(s, "distance_max", text="")
+        if s.shape == "HEMISPHERE":
+            row = col.row(align=True)
+            row.prop(s, "elevation_min", text="Elevation")
+            row.prop(s, "elevation_max", text="")
+        row = col.row(align=True)
+        row.prop(s, "azimuth_min", text="Azimuth")
+        row.prop(s, "azimuth_max", text="")
+        col.prop(s, "roll")
+        col.prop(s, "jitter")
+        col.prop(s, "min_coverage")
+        col.prop(s, "seed")
+        col.prop(s, "output")
+        if s.output == "POSES":
+            col.prop(context.scene.pose_tools, "show_frustums")
+        row = self.layout.row(align=True)
+        row.operator("pose.sample_cameras", icon="OUTLINER_OB_CAMERA")
+        row.operator("pose.clear_cameras", icon="X")
+
+
+class POSE_PT_dataset(_PosePanel, bpy.types.Panel):
+    bl_label = "Dataset"
+
+    def draw(self, context):
+        r = context.scene.pose_tools.render
+        col = self.layout.column(align=True)
+        col.prop(r, "output_dir")
+        row = col.row(align=True)
+        row.prop(r, "width")
+        row.prop(r, "height")
+        col.prop(r, "lens")
+        col.prop(r, "engine")
+        col.prop(r, "samples")
+        col.prop(r, "depth")
+        row = col.row(align=True)
+        row.prop(r, "n_train")
+        row.prop(r, "n_val")
+        row.prop(r, "n_test")
+        box = self.layout.box()
+        box.label(text="Lighting and noise (randomized per frame)")
+        sub = box.column(align=True)
+        row = sub.row(align=True)
+        row.prop(r, "sun_elevation_min", text="Sun Elev")
+        row.prop(r, "sun_elevation_max", text="")
+        row = sub.row(align=True)
+        row.prop(r, "sun_strength_min", text="Sun")
+        row.prop(r, "sun_strength_max", text="")
+        row = sub.row(align=True)
+        row.prop(r, "world_strength_min", text="Sky")
+        row.prop(r, "world_strength_max", text="")
+        sub.prop(r, "world_color")
+        sub.prop(r, "noise")
+        if r.running:
+            self.layout.prop(r, "progress", text=r.status or "Rendering", slider=True)
+            self.layout.label(text="Esc cancels; finished frames are kept", icon="INFO")
+        else:
+            self.layout.operator("pose.render_dataset", icon="RENDER_ANIMATION")
+            if r.status:
+                self.layout.label(text=r.status)
+
+
+class POSE_UL_keypoints(bpy.types.UIList):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
+        row = layout.row(align=True)
+        row.label(text=f"{index:2d}")
+        row.prop(item, "name", text="", emboss=False, icon="EMPTY_AXIS")
+
+
+class POSE_PT_keypoints(_PosePanel, bpy.types.Panel):
+    bl_label = "Keypoints"
+
+    def draw(self, context):
+        k = context.scene.pose_tools.keypoints
+        layout = self.layout
+        row = layout.row()
+        row.template_list("POSE_UL_keypoints", "", k, "items", k, "active_index", rows=4)
+        col = row.column(align=True)
+        col.operator("pose.place_keypoint", icon="ADD", text="")
+        col.operator("pose.remove_keypoint", icon="REMOVE", text="")
+        col.separator()
+        col.operator("pose.move_keypoint", icon="TRIA_UP", text="").direction = "UP"
+        col.operator("pose.move_keypoint", icon="TRIA_DOWN", text="").direction = "DOWN"
+        col.operator("pose.select_keypoint", icon="RESTRICT_SELECT_OFF", text="")
+        layout.prop(k, "snap_to_vertex")
+        row = layout.row(align=True)
+        row.prop(k, "suggest_count")
+        row.operator("pose.suggest_keypoints", icon="SHADERFX")
+        layout.prop(k, "json_path")
+        row = layout.row(align=True)
+        row.operator("pose.import_keypoints", icon="IMPORT")
+        row.operator("pose.export_keypoints", icon="EXPORT")
+
+
+classes = (POSE_PT_cameras, POSE_PT_dataset, POSE_UL_keypoints, POSE_PT_keypoints)
