@@ -206,6 +206,10 @@ class RefFrame:
     def descriptors(self) -> np.ndarray:
         return self._g["descriptors"][()]
 
+    def strongest_descriptors(self, n: int) -> np.ndarray:
+        """The first ``n`` descriptors ``[<=n, D]`` (features are stored strongest first)."""
+        return self._g["descriptors"][: int(n)]
+
     @property
     def points3d(self) -> np.ndarray:
         return self._g["points3d"][()]
@@ -230,6 +234,11 @@ class FeatureDatabase:
 
     def __len__(self) -> int:
         return len(self.frames)
+
+    def voting_index(self, conf: Optional[dict] = None) -> "retrieval.VotingIndex":
+        """A :class:`~ml_backend.retrieval.VotingIndex` over the references' strongest descriptors."""
+        c = {**retrieval.vote_conf, **(conf or {})}
+        return retrieval.VotingIndex([f.strongest_descriptors(c["per_reference"]) for f in self.frames], c)
 
     def __iter__(self) -> Iterator[RefFrame]:
         return iter(self.frames)

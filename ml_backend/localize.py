@@ -23,6 +23,8 @@ from .pnp import solve_pnp
 __all__ = ["default_conf", "LocalizationResult", "Localizer", "localize"]
 
 default_conf: dict[str, Any] = {
+    "retrieval": "votes",  # "votes" (local-descriptor voting, see retrieval.VotingIndex) or "global"
+    "votes": {},  # overrides of retrieval.vote_conf
     "k": 3,  # retrieved references whose matches are pooled
     "k_fallback": 8,  # when top-k gives < min_inliers, pool matches of the top k_fallback instead (0 = never)
     "matching": {},  # overrides of matching.default_conf
@@ -60,7 +62,19 @@ class Localizer:
         self.db = FeatureDatabase(db_path)
         if len(self.db) == 0:
             raise ValueError(f"feature database {db_path} holds no reference frames")
+        if self.conf["retrieval"] not in ("votes", "global"):
+            raise ValueError(f"unknown retrieval {self.conf['retrieval']!r}; choose 'votes' or 'global'")
         self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._votes: Optional[retrieval.VotingIndex] = None
+
+    def retrieve(self, gray: np.ndarray, descriptors: np.ndarray, k: int) -> np.ndarray:
+        """Indices ``[<=k]`` of the references most similar to a query (grey image + its SIFT descriptors)."""
+        if self.conf["retrieval"] == "votes":
+            if self._votes is None:
+                self._votes = self.db.voting_index(self.conf["votes"])
+            return self._votes.query(descriptors, k)[0]
+        g = retrieval.global_descriptor(gray, self.db.conf["retrieval"])
+        return retrieval.top_k(g, self.db.global_descriptors, k)[0]
 
     def close(self) -> None:
         self.db.close()
@@ -97,9 +111,8 @@ class Localizer:
         feats = sift.extract(gray, self.db.conf["features"])
         keypoints, intrinsics = _undistort(feats.keypoints, intrinsics)
         t1 = time.perf_counter()
-        g = retrieval.global_descriptor(gray, self.db.conf["retrieval"])
         k, k_fb = int(c["k"]), int(c["k_fallback"] or 0)
-        idx, _ = retrieval.top_k(g, self.db.global_descriptors, max(k, k_fb))
+        idx = self.retrieve(gray, feats.descriptors, max(k, k_fb))
         t2 = time.perf_counter()
         thr = float(c["threshold_px"]) * max(intrinsics.width, intrinsics.height) / 640.0
         p2, p3 = [], []

@@ -81,3 +81,11 @@ def test_fallback_when_retrieval_is_wrong(synth_dataset, synth_db):
         r0 = loc.localize(synth_dataset.path(q.image), q.intrinsics)
     assert len(r0.retrieved) == 1
     assert r0.success or len(r.retrieved) == 16  # without fallback the worst reference alone rarely suffices
+
+
+def test_global_retrieval_option(synth_dataset, synth_db):
+    q = synth_dataset.split("query")[3]
+    r = localize(synth_dataset.path(q.image), q.intrinsics, synth_db, {"retrieval": "global"})
+    assert r.success and pose_error(r.cam_from_world, q.cam_from_world)[0] < 0.02
+    with pytest.raises(ValueError, match="unknown retrieval"):
+        Localizer(synth_db, {"retrieval": "oracle"})

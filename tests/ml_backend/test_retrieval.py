@@ -32,3 +32,30 @@ def test_queries_retrieve_a_near_reference(synth_dataset, synth_db):
                            db.global_descriptors, 3)
             dist = np.linalg.norm(centres - camera_center(q.cam_from_world), axis=1)
             assert np.argmin(dist) in idx or dist[idx[0]] < 1.5 * dist.min()
+
+
+def test_voting_index_finds_nearest_reference(synth_dataset, synth_db):
+    from ml_backend.features.sift import extract
+
+    with FeatureDatabase(synth_db) as db:
+        index = db.voting_index()
+        centres = np.stack([camera_center(f.cam_from_world) for f in db])
+        for q in synth_dataset.split("query"):
+            f = extract(load_image_gray(synth_dataset.path(q.image)))
+            idx, votes = index.query(f.descriptors, 3)
+            assert len(idx) == 3 and np.all(np.diff(votes) <= 0) and votes[0] > 20
+            dist = np.linalg.norm(centres - camera_center(q.cam_from_world), axis=1)
+            assert np.argsort(dist)[:3].tolist().count(idx[0]) == 1  # top-1 among the 3 nearest references
+
+
+def test_voting_index_edge_cases():
+    from ml_backend.retrieval import VotingIndex
+
+    rng = np.random.default_rng(0)
+    refs = [rng.random((n, 16)).astype(np.float32) for n in (3, 0, 5)]
+    index = VotingIndex(refs, {"knn": 20})  # more neighbours asked than descriptors exist
+    idx, votes = index.query(refs[2][:2] + 1e-4, 5)
+    assert idx[0] == 2 and len(idx) == 3 and votes.tolist() == [2, 0, 0]
+    assert index.votes(np.zeros((0, 16), np.float32)).tolist() == [0, 0, 0]
+    empty = VotingIndex([])
+    assert len(empty.query(refs[0], 3)[0]) == 0
