@@ -78,14 +78,43 @@ def load_model_edges(glb_path: Path | str, gltf_up: str = "Z", angle_deg: float 
     return np.asarray(segs, np.float64)
 
 
+def _visible_pieces(segments: np.ndarray, T: np.ndarray, K: np.ndarray, depth: np.ndarray,
+                    step_px: float = 3.0, tol: float = 0.03) -> np.ndarray:
+    """Split world segments ``[E, 2, 3]`` into short pieces and keep those not hidden behind ``depth``."""
+    uv, z = project_points(K, T, segments.reshape(-1, 3))
+    uv = uv.reshape(-1, 2, 2)
+    length = np.linalg.norm(uv[:, 1] - uv[:, 0], axis=1)
+    length = np.where(np.isfinite(length), length, 0.0)
+    h, w = depth.shape
+    pieces = []
+    for seg, n in zip(segments, np.clip(np.ceil(length / step_px), 1, 2000).astype(int)):
+        t = np.linspace(0.0, 1.0, n + 1)
+        pts = seg[0] + (seg[1] - seg[0]) * t[:, None]
+        mid = (pts[:-1] + pts[1:]) / 2
+        muv, mz = project_points(K, T, mid)
+        x = np.rint(muv[:, 0]).astype(np.int64, copy=False) if np.isfinite(muv).all() else np.full(len(mid), -1)
+        y = np.rint(muv[:, 1]).astype(np.int64, copy=False) if np.isfinite(muv).all() else np.full(len(mid), -1)
+        inside = (x >= 0) & (x < w) & (y >= 0) & (y < h) & (mz > 0)
+        d = np.zeros(len(mid))
+        d[inside] = depth[y[inside], x[inside]]
+        # visible: no surface there (background), or the edge is not behind the surface
+        vis = inside & ((d <= 0) | (mz <= d * (1 + tol) + 0.05))
+        for i in np.nonzero(vis)[0]:
+            pieces.append(pts[i:i + 2])
+    return np.asarray(pieces, np.float64).reshape(-1, 2, 3)
+
+
 def draw_edges(image: np.ndarray, K: np.ndarray, cam_from_world: np.ndarray, segments: np.ndarray,
-               color: tuple = (0, 255, 0), near: float = 0.05) -> np.ndarray:
+               color: tuple = (0, 255, 0), near: float = 0.05, depth: Optional[np.ndarray] = None) -> np.ndarray:
     """Draw world segments ``[E, 2, 3]`` projected with ``K`` and ``cam_from_world`` onto a BGR image copy.
 
-    Segments are clipped to the half-space in front of the camera (``z > near``); occlusion is ignored.
+    Segments are clipped to the half-space in front of the camera (``z > near``). With ``depth`` (planar Z of
+    the view, metres, 0 = none) the pieces hidden behind a surface are left out; without it occlusion is ignored.
     """
     out = image.copy()
     T = np.asarray(cam_from_world, np.float64)
+    if depth is not None:
+        segments = _visible_pieces(segments, T, np.asarray(K, np.float64), np.asarray(depth, np.float64))
     p = segments.reshape(-1, 3) @ T[:3, :3].T + T[:3, 3]
     a, b = p[0::2], p[1::2]
     za, zb = a[:, 2], b[:, 2]
@@ -108,17 +137,21 @@ def draw_edges(image: np.ndarray, K: np.ndarray, cam_from_world: np.ndarray, seg
 
 def draw_model_edges(dataset: Dataset, frame: Frame, cam_from_world: Optional[np.ndarray], out_png: Path | str,
                      draw_ground_truth: bool = True, angle_deg: float = 30.0) -> Path:
-    """The frame's image with the dataset model's sharp edges at ``cam_from_world`` (green; ground truth red)."""
+    """The frame's image with the dataset model's sharp edges at ``cam_from_world`` (green; ground truth red).
+
+    Edges hidden behind the model are culled with the frame's rendered depth when it has one.
+    """
     scene = dataset.scene
     segs = load_model_edges(dataset.path(scene.get("gltf", "scene.glb")), scene.get("gltf_up", "Z"), angle_deg)
     img = cv2.imread(str(dataset.path(frame.image)), cv2.IMREAD_COLOR)
     if img is None:
         raise FileNotFoundError(f"cannot read image {dataset.path(frame.image)}")
     K = frame.intrinsics.K
+    depth = dataset.read_depth(frame) if frame.depth and dataset.path(frame.depth).is_file() else None
     if draw_ground_truth:
-        img = draw_edges(img, K, frame.cam_from_world, segs, (0, 0, 255))
+        img = draw_edges(img, K, frame.cam_from_world, segs, (0, 0, 255), depth=depth)
     if cam_from_world is not None:
-        img = draw_edges(img, K, np.asarray(cam_from_world), segs, (0, 255, 0))
+        img = draw_edges(img, K, np.asarray(cam_from_world), segs, (0, 255, 0), depth=depth)
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out_png), img):

@@ -23,3 +23,13 @@ def test_model_edges_overlay(synth_dataset, tmp_path):
     blank = np.zeros((50, 50, 3), np.uint8)
     seg = np.array([[[0.0, 0.0, 5.0], [0.0, 0.0, -5.0]]])
     draw_edges(blank, np.array([[50.0, 0, 25], [0, 50, 25], [0, 0, 1]]), np.eye(4), seg)
+
+
+def test_depth_culls_hidden_edges(synth_dataset):
+    q = synth_dataset.split("query")[0]
+    segs = load_model_edges(synth_dataset.root / "scene.glb")
+    img = np.zeros((q.intrinsics.height, q.intrinsics.width, 3), np.uint8)
+    all_edges = draw_edges(img, q.intrinsics.K, q.cam_from_world, segs)[..., 1] > 100
+    culled = draw_edges(img, q.intrinsics.K, q.cam_from_world, segs, depth=synth_dataset.read_depth(q))[..., 1] > 100
+    assert culled.sum() < all_edges.sum() and culled.sum() > 0.5 * all_edges.sum()
+    assert not (culled & ~all_edges).sum() > 0.05 * culled.sum()
