@@ -114,4 +114,32 @@ class POSE_PT_keypoints(_PosePanel, bpy.types.Panel):
         row.operator("pose.export_keypoints", icon="EXPORT")
 
 
-classes = (POSE_PT_cameras, POSE_PT_dataset, POSE_UL_keypoints, POSE_PT_keypoints)
+class POSE_PT_annotate(_PosePanel, bpy.types.Panel):
+    bl_label = "Annotate Photo"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        import json
+
+        layout = self.layout
+        layout.operator("pose.add_photo_camera", icon="IMAGE_BACKGROUND")
+        cam = context.scene.camera
+        if cam is None or "pose_annotation" not in cam:
+            layout.label(text="Make a photo camera the scene camera to annotate")
+            return
+        ann = json.loads(cam["pose_annotation"])
+        layout.label(text=f"{cam.name}: {len(ann.get('points', {}))} points annotated")
+        layout.operator("pose.annotate_point", icon="RESTRICT_SELECT_OFF")
+        row = layout.row(align=True)
+        row.operator("pose.solve_annotation", icon="CON_CAMERASOLVER").estimate_focal = False
+        row.operator("pose.solve_annotation", text="Solve + Focal").estimate_focal = True
+        layout.operator("pose.update_annotation_errors", icon="FILE_REFRESH")
+        errors = ann.get("errors_px", {})
+        if errors:
+            box = layout.box()
+            for name, e in errors.items():
+                box.label(text=f"{name}: {e:.2f} px", icon="ERROR" if e > 5 else "CHECKMARK")
+        layout.operator("pose.export_annotation", icon="EXPORT")
+
+
+classes = (POSE_PT_cameras, POSE_PT_dataset, POSE_UL_keypoints, POSE_PT_keypoints, POSE_PT_annotate)

@@ -1,0 +1,309 @@
+"""Manual annotation (the seed's annotator): click the 2D position of named 3D keypoints over a photo in camera
+view, solve the camera pose (and focal length) inside Blender with numpy, check the per-point reprojection error,
+nudge, and export a ground-truth pose and a YOLO pose label.
+
+Annotations live on the camera object as a JSON custom property (``pose_annotation``), so they are saved in
+the .blend: ``{"image", "width", "height", "points": {keypoint name: [u, v]}, "errors_px": {...}, "solve": {...}}``
+with pixels in the OpenCV convention.
+"""
+import json
+from pathlib import Path
+
+import bpy
+import numpy as np
+from bpy.props import BoolProperty, FloatVectorProperty, StringProperty
+
+from .blender import camera as bcam
+from .core.cameras import Intrinsics, blender_matrix_world_from_cam_from_world, project_points
+from .core.dataset import atomic_write_bytes, atomic_write_json
+from .core.pnp import solve_pnp_numpy
+from .ops_keypoints import current_keypoints
+from .scene_utils import ensure_collection
+
+PROP = "pose_annotation"
+PHOTO_COLLECTION = "Photo Cameras"
+
+
+def get_annotation(cam_obj) -> dict:
+    raw = cam_obj.get(PROP)
+    return json.loads(raw) if raw else {"points": {}}
+
+
+def set_annotation(cam_obj, ann: dict) -> None:
+    cam_obj[PROP] = json.dumps(ann)
+
+
+def photo_intrinsics(cam_obj, scene) -> Intrinsics:
+    """Intrinsics of a photo camera at the photo's own size (the scene resolution is set to it)."""
+    ann = get_annotation(cam_obj)
+    if "width" in ann:
+        scene.render.resolution_x, scene.render.resolution_y = ann["width"], ann["height"]
+        scene.render.resolution_percentage = 100
+    return bcam.intrinsics_from_camera(cam_obj, scene)
+
+
+def create_photo_camera(context, image_path: str, name: str | None = None, lens_mm: float = 35.0):
+    """A camera in the "Photo Cameras" collection with the photo as its background, sized to the photo."""
+    path = Path(bpy.path.abspath(image_path))
+    if not path.is_file():
+        raise FileNotFoundError(f"photo not found: {path}")
+    try:
+        img = bpy.data.images.load(str(path), check_existing=True)
+        w, h = img.size
+    except RuntimeError as e:
+        raise ValueError(f"cannot read photo {path}: {e}") from None
+    if w == 0 or h == 0:
+        raise ValueError(f"cannot read photo {path}: empty image")
+    data = bpy.data.cameras.new(name or path.stem)
+    obj = bpy.data.objects.new(name or path.stem, data)
+    ensure_collection(context, PHOTO_COLLECTION).objects.link(obj)
+    data.lens, data.sensor_width, data.sensor_fit = lens_mm, 36.0, "HORIZONTAL"
+    data.show_background_images = True
+    bg = data.background_images.new()
+    bg.image = img
+    bg.display_depth = "FRONT"
+    bg.alpha = 0.6
+    set_annotation(obj, {"image": str(path), "width": int(w), "height": int(h), "points": {}})
+    context.scene.render.resolution_x, context.scene.render.resolution_y = int(w), int(h)
+    context.scene.render.resolution_percentage = 100
+    return obj
+
+
+def region_to_pixel(context, cam_obj, region_xy) -> tuple[float, float] | None:
+    """Region coordinates in a camera view -> photo pixel (OpenCV convention), via the camera frame corners."""
+    from bpy_extras.view3d_utils import location_3d_to_region_2d
+
+    frame = [cam_obj.matrix_world @ v for v in cam_obj.data.view_frame(scene=context.scene)]
+    pts = [location_3d_to_region_2d(context.region, context.region_data, p) for p in frame]
+    if any(p is None for p in pts):
+        return None
+    xs, ys = [p.x for p in pts], [p.y for p in pts]
+    ann = get_annotation(cam_obj)
+    w, h = ann.get("width", context.scene.render.resolution_x), ann.get("height", context.scene.render.resolution_y)
+    u = (region_xy[0] - min(xs)) / (max(xs) - min(xs)) * w - 0.5
+    v = (max(ys) - region_xy[1]) / (max(ys) - min(ys)) * h - 0.5
+    return u, v
+
+
+def active_photo_camera(context):
+    cam = context.scene.camera
+    return cam if cam is not None and cam.type == "CAMERA" else None
+
+
+class POSE_OT_add_photo_camera(bpy.types.Operator):
+    """Create a camera with a photo as its background, ready to annotate"""
+
+    bl_idname = "pose.add_photo_camera"
+    bl_label = "Add Photo Camera"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filepath: StringProperty(subtype="FILE_PATH")
+
+    def invoke(self, context, event):
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        try:
+            obj = create_photo_camera(context, self.filepath)
+        except (FileNotFoundError, ValueError) as e:
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
+        context.scene.camera = obj
+        self.report({"INFO"}, f"Camera {obj.name} made for {Path(self.filepath).name}; look through it to annotate")
+        return {"FINISHED"}
+
+
+class POSE_OT_annotate_point(bpy.types.Operator):
+    """Click where the active keypoint is in the photo (camera view); Esc to stop. Headless: give 'Pixel'"""
+
+    bl_idname = "pose.annotate_point"
+    bl_label = "Annotate Keypoint"
+    bl_options = {"REGISTER", "UNDO"}
+
+    keypoint: StringProperty(name="Keypoint", description="Keypoint name (default: the active one in the list)")
+    pixel: FloatVectorProperty(name="Pixel", size=2, default=(-1.0, -1.0))
+    remove: BoolProperty(name="Remove", default=False, description="Remove this keypoint's 2D position (not visible)")
+
+    @classmethod
+    def poll(cls, context):
+        return active_photo_camera(context) is not None
+
+    def _name(self, context) -> str | None:
+        if self.keypoint:
+            return self.keypoint
+        kps = context.scene.pose_tools.keypoints
+        return kps.items[kps.active_index].name if 0 <= kps.active_index < len(kps.items) else None
+
+    def _store(self, context, uv) -> bool:
+        cam = active_photo_camera(context)
+        name = self._name(context)
+        if name is None:
+            self.report({"ERROR"}, "No keypoint chosen: place or import keypoints first")
+            return False
+        ann = get_annotation(cam)
+        if uv is None:
+            ann["points"].pop(name, None)
+        else:
+            ann["points"][name] = [float(uv[0]), float(uv[1])]
+        set_annotation(cam, ann)
+        return True
+
+    def execute(self, context):
+        if self.remove:
+            return {"FINISHED"} if self._store(context, None) else {"CANCELLED"}
+        if self.pixel[0] < 0 or self.pixel[1] < 0:
+            self.report({"ERROR"}, "Give the pixel, or click in the camera view")
+            return {"CANCELLED"}
+        return {"FINISHED"} if self._store(context, tuple(self.pixel)) else {"CANCELLED"}
+
+    def invoke(self, context, event):
+        if context.area is None or context.area.type != "VIEW_3D":
+            return self.execute(context)
+        context.window_manager.modal_handler_add(self)
+        context.workspace.status_text_set("Click the keypoint in the photo; Esc to stop")
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if event.type in {"ESC", "RIGHTMOUSE"}:
+            context.workspace.status_text_set(None)
+            return {"FINISHED"}
+        if event.type == "LEFTMOUSE" and event.value == "PRESS":
+            uv = region_to_pixel(context, active_photo_camera(context), (event.mouse_region_x, event.mouse_region_y))
+            if uv is not None and self._store(context, uv):
+                kps = context.scene.pose_tools.keypoints
+                kps.active_index = min(kps.active_index + 1, len(kps.items) - 1)  # next keypoint
+                self.keypoint = ""
+            return {"RUNNING_MODAL"}
+        return {"PASS_THROUGH"}
+
+
+def annotation_pairs(context, cam_obj) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(names, pixels [N, 2], world points [N, 3]) of the keypoints annotated on ``cam_obj``."""
+    world = {k.name: k.position for k in current_keypoints(context)}
+    ann = get_annotation(cam_obj)
+    names = [n for n in ann["points"] if n in world]
+    return (names, np.array([ann["points"][n] for n in names], dtype=np.float64).reshape(-1, 2),
+            np.array([world[n] for n in names], dtype=np.float64).reshape(-1, 3))
+
+
+def update_errors(context, cam_obj) -> float:
+    """Recompute per-point reprojection errors at the camera's current pose; returns the RMSE in pixels."""
+    names, uv, xyz = annotation_pairs(context, cam_obj)
+    ann = get_annotation(cam_obj)
+    if not names:
+        ann["errors_px"] = {}
+        set_annotation(cam_obj, ann)
+        return float("nan")
+    intr = photo_intrinsics(cam_obj, context.scene)
+    proj, _ = project_points(intr.K, bcam.get_cam_from_world(cam_obj), xyz)
+    err = np.linalg.norm(proj - uv, axis=1)
+    ann["errors_px"] = {n: float(e) for n, e in zip(names, err)}
+    set_annotation(cam_obj, ann)
+    return float(np.sqrt(np.mean(err ** 2)))
+
+
+class POSE_OT_solve_annotation(bpy.types.Operator):
+    """Solve the photo camera's pose from its annotated keypoints (4+; 6+ also estimates the focal length)"""
+
+    bl_idname = "pose.solve_annotation"
+    bl_label = "Solve Camera"
+    bl_options = {"REGISTER", "UNDO"}
+
+    estimate_focal: BoolProperty(name="Estimate Focal Length", default=False)
+
+    @classmethod
+    def poll(cls, context):
+        return active_photo_camera(context) is not None
+
+    def execute(self, context):
+        cam = active_photo_camera(context)
+        names, uv, xyz = annotation_pairs(context, cam)
+        intr = photo_intrinsics(cam, context.scene)
+        try:
+            sol = solve_pnp_numpy(uv, xyz, None if self.estimate_focal else intr.K, (intr.width, intr.height))
+        except ValueError as e:
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
+        if sol.focal_estimated:
+            bcam.apply_intrinsics(cam, context.scene, Intrinsics.from_K(sol.K, intr.width, intr.height))
+        bcam.set_cam_from_world(cam, sol.cam_from_world)
+        ann = get_annotation(cam)
+        ann["solve"] = {"solver": "numpy-lm", "n_points": len(names), "rmse_px": sol.rmse_px,
+                        "focal_estimated": sol.focal_estimated, "notes": sol.notes}
+        set_annotation(cam, ann)
+        rmse = update_errors(context, cam)
+        self.report({"INFO"}, f"Solved from {len(names)} points, RMSE {rmse:.2f} px")
+        return {"FINISHED"}
+
+
+class POSE_OT_update_annotation_errors(bpy.types.Operator):
+    """Recompute the per-point reprojection errors after nudging the camera or the keypoints"""
+
+    bl_idname = "pose.update_annotation_errors"
+    bl_label = "Update Errors"
+
+    @classmethod
+    def poll(cls, context):
+        return active_photo_camera(context) is not None
+
+    def execute(self, context):
+        rmse = update_errors(context, active_photo_camera(context))
+        self.report({"INFO"}, f"RMSE {rmse:.2f} px")
+        return {"FINISHED"}
+
+
+class POSE_OT_export_annotation(bpy.types.Operator):
+    """Export the photo camera as a ground-truth pose (JSON) and a YOLO pose label (TXT)"""
+
+    bl_idname = "pose.export_annotation"
+    bl_label = "Export Annotation"
+
+    directory: StringProperty(subtype="DIR_PATH", default="//annotations")
+
+    @classmethod
+    def poll(cls, context):
+        return active_photo_camera(context) is not None
+
+    def execute(self, context):
+        cam = active_photo_camera(context)
+        ann = get_annotation(cam)
+        if not ann.get("points"):
+            self.report({"ERROR"}, "Nothing annotated on this camera yet")
+            return {"CANCELLED"}
+        out = Path(bpy.path.abspath(self.directory))
+        intr = photo_intrinsics(cam, context.scene)
+        T = bcam.get_cam_from_world(cam)
+        stem = Path(ann.get("image", cam.name)).stem
+        update_errors(context, cam)
+        ann = get_annotation(cam)
+        atomic_write_json(out / f"{stem}.pose.json", {
+            "image": ann.get("image"), "intrinsics": intr.to_dict(), "cam_from_world": T,
+            "blender_matrix_world": blender_matrix_world_from_cam_from_world(T),
+            "convention": "cam_from_world, OpenCV camera axes; pixels OpenCV (centre of top-left pixel at 0,0)",
+            "points": ann["points"], "errors_px": ann.get("errors_px", {}), "solve": ann.get("solve")})
+        atomic_write_bytes(out / "labels" / f"{stem}.txt", (yolo_label(context, cam, intr) + "\n").encode())
+        self.report({"INFO"}, f"Wrote {stem}.pose.json and labels/{stem}.txt to {out}")
+        return {"FINISHED"}
+
+
+def yolo_label(context, cam_obj, intr: Intrinsics) -> str:
+    """One Ultralytics pose line: ``0 cx cy w h`` then ``x y v`` per keypoint of the list order, normalized;
+    v = 2 for annotated points, 0 for points not annotated (not visible). The box spans the annotated points."""
+    ann = get_annotation(cam_obj)
+    order = [k.name for k in current_keypoints(context)]
+    pts = np.array([ann["points"][n] for n in order if n in ann["points"]], dtype=np.float64).reshape(-1, 2)
+    W, H = intr.width, intr.height
+    lo, hi = np.clip(pts.min(0), 0, [W, H]), np.clip(pts.max(0), 0, [W, H])
+    vals = [0, (lo[0] + hi[0]) / 2 / W, (lo[1] + hi[1]) / 2 / H, (hi[0] - lo[0]) / W, (hi[1] - lo[1]) / H]
+    for n in order:
+        if n in ann["points"]:
+            u, v = ann["points"][n]
+            vals += [(u + 0.5) / W, (v + 0.5) / H, 2]
+        else:
+            vals += [0, 0, 0]
+    return " ".join(f"{x:.6f}" if isinstance(x, float) else str(x) for x in vals)
+
+
+classes = (POSE_OT_add_photo_camera, POSE_OT_annotate_point, POSE_OT_solve_annotation,
+           POSE_OT_update_annotation_errors, POSE_OT_export_annotation)
