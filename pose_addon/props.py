@@ -116,6 +116,15 @@ class POSE_PG_worker(bpy.types.PropertyGroup):
     message: StringProperty(default="")
 
 
+class POSE_PG_compare(bpy.types.PropertyGroup):
+    truth_camera: PointerProperty(name="Truth Camera", type=bpy.types.Object,
+                                  poll=lambda self, obj: obj.type == "CAMERA",
+                                  description="Compare every estimate with this camera")
+    dataset_dir: StringProperty(name="Truth Dataset", subtype="DIR_PATH",
+                                description="Or: a dataset whose frames match the photos by file name")
+    csv_path: StringProperty(name="CSV", subtype="FILE_PATH", default="//estimates.csv")
+
+
 class POSE_PG_settings(bpy.types.PropertyGroup):
     sampling: PointerProperty(type=POSE_PG_sampling)
     render: PointerProperty(type=POSE_PG_render)
@@ -123,10 +132,13 @@ class POSE_PG_settings(bpy.types.PropertyGroup):
     worker: PointerProperty(type=POSE_PG_worker)
     poses: CollectionProperty(type=POSE_PG_pose_item)
     show_frustums: BoolProperty(name="Show Frustums", default=True)
+    show_estimates: BoolProperty(name="Show Estimates Overlay", default=True,
+                                 description="Frustums, error labels and reprojected points of estimated cameras")
+    compare: PointerProperty(type=POSE_PG_compare)
 
 
 classes = (POSE_PG_sampling, POSE_PG_pose_item, POSE_PG_render, POSE_PG_keypoint, POSE_PG_keypoints,
-           POSE_PG_worker, POSE_PG_settings)
+           POSE_PG_worker, POSE_PG_compare, POSE_PG_settings)
 
 
 def register_properties() -> None:

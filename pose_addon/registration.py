@@ -1,9 +1,9 @@
 """Registration of every Blender class, in order; unregistered in reverse. Imported only inside Blender."""
 import bpy
 
-from . import draw, ops_annotate, ops_cameras, ops_dataset, ops_keypoints, prefs, props, ui
+from . import draw, ops_annotate, ops_cameras, ops_dataset, ops_estimates, ops_keypoints, prefs, props, ui
 
-MODULES = (prefs, props, ops_cameras, ops_dataset, ops_keypoints, ops_annotate, ui)
+MODULES = (prefs, props, ops_cameras, ops_dataset, ops_keypoints, ops_annotate, ops_estimates, ui)
 CLI_ID = "building_pose"
 _cli_handle = None
 

@@ -142,4 +142,35 @@ class POSE_PT_annotate(_PosePanel, bpy.types.Panel):
         layout.operator("pose.export_annotation", icon="EXPORT")
 
 
-classes = (POSE_PT_cameras, POSE_PT_dataset, POSE_UL_keypoints, POSE_PT_keypoints, POSE_PT_annotate)
+class POSE_PT_estimates(_PosePanel, bpy.types.Panel):
+    bl_label = "Estimated Cameras"
+
+    def draw(self, context):
+        from . import estimates
+
+        settings = context.scene.pose_tools
+        layout = self.layout
+        layout.prop(settings, "show_estimates")
+        c = settings.compare
+        layout.prop(c, "truth_camera")
+        layout.prop(c, "dataset_dir")
+        row = layout.row(align=True)
+        row.operator("pose.compare_estimates", icon="DRIVER_DISTANCE")
+        row.operator("pose.clear_estimates", icon="X", text="")
+        cams = estimates.estimated_cameras()
+        if cams:
+            box = layout.box()
+            grid = box.grid_flow(columns=4, row_major=True, even_columns=False)
+            for head in ("camera", "inliers", "t (m)", "R (deg)"):
+                grid.label(text=head)
+            for obj in cams:
+                grid.label(text=obj.name)
+                grid.label(text=str(obj.get("pose_inliers", "")))
+                grid.label(text=f"{obj['pose_t_err_m']:.3f}" if "pose_t_err_m" in obj else "-")
+                grid.label(text=f"{obj['pose_R_err_deg']:.2f}" if "pose_R_err_deg" in obj else "-")
+        layout.prop(c, "csv_path")
+        layout.operator("pose.export_estimates_csv", icon="EXPORT")
+
+
+classes = (POSE_PT_cameras, POSE_PT_dataset, POSE_UL_keypoints, POSE_PT_keypoints, POSE_PT_annotate,
+           POSE_PT_estimates)

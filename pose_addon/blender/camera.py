@@ -10,7 +10,7 @@ from ..core import cameras as core_cameras
 from ..core.cameras import BlenderCameraSettings, Intrinsics
 
 __all__ = ["settings_from_camera", "intrinsics_from_camera", "apply_settings", "apply_intrinsics",
-           "set_cam_from_world", "get_cam_from_world", "matrix_to_numpy"]
+           "set_cam_from_world", "get_cam_from_world", "matrix_to_numpy", "intrinsics_at_size"]
 
 
 def matrix_to_numpy(m) -> np.ndarray:
@@ -35,6 +35,16 @@ def settings_from_camera(cam_obj, scene) -> BlenderCameraSettings:
 def intrinsics_from_camera(cam_obj, scene) -> Intrinsics:
     """Intrinsics (OpenCV pixel convention) of ``cam_obj`` at ``scene``'s render resolution."""
     return core_cameras.intrinsics_from_blender(settings_from_camera(cam_obj, scene))
+
+
+def intrinsics_at_size(cam_obj, width: int, height: int) -> Intrinsics:
+    """Intrinsics of ``cam_obj`` for an image of ``width`` x ``height`` square pixels, whatever the scene's
+    render resolution (estimated cameras keep their photo's size)."""
+    cam = cam_obj.data
+    return core_cameras.intrinsics_from_blender(BlenderCameraSettings(
+        lens_mm=float(cam.lens), sensor_width_mm=float(cam.sensor_width), sensor_height_mm=float(cam.sensor_height),
+        sensor_fit=str(cam.sensor_fit), shift_x=float(cam.shift_x), shift_y=float(cam.shift_y),
+        resolution_x=int(width), resolution_y=int(height)))
 
 
 def apply_settings(cam_obj, scene, s: BlenderCameraSettings) -> None:

@@ -89,3 +89,30 @@ def test_too_few_points_is_a_clear_error(scene):
         bpy.ops.pose.solve_annotation()
     with pytest.raises(RuntimeError, match="photo not found"):
         bpy.ops.pose.add_photo_camera(filepath="/nonexistent/photo.jpg")
+
+
+def test_estimated_cameras_compare_and_csv(scene, tmp_path):
+    from pose_addon import estimates
+    from pose_addon.draw import estimate_segments
+    from pose_addon.core.poses import make_pose
+
+    T = _truth()
+    truth = bpy.data.objects.new("truth", bpy.data.cameras.new("truth"))
+    bpy.context.scene.collection.objects.link(truth)
+    bcam.set_cam_from_world(truth, T)
+    intr = Intrinsics(W, H, 300.0, 300.0, W / 2 - 0.5, H / 2 - 0.5)
+    shifted = make_pose(T[:3, :3], T[:3, 3] + np.array([0.3, 0.0, 0.4]))  # 0.5 m off
+    obj = estimates.create_estimated_camera(bpy.context, str(scene), shifted, intr, "sift",
+                                            {"inliers": 321, "reproj_error_px": 0.8, "timings": {"total_s": 0.3}})
+    assert bcam.intrinsics_at_size(obj, W, H).fx == pytest.approx(300.0)
+    bpy.context.scene.pose_tools.compare.truth_camera = truth
+    assert "FINISHED" in bpy.ops.pose.compare_estimates()
+    assert obj["pose_t_err_m"] == pytest.approx(0.5, abs=1e-6) and obj["pose_R_err_deg"] < 1e-6
+    segs = estimate_segments()
+    assert len(segs) == 3  # estimate frustum, truth frustum, link line
+    csv_path = tmp_path / "est.csv"
+    assert "FINISHED" in bpy.ops.pose.export_estimates_csv(filepath=str(csv_path))
+    lines = csv_path.read_text().splitlines()
+    assert lines[0].startswith("camera,method") and "sift" in lines[1] and "321" in lines[1]
+    assert "FINISHED" in bpy.ops.pose.clear_estimates()
+    assert not estimates.estimated_cameras()

@@ -1,0 +1,115 @@
+"""Estimated cameras in the scene: creation from a method's answer, ground-truth lookup and error table.
+
+An estimated camera is a camera object in the "Estimated Cameras" collection with the photo as background,
+the intrinsics the method used (focal, sensor, shift) and custom properties: ``pose_method``, ``pose_image``,
+``pose_inliers``, ``pose_reproj_px``, ``pose_timings`` (JSON), ``pose_points`` (JSON: 2D inliers and keypoints
+for the camera-view overlay) and, once compared, ``pose_t_err_m`` / ``pose_R_err_deg``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from .blender import camera as bcam
+from .core.cameras import Intrinsics, camera_center
+from .core.dataset import Dataset, DatasetError, atomic_write_bytes
+from .core.poses import rotation_angle_deg
+from .scene_utils import ensure_collection
+
+COLLECTION = "Estimated Cameras"
+#: frustum colour per method family (RGBA)
+METHOD_COLORS = {"sift": (0.1, 0.8, 0.2, 1.0), "matching": (0.1, 0.8, 0.2, 1.0), "regression": (0.2, 0.5, 1.0, 1.0),
+                 "keypoints": (1.0, 0.4, 0.8, 1.0), "manual": (1.0, 1.0, 0.2, 1.0), "truth": (1.0, 1.0, 1.0, 1.0)}
+
+
+def method_color(method: str) -> tuple:
+    for key, col in METHOD_COLORS.items():
+        if method.startswith(key) or key in method:
+            return col
+    return (1.0, 0.6, 0.1, 1.0)
+
+
+def create_estimated_camera(context, image_path: str, cam_from_world: np.ndarray, intr: Intrinsics, method: str,
+                            info: dict | None = None):
+    """Add a camera for one estimate; returns the object. ``cam_from_world`` is 4x4 in OpenCV axes."""
+    info = info or {}
+    name = f"{Path(image_path).stem}.{method}"
+    data = bpy.data.cameras.new(name)
+    obj = bpy.data.objects.new(name, data)
+    ensure_collection(context, COLLECTION).objects.link(obj)
+    bcam.apply_intrinsics(obj, context.scene, Intrinsics(intr.width, intr.height, intr.fx, intr.fy, intr.cx, intr.cy))
+    bcam.set_cam_from_world(obj, cam_from_world)
+    if Path(image_path).is_file():
+        try:
+            img = bpy.data.images.load(str(image_path), check_existing=True)
+            data.show_background_images = True
+            bg = data.background_images.new()
+            bg.image, bg.alpha = img, 0.7
+        except RuntimeError:
+            pass  # the camera is still useful without its background
+    obj["pose_method"] = method
+    obj["pose_image"] = str(image_path)
+    obj["pose_width"], obj["pose_height"] = intr.width, intr.height
+    obj["pose_inliers"] = int(info.get("inliers", 0))
+    obj["pose_reproj_px"] = float(info.get("reproj_error_px", float("nan")))
+    obj["pose_timings"] = json.dumps(info.get("timings", {}))
+    obj["pose_points"] = json.dumps({k: info[k] for k in ("inliers_2d", "keypoints_2d") if k in info})
+    return obj
+
+
+def estimated_cameras() -> list:
+    col = bpy.data.collections.get(COLLECTION)
+    return sorted([o for o in col.objects if o.type == "CAMERA"], key=lambda o: o.name) if col else []
+
+
+def truth_for(cam_obj, truth_camera=None, dataset: Dataset | None = None) -> np.ndarray | None:
+    """Ground-truth ``cam_from_world`` of an estimated camera: a chosen camera object, or the dataset frame whose
+    image has the same file name as the estimate's photo."""
+    if truth_camera is not None:
+        return bcam.get_cam_from_world(truth_camera)
+    if dataset is not None:
+        name = Path(cam_obj.get("pose_image", "")).name
+        for f in dataset.frames:
+            if Path(f.image).name == name:
+                return f.cam_from_world
+    return None
+
+
+def compare(truth_camera=None, dataset_dir: str | None = None) -> list[dict]:
+    """Errors of every estimated camera against the truth (stored on the objects); returns the table rows."""
+    ds = None
+    if dataset_dir:
+        try:
+            ds = Dataset.load(bpy.path.abspath(dataset_dir))
+        except DatasetError:
+            raise
+    rows = []
+    for obj in estimated_cameras():
+        est = bcam.get_cam_from_world(obj)
+        T = truth_for(obj, truth_camera, ds)
+        row = {"camera": obj.name, "method": obj.get("pose_method", ""), "image": Path(obj.get("pose_image", "")).name,
+               "inliers": obj.get("pose_inliers", 0), "reproj_px": obj.get("pose_reproj_px", float("nan")),
+               "t_err_m": float("nan"), "R_err_deg": float("nan")}
+        if T is not None:
+            row["t_err_m"] = float(np.linalg.norm(camera_center(est) - camera_center(T)))
+            row["R_err_deg"] = rotation_angle_deg(est[:3, :3], T[:3, :3])
+            obj["pose_t_err_m"], obj["pose_R_err_deg"] = row["t_err_m"], row["R_err_deg"]
+            obj["pose_truth"] = json.dumps(np.asarray(T).tolist())
+        rows.append(row)
+    return rows
+
+
+def write_csv(rows: list[dict], path) -> None:
+    """The compare table as CSV (atomically)."""
+    buf = io.StringIO()
+    fields = ["camera", "method", "image", "inliers", "reproj_px", "t_err_m", "R_err_deg"]
+    w = csv.DictWriter(buf, fieldnames=fields)
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r.get(k, "") for k in fields})
+    atomic_write_bytes(Path(path), buf.getvalue().encode())
