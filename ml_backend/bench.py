@@ -25,10 +25,12 @@ from .evaluation import evaluate_results
 from .methods import REGISTRY
 from .scenes import DEFAULT_LONGEST_M, SceneSpec, parse_scene
 
-__all__ = ["BenchOptions", "make_render_config", "ensure_dataset", "run_method_subprocess", "run_bench",
+__all__ = ["BenchOptions", "make_render_config", "make_train_render_config", "TRAINING_METHODS", "ensure_dataset", "run_method_subprocess", "run_bench",
            "format_table", "EXIT_UNAVAILABLE"]
 
 EXIT_UNAVAILABLE = 3  # run-method's exit code for "this method cannot run here"
+#: Methods that learn from (or retrieve over) the extra training split rendered by :func:`make_train_render_config`.
+TRAINING_METHODS = ("regression", "regression+refine", "retrieval_nn_train")
 
 
 @dataclass
@@ -47,6 +49,8 @@ class BenchOptions:
     db_conf: str = "sift"
     progress: bool = True
     viz: bool = True
+    n_train: int = 240  # extra training views for TRAINING_METHODS (a separate cached dataset)
+    train_samples: int = 8  # Cycles samples of the training views (cheaper than the queries')
 
 
 def make_render_config(spec: SceneSpec, n_references: int, n_queries: int, width: int, height: int,
@@ -66,6 +70,25 @@ def make_render_config(spec: SceneSpec, n_references: int, n_queries: int, width
                                      world_color=(0.85, 0.85, 0.95)),
                       noise_std=3.0)
     cfg = RenderConfig(groups=[ref, qry], width=width, height=height, engine=engine, samples=samples)
+    cfg.validate()
+    return cfg
+
+
+def make_train_render_config(spec: SceneSpec, n_train: int, width: int, height: int, engine: str = "CYCLES",
+                             samples: int = 8) -> RenderConfig:
+    """Training views for the learned methods: random poses over the references' shell with randomized lighting.
+
+    Poses are drawn independently of the queries (another seed); the lighting ranges cover the queries' so the
+    network sees the light it will meet; mild sensor noise.
+    """
+    f = spec.longest_side_m() / DEFAULT_LONGEST_M
+    grp = RenderGroup("train", SamplerConfig(n=n_train, layout="random", distance=(25.0 * f, 40.0 * f),
+                                             elevation_deg=(5.0, 35.0), seed=2),
+                      LightingConfig(sun_elevation_deg=(25.0, 70.0), sun_azimuth_deg=(0.0, 360.0),
+                                     sun_strength=(2.5, 4.5), world_strength=(0.3, 0.7),
+                                     world_color=(0.85, 0.85, 0.95)),
+                      noise_std=1.5)
+    cfg = RenderConfig(groups=[grp], width=width, height=height, engine=engine, samples=samples)
     cfg.validate()
     return cfg
 
