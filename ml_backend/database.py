@@ -5,13 +5,17 @@ File layout (one group per reference frame, only keypoints with a valid 3D point
     /                       attrs: format, version, conf (JSON), conf_name, dataset, split
     /frames/<frame_id>/
         keypoints   [N, 2]   float32  OpenCV pixel convention
-        descriptors [N, 128] float32  (RootSIFT by default)
+        descriptors [N, D] float32  (RootSIFT by default; D per extractor)
         points3d    [N, 3]   float64  world frame (Blender world, Z up, metres)
         global      [D]      float32  retrieval descriptor (see :mod:`.retrieval`)
         attrs: cam_from_world [4, 4] (OpenCV axes), intrinsics (JSON), image, n_detected, complete
 
 The build is resumable and crash-safe: it writes ``<name>.partial``, skips frames already complete there, and
 renames it to the final name only when every frame is in. No pickle anywhere.
+
+There is one preset per local feature type (``sift``, ``colmap`` and one per feature-based matcher preset of
+:mod:`.matchers`, same name); the preset's extractor conf fixes the resolution the network sees. Reads are lazy:
+a :class:`RefFrame` reads its arrays from the file only when asked, so large databases never sit in memory.
 """
 from __future__ import annotations
 
@@ -56,6 +60,32 @@ confs: dict[str, dict[str, Any]] = {
 }
 
 
+def _matcher_presets() -> None:
+    """A database preset per feature-based matcher preset of :mod:`.matchers` (same name, same features)."""
+    from .matchers import confs as mconfs
+
+    for name, mc in mconfs.items():
+        f = mc["features"]
+        if f is None or name in confs:
+            continue
+        tag = f["name"] + "-n" + str(f.get("max_keypoints")) + (f"-r{f['resize_max']}" if f.get("resize_max") else "")
+        confs[name] = {"output": tag.replace("_", "-"), "split": "reference", "features": dict(f),
+                       "lifting": {}, "retrieval": {}}
+
+
+_matcher_presets()
+
+
+def _merge_features(f: dict) -> dict:
+    if f.get("name") == "colmap_sift":
+        return {"name": "colmap_sift", "max_keypoints": f.get("max_keypoints", 4000)}
+    if f.get("name", "sift") == "sift":
+        return sift.merge_conf({k: v for k, v in f.items() if k != "name"})
+    from .features import merge_any_conf
+
+    return merge_any_conf(f)
+
+
 def resolve_conf(conf: Optional[dict | str] = None) -> dict:
     """A full database conf: a preset name, or a dict (its ``name`` picks the preset it overrides).
 
@@ -68,7 +98,7 @@ def resolve_conf(conf: Optional[dict | str] = None) -> dict:
         raise ValueError(f"unknown database conf {name!r}; presets: {', '.join(confs)}")
     base = confs[name]
     out = {"name": name, "output": conf.get("output", base["output"]), "split": conf.get("split", base["split"])}
-    out["features"] = sift.merge_conf({**base["features"], **conf.get("features", {})})
+    out["features"] = _merge_features({**base["features"], **conf.get("features", {})})
     out["lifting"] = {**lifting.default_conf, **base["lifting"], **conf.get("lifting", {})}
     out["retrieval"] = {**retrieval.default_conf, **base["retrieval"], **conf.get("retrieval", {})}
     out["retrieval"] = {k: list(v) if isinstance(v, tuple) else v for k, v in out["retrieval"].items()}
@@ -126,10 +156,27 @@ def _final_is_complete(final: Path, conf_json: str, ids: list[str]) -> bool:
         return False
 
 
+def extract_any(path: Path, gray: np.ndarray, fconf: dict) -> "sift.Features":
+    """Features of an image file (``gray`` its grey version) with any extractor conf (see :mod:`.features`)."""
+    name = fconf.get("name", "sift")
+    if name == "sift":
+        return sift.extract(gray, fconf)
+    if name == "colmap_sift":
+        from .matchers import extract_colmap_sift
+
+        return extract_colmap_sift(gray, fconf)
+    import cv2
+
+    from .features import extract_features
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return extract_features(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), fconf)
+
+
 def extract_frame(ds: Dataset, frame, conf: dict) -> dict[str, np.ndarray]:
     """Features, lifted 3D points and global descriptor of one reference frame (arrays as stored)."""
     gray = sift.load_image_gray(ds.path(frame.image))
-    feats = sift.extract(gray, conf["features"])
+    feats = extract_any(ds.path(frame.image), gray, conf["features"])
     depth = ds.read_depth(frame)
     if depth.shape != gray.shape:
         raise DatasetError(f"frame {frame.id}: depth {depth.shape} and image {gray.shape} differ in size")

@@ -1,4 +1,9 @@
-"""Localize a query image against a feature database: retrieve top-k references, match SIFT, pool 2D-3D, PnP.
+"""Localize a query image against a feature database: retrieve top-k references, match, pool 2D-3D, PnP.
+
+The matcher is any preset of :mod:`.matchers` (``conf["matcher"]``; default: the database's own preset); its
+features are the database's. Dense matchers (LoFTR) match the query against the reference *images* and lift the
+matched reference pixels through the reference depth on the fly. Learned-feature databases retrieve with the
+votes of a SIFT database (``conf["retrieval_db"]``) or the global descriptors.
 
 When the pooled top-k matches give fewer than ``min_inliers`` PnP inliers (retrieval picked the wrong side of a
 symmetric building, say), the matches of the next references up to ``k_fallback`` are added and PnP runs again.
@@ -15,12 +20,14 @@ import numpy as np
 
 from pose_addon.core.cameras import Intrinsics
 
-from . import matching, retrieval
+from . import lifting, matchers, retrieval
 from .database import FeatureDatabase
 from .features import sift
+from .features.sift import Features
 from .pnp import solve_pnp
 
-__all__ = ["default_conf", "LocalizationResult", "Localizer", "localize"]
+__all__ = ["default_conf", "LocalizationResult", "Localizer", "localize", "EnsembleLocalizer", "ensemble_conf",
+           "dedup_correspondences"]
 
 default_conf: dict[str, Any] = {
     "retrieval": "votes",  # "votes" (local-descriptor voting, see retrieval.VotingIndex) or "global"
@@ -33,6 +40,9 @@ default_conf: dict[str, Any] = {
     "max_iterations": 10000,
     "min_inliers": 12,  # fewer inliers than this = not localized
     "resize_max": 1600,  # larger query images are downscaled to this longest side (intrinsics scaled alike)
+    "matcher": None,  # a matchers preset name/conf; None = the database's preset
+    "retrieval_db": None,  # SIFT database for "votes" retrieval when the main database holds other features
+    "global_index": None,  # HDF5 of a retrieval.GlobalIndex (EfficientNet/CLIP) for retrieval "net"
 }
 
 
@@ -62,22 +72,62 @@ class Localizer:
         self.db = FeatureDatabase(db_path)
         if len(self.db) == 0:
             raise ValueError(f"feature database {db_path} holds no reference frames")
-        if self.conf["retrieval"] not in ("votes", "global"):
-            raise ValueError(f"unknown retrieval {self.conf['retrieval']!r}; choose 'votes' or 'global'")
-        self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        if self.conf["retrieval"] not in ("votes", "global", "net"):
+            raise ValueError(f"unknown retrieval {self.conf['retrieval']!r}; choose 'votes', 'global' or 'net'")
+        mconf = self.conf["matcher"] or self.db.conf.get("name", "sift")
+        if isinstance(mconf, str) and mconf not in matchers.confs:
+            mconf = "sift"  # sift_fast & co: SIFT features, NN matching
+        self.matcher = matchers.get_matcher(mconf)
+        dbf = self.db.conf["features"].get("name", "sift")
+        mf = self.matcher.conf["features"]
+        if mf is not None and mf["name"] != dbf:
+            raise ValueError(f"matcher {self.matcher.name} needs {mf['name']} features but database {db_path} "
+                             f"holds {dbf}; build it with conf '{self.matcher.name}'")
+        self.features_sift = dbf == "sift"
+        self._rdb: Optional[FeatureDatabase] = None
+        if self.conf["retrieval"] == "votes" and not self.features_sift:
+            if not self.conf["retrieval_db"]:
+                raise ValueError("retrieval 'votes' needs SIFT descriptors: pass conf 'retrieval_db' (a SIFT "
+                                 "database of the same references) or use retrieval 'global'/'net'")
+            self._rdb = FeatureDatabase(self.conf["retrieval_db"])
+            if self._rdb.ids != self.db.ids:
+                raise ValueError(f"retrieval database {self.conf['retrieval_db']} holds other references")
+        self._gindex = None
+        if self.conf["retrieval"] == "net":
+            if not self.conf["global_index"]:
+                raise ValueError("retrieval 'net' needs conf 'global_index' (see retrieval.build_global_index)")
+            self._gindex = retrieval.GlobalIndex.load(self.conf["global_index"])
+            self._gorder = np.array([self._gindex.ids.index(i) for i in self.db.ids])
+        self._cache: dict[str, tuple[Features, np.ndarray]] = {}
         self._votes: Optional[retrieval.VotingIndex] = None
+        self._ds = None
 
-    def retrieve(self, gray: np.ndarray, descriptors: np.ndarray, k: int) -> np.ndarray:
-        """Indices ``[<=k]`` of the references most similar to a query (grey image + its SIFT descriptors)."""
+    def retrieve(self, gray: np.ndarray, descriptors: Optional[np.ndarray], k: int,
+                 image: Optional[np.ndarray] = None) -> np.ndarray:
+        """Indices ``[<=k]`` of the references most similar to a query.
+
+        Args:
+            gray: the query ``[H, W]`` uint8.
+            descriptors: its SIFT descriptors (strongest first) for "votes" on a SIFT database, else None.
+            image: the query RGB ``[H, W, 3]`` for "net" retrieval (grey is replicated when absent).
+        """
         if self.conf["retrieval"] == "votes":
             if self._votes is None:
-                self._votes = self.db.voting_index(self.conf["votes"])
+                self._votes = (self._rdb or self.db).voting_index(self.conf["votes"])
+            if descriptors is None or not self.features_sift:
+                descriptors = sift.extract(gray, (self._rdb or self.db).conf["features"]).descriptors
             return self._votes.query(descriptors, k)[0]
+        if self.conf["retrieval"] == "net":
+            g = self._gindex.describe(image if image is not None else gray)
+            idx, _ = retrieval.top_k(g, self._gindex.descriptors[self._gorder], k)
+            return idx
         g = retrieval.global_descriptor(gray, self.db.conf["retrieval"])
         return retrieval.top_k(g, self.db.global_descriptors, k)[0]
 
     def close(self) -> None:
         self.db.close()
+        if self._rdb is not None:
+            self._rdb.close()
 
     def __enter__(self) -> "Localizer":
         return self
@@ -85,11 +135,66 @@ class Localizer:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _ref(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def _ref(self, i: int) -> tuple[Features, np.ndarray]:
         fr = self.db.frames[i]
         if fr.id not in self._cache:
-            self._cache[fr.id] = (fr.descriptors, fr.points3d)
+            kp = fr.keypoints
+            intr = fr.intrinsics
+            feats = Features(kp, fr.descriptors, np.zeros(len(kp), np.float32), np.zeros(len(kp), np.float32),
+                             (intr.width, intr.height))
+            self._cache[fr.id] = (feats, fr.points3d)
         return self._cache[fr.id]
+
+    def _dense_ref(self, i: int, gray_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Dense matches with reference ``i``: query pixels ``[K, 2]`` and world points ``[K, 3]`` (valid only)."""
+        from pose_addon.core.dataset import Dataset
+
+        if self._ds is None:
+            self._ds = Dataset.load(self.db._f.attrs["dataset"])
+        fr = self._ds.frame(self.db.ids[i])
+        gray_r = sift.load_image_gray(self._ds.path(fr.image))
+        xq, xr = self.matcher.match_images(gray_q, gray_r)
+        p3, valid = lifting.lift_keypoints(xr, self._ds.read_depth(fr), fr.intrinsics, fr.cam_from_world,
+                                           self.db.conf["lifting"])
+        return xq[valid], p3[valid]
+
+    def prepare(self, image: Path | str | np.ndarray, intrinsics: Intrinsics) -> dict:
+        """Query state: grey image, features, undistorted keypoints and intrinsics (after downscaling)."""
+        if isinstance(image, (str, Path)):
+            gray = sift.load_image_gray(image)
+            rgb = None if self.features_sift else cv2.cvtColor(cv2.imread(str(image), cv2.IMREAD_COLOR),
+                                                               cv2.COLOR_BGR2RGB)
+        else:
+            arr = np.asarray(image)
+            gray = sift._to_gray(arr)
+            rgb = arr if arr.ndim == 3 else None
+        if gray.shape != (intrinsics.height, intrinsics.width):
+            raise ValueError(f"image is {gray.shape[1]}x{gray.shape[0]} but the intrinsics are for "
+                             f"{intrinsics.width}x{intrinsics.height}")
+        gray2, intr2 = _downscale(gray, intrinsics, self.conf["resize_max"])
+        if rgb is not None and gray2.shape != gray.shape:
+            rgb = cv2.resize(rgb, (gray2.shape[1], gray2.shape[0]), interpolation=cv2.INTER_AREA)
+        feats = None
+        if self.matcher.conf["features"] is not None:
+            feats = self.matcher.extract(rgb if rgb is not None else gray2) if not self.features_sift else \
+                sift.extract(gray2, self.db.conf["features"])
+        return {"gray": gray2, "rgb": rgb, "feats": feats, "intrinsics": intr2}
+
+    def correspondences(self, state: dict, refs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """2D (distorted-free pixels) ``[K, 2]`` and 3D world ``[K, 3]`` correspondences with references ``refs``."""
+        p2, p3 = [], []
+        feats = state["feats"]
+        for i in refs:
+            if self.matcher.dense:
+                xq, pts = self._dense_ref(int(i), state["gray"])
+                p2.append(_undistort(xq, state["intrinsics"])[0])
+                p3.append(pts)
+                continue
+            rf, pts = self._ref(int(i))
+            m = self.matcher.match(feats, rf)
+            p2.append(_undistort(feats.keypoints[m[:, 0]], state["intrinsics"])[0])
+            p3.append(pts[m[:, 1]])
+        return (np.concatenate(p2) if p2 else np.zeros((0, 2)), np.concatenate(p3) if p3 else np.zeros((0, 3)))
 
     def localize(self, image: Path | str | np.ndarray, intrinsics: Intrinsics) -> LocalizationResult:
         """Pose of a query image.
@@ -103,33 +208,26 @@ class Localizer:
         """
         c = self.conf
         t0 = time.perf_counter()
-        gray = sift.load_image_gray(image) if isinstance(image, (str, Path)) else sift._to_gray(image)
-        if gray.shape != (intrinsics.height, intrinsics.width):
-            raise ValueError(f"image is {gray.shape[1]}x{gray.shape[0]} but the intrinsics are for "
-                             f"{intrinsics.width}x{intrinsics.height}")
-        gray, intrinsics = _downscale(gray, intrinsics, c["resize_max"])
-        feats = sift.extract(gray, self.db.conf["features"])
-        keypoints, intrinsics = _undistort(feats.keypoints, intrinsics)
+        st = self.prepare(image, intrinsics)
+        pin = _pinhole(st["intrinsics"])
         t1 = time.perf_counter()
         k, k_fb = int(c["k"]), int(c["k_fallback"] or 0)
-        idx = self.retrieve(gray, feats.descriptors, max(k, k_fb))
+        idx = self.retrieve(st["gray"], st["feats"].descriptors if st["feats"] is not None else None,
+                            max(k, k_fb), st["rgb"])
         t2 = time.perf_counter()
-        thr = float(c["threshold_px"]) * max(intrinsics.width, intrinsics.height) / 640.0
+        thr = float(c["threshold_px"]) * max(pin.width, pin.height) / 640.0
         p2, p3 = [], []
         t_match = t_pnp = 0.0
         used = 0
         for stop in (k, k_fb) if k_fb > k else (k,):
             ta = time.perf_counter()
-            for i in idx[used:stop]:
-                desc, pts = self._ref(int(i))
-                m = matching.match_descriptors(feats.descriptors, desc, c["matching"])
-                p2.append(keypoints[m[:, 0]])
-                p3.append(pts[m[:, 1]])
+            a, b = self.correspondences(st, idx[used:stop])
+            p2.append(a)
+            p3.append(b)
             used = min(stop, len(idx))
-            P2 = np.concatenate(p2) if p2 else np.zeros((0, 2))
-            P3 = np.concatenate(p3) if p3 else np.zeros((0, 3))
+            P2, P3 = np.concatenate(p2), np.concatenate(p3)
             tb = time.perf_counter()
-            res = solve_pnp(P2, P3, intrinsics, thr, c["pnp_backend"], int(c["max_iterations"]))
+            res = solve_pnp(P2, P3, pin, thr, c["pnp_backend"], int(c["max_iterations"]))
             t_match += tb - ta
             t_pnp += time.perf_counter() - tb
             ok = res.success and res.n_inliers >= int(c["min_inliers"])
@@ -156,6 +254,11 @@ def _downscale(gray: np.ndarray, intr: Intrinsics, resize_max: Optional[int]) ->
     return small, Intrinsics(small.shape[1], small.shape[0], k.fx, k.fy, k.cx, k.cy, k.dist)
 
 
+def _pinhole(intr: Intrinsics) -> Intrinsics:
+    """The same intrinsics without lens distortion (what undistorted keypoints are expressed in)."""
+    return Intrinsics(intr.width, intr.height, intr.fx, intr.fy, intr.cx, intr.cy)
+
+
 def _undistort(xy: np.ndarray, intr: Intrinsics) -> tuple[np.ndarray, Intrinsics]:
     """Keypoints ``[N, 2]`` of a distorted camera -> ideal pinhole pixels with the same K (dist dropped)."""
     if not intr.dist or not any(abs(d) > 0 for d in intr.dist) or len(xy) == 0:
@@ -170,3 +273,93 @@ def localize(image: Path | str | np.ndarray, intrinsics: Intrinsics, db_path: Pa
     """One-shot :meth:`Localizer.localize` (opens and closes the database)."""
     with Localizer(db_path, conf) as loc:
         return loc.localize(image, intrinsics)
+
+
+#: Parameters of :class:`EnsembleLocalizer`.
+ensemble_conf: dict[str, Any] = {
+    "members": ["sift", "xfeat+lighterglue"],  # matcher presets; each needs its database (see db_paths)
+    "mode": "pool",  # "pool": one PnP on the deduplicated union; "best": per query, the member with most inliers
+    "dedup_px": 1.0,  # pooled correspondences closer than this in 2D and dedup_m in 3D count once
+    "dedup_m": 0.02,
+}
+
+
+def dedup_correspondences(p2: np.ndarray, p3: np.ndarray, px: float = 1.0, m: float = 0.02) -> np.ndarray:
+    """Indices of the first of each group of correspondences equal up to ``px`` pixels and ``m`` metres."""
+    if len(p2) == 0:
+        return np.zeros(0, np.int64)
+    key = np.concatenate([np.floor(p2 / px), np.floor(p3 / m)], 1).astype(np.int64)
+    _, first = np.unique(key, axis=0, return_index=True)
+    return np.sort(first)
+
+
+class EnsembleLocalizer:
+    """Several matchers on the same query and the same retrieved references (the first member's retrieval).
+
+    ``mode="pool"`` pools every member's 2D-3D correspondences (deduplicated) and solves PnP once (with the
+    fallback to ``k_fallback`` references like :class:`Localizer`); ``mode="best"`` localizes with each member
+    and keeps the pose with most inliers.
+    """
+
+    def __init__(self, db_paths: dict[str, Path | str], conf: Optional[dict] = None,
+                 ensemble: Optional[dict] = None):
+        """Args:
+            db_paths: per member preset, its feature database.
+            conf: :data:`default_conf` overrides shared by the members.
+            ensemble: :data:`ensemble_conf` overrides.
+        """
+        self.e = {**ensemble_conf, **(ensemble or {})}
+        if self.e["mode"] not in ("pool", "best"):
+            raise ValueError(f"unknown ensemble mode {self.e['mode']!r}; choose 'pool' or 'best'")
+        missing = [mb for mb in self.e["members"] if mb not in db_paths]
+        if missing:
+            raise ValueError(f"no database for ensemble members {missing}")
+        self.members = [Localizer(db_paths[mb], {**(conf or {}), "matcher": mb}) for mb in self.e["members"]]
+        self.conf = self.members[0].conf
+
+    def close(self) -> None:
+        for m in self.members:
+            m.close()
+
+    def __enter__(self) -> "EnsembleLocalizer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def localize(self, image: Path | str | np.ndarray, intrinsics: Intrinsics) -> LocalizationResult:
+        """Pose of a query (see :meth:`Localizer.localize`); ``message`` says which member(s) gave it."""
+        t0 = time.perf_counter()
+        if self.e["mode"] == "best":
+            rs = [m.localize(image, intrinsics) for m in self.members]
+            j = int(np.argmax([r.n_inliers if r.success else -1 for r in rs]))
+            r = rs[j]
+            r.message = f"{self.e['members'][j]}: {r.message}"
+            r.timings = {"total": time.perf_counter() - t0, **{f"{n}": x.timings["total"]
+                                                              for n, x in zip(self.e["members"], rs)}}
+            return r
+        c = self.conf
+        states = [m.prepare(image, intrinsics) for m in self.members]
+        lead, st0 = self.members[0], states[0]
+        pin = _pinhole(st0["intrinsics"])
+        k, k_fb = int(c["k"]), int(c["k_fallback"] or 0)
+        idx = lead.retrieve(st0["gray"], st0["feats"].descriptors if st0["feats"] is not None else None,
+                            max(k, k_fb), st0["rgb"])
+        thr = float(c["threshold_px"]) * max(pin.width, pin.height) / 640.0
+        p2, p3, used = [], [], 0
+        for stop in (k, k_fb) if k_fb > k else (k,):
+            for m, st in zip(self.members, states):
+                a, b = m.correspondences(st, idx[used:stop])
+                p2.append(a)
+                p3.append(b)
+            used = min(stop, len(idx))
+            P2, P3 = np.concatenate(p2), np.concatenate(p3)
+            keep = dedup_correspondences(P2, P3, float(self.e["dedup_px"]), float(self.e["dedup_m"]))
+            res = solve_pnp(P2[keep], P3[keep], pin, thr, c["pnp_backend"], int(c["max_iterations"]))
+            ok = res.success and res.n_inliers >= int(c["min_inliers"])
+            if ok or used >= len(idx):
+                break
+        return LocalizationResult(ok, res.cam_from_world if ok else None, res.n_inliers, len(keep),
+                                  res.reproj_error_px, [lead.db.ids[int(i)] for i in idx[:used]],
+                                  {"total": time.perf_counter() - t0}, res.message if ok else
+                                  (res.message if not res.success else f"only {res.n_inliers} inliers"))
