@@ -5,6 +5,8 @@
     python -m ml_backend demo [same options; defaults: procedural building, out runs/demo]
     python -m ml_backend build-db --dataset DIR --out DIR [--conf sift]
     python -m ml_backend run-method --method NAME --dataset DIR --workdir DIR --out FILE [--conf JSON]
+    python -m ml_backend serve [--host 127.0.0.1] [--port 0] [--unix PATH] [--parent-pid PID] [--token-file F]
+    python -m ml_backend ping-bench [--clients 10 --requests 1000 --dataset DIR]
 """
 from __future__ import annotations
 
@@ -49,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workdir", required=True)
     r.add_argument("--out", required=True, help="JSON file for {'rows': [...]} or {'skipped': reason}")
     r.add_argument("--conf", default="{}", help="method conf as JSON")
+    from .service import ping_bench, server
+
+    server.add_arguments(sub.add_parser("serve", help="run the worker service (see ml_backend/service)"))
+    ping_bench.add_arguments(sub.add_parser("ping-bench", help="round-trip times of the worker service"))
     return p
 
 
@@ -85,6 +91,14 @@ def _run_method(args) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        from .service import server
+
+        return server.serve(args)
+    if args.command == "ping-bench":
+        from .service import ping_bench
+
+        return ping_bench.run(args)
     from pose_addon.core.dataset import DatasetError
 
     from .blender_runner import BlenderError

@@ -1,9 +1,11 @@
 """Registration of every Blender class, in order; unregistered in reverse. Imported only inside Blender."""
 import bpy
 
-from . import draw, ops_annotate, ops_cameras, ops_dataset, ops_estimates, ops_keypoints, prefs, props, ui
+from . import (draw, ops_annotate, ops_cameras, ops_dataset, ops_estimates, ops_keypoints, ops_worker, prefs,
+               props, ui)
 
-MODULES = (prefs, props, ops_cameras, ops_dataset, ops_keypoints, ops_annotate, ops_estimates, ui)
+MODULES = (prefs, props, ops_cameras, ops_dataset, ops_keypoints, ops_annotate, ops_estimates, ops_worker,
+           ui)
 CLI_ID = "building_pose"
 _cli_handle = None
 
@@ -30,6 +32,7 @@ def unregister() -> None:
     if _cli_handle is not None:
         bpy.utils.unregister_cli_command(_cli_handle)
         _cli_handle = None
+    ops_worker.unregister_runtime()
     draw.unregister_handlers()
     props.unregister_properties()
     for module in reversed(MODULES):

@@ -172,5 +172,14 @@ class POSE_PT_estimates(_PosePanel, bpy.types.Panel):
         layout.operator("pose.export_estimates_csv", icon="EXPORT")
 
 
+class POSE_PT_worker(_PosePanel, bpy.types.Panel):
+    bl_label = "Worker"
+
+    def draw(self, context):
+        from . import ops_worker
+
+        ops_worker.draw_panel(self.layout, context)
+
+
 classes = (POSE_PT_cameras, POSE_PT_dataset, POSE_UL_keypoints, POSE_PT_keypoints, POSE_PT_annotate,
-           POSE_PT_estimates)
+           POSE_PT_estimates, POSE_PT_worker)

