@@ -5,6 +5,7 @@
     python -m ml_backend demo [same options; defaults: procedural building, out runs/demo]
     python -m ml_backend build-db --dataset DIR --out DIR [--conf sift]
     python -m ml_backend run-method --method NAME --dataset DIR --workdir DIR --out FILE [--conf JSON]
+    python -m ml_backend regression extract|train|infer ...   (see ml_backend/regression/cli.py)
     python -m ml_backend serve [--host 127.0.0.1] [--port 0] [--unix PATH] [--parent-pid PID] [--token-file F]
     python -m ml_backend ping-bench [--clients 10 --requests 1000 --dataset DIR]
 """
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workdir", required=True)
     r.add_argument("--out", required=True, help="JSON file for {'rows': [...]} or {'skipped': reason}")
     r.add_argument("--conf", default="{}", help="method conf as JSON")
+    from .regression import cli as regression_cli  # regression extract / train / infer
+
+    regression_cli.add_parser(sub)
     from .service import ping_bench, server
 
     server.add_arguments(sub.add_parser("serve", help="run the worker service (see ml_backend/service)"))
@@ -108,6 +112,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command in ("bench", "demo"):
             return _bench(args)
+        if args.command == "regression":
+            from .regression import cli as regression_cli
+
+            return regression_cli.dispatch(args)
         if args.command == "build-db":
             from .database import build_database
 

@@ -25,7 +25,7 @@ from .evaluation import evaluate_results
 from .methods import REGISTRY
 from .scenes import DEFAULT_LONGEST_M, SceneSpec, parse_scene
 
-__all__ = ["BenchOptions", "make_render_config", "make_train_render_config", "TRAINING_METHODS", "ensure_dataset", "run_method_subprocess", "run_bench",
+__all__ = ["BenchOptions", "make_render_config", "TRAINING_METHODS", "ensure_dataset", "run_method_subprocess", "run_bench",
            "format_table", "EXIT_UNAVAILABLE"]
 
 EXIT_UNAVAILABLE = 3  # run-method's exit code for "this method cannot run here"
@@ -49,8 +49,7 @@ class BenchOptions:
     db_conf: str = "sift"
     progress: bool = True
     viz: bool = True
-    n_train: int = 240  # extra training views for TRAINING_METHODS (a separate cached dataset)
-    train_samples: int = 8  # Cycles samples of the training views (cheaper than the queries')
+    n_gl_views: int = 300  # worker-rendered training views added to the references for TRAINING_METHODS
 
 
 def make_render_config(spec: SceneSpec, n_references: int, n_queries: int, width: int, height: int,
@@ -70,25 +69,6 @@ def make_render_config(spec: SceneSpec, n_references: int, n_queries: int, width
                                      world_color=(0.85, 0.85, 0.95)),
                       noise_std=3.0)
     cfg = RenderConfig(groups=[ref, qry], width=width, height=height, engine=engine, samples=samples)
-    cfg.validate()
-    return cfg
-
-
-def make_train_render_config(spec: SceneSpec, n_train: int, width: int, height: int, engine: str = "CYCLES",
-                             samples: int = 8) -> RenderConfig:
-    """Training views for the learned methods: random poses over the references' shell with randomized lighting.
-
-    Poses are drawn independently of the queries (another seed); the lighting ranges cover the queries' so the
-    network sees the light it will meet; mild sensor noise.
-    """
-    f = spec.longest_side_m() / DEFAULT_LONGEST_M
-    grp = RenderGroup("train", SamplerConfig(n=n_train, layout="random", distance=(25.0 * f, 40.0 * f),
-                                             elevation_deg=(5.0, 35.0), seed=2),
-                      LightingConfig(sun_elevation_deg=(25.0, 70.0), sun_azimuth_deg=(0.0, 360.0),
-                                     sun_strength=(2.5, 4.5), world_strength=(0.3, 0.7),
-                                     world_color=(0.85, 0.85, 0.95)),
-                      noise_std=1.5)
-    cfg = RenderConfig(groups=[grp], width=width, height=height, engine=engine, samples=samples)
     cfg.validate()
     return cfg
 
@@ -193,12 +173,17 @@ def run_bench(opts: BenchOptions, dataset_dir: Optional[Path] = None) -> dict:
     per_query = {}
     for name in opts.methods:
         conf = {"database": str(db_path), "progress": opts.progress}
+        if name in TRAINING_METHODS:  # one training set and model shared by these methods, cached
+            conf.update(regression_dir=str(cache / "regression" / ds.root.name), n_gl_views=opts.n_gl_views)
         res = run_method_subprocess(name, ds.root, out / "work" / name, conf, out / f"{name}_queries.json")
         if "skipped" in res:
             results["methods"][name] = {"skipped": res["skipped"]}
             continue
         metrics, rows = evaluate_results(res["rows"], ds)
         metrics.pop("n_queries", None)
+        for key in ("n_train", "matcher"):  # recorded by the training methods
+            if res["rows"] and key in res["rows"][0]:
+                metrics[key] = res["rows"][0][key]
         results["methods"][name] = metrics
         per_query[name] = (res["rows"], rows)
     atomic_write_json(out / "results.json", results)

@@ -13,6 +13,9 @@ __all__ = ["REGISTRY", "MethodUnavailable", "get_method", "available"]
 REGISTRY: dict[str, str] = {
     "retrieval_nn": "ml_backend.methods.retrieval_nn",  # pose of the top-1 retrieved reference (baseline)
     "sift": "ml_backend.methods.sift",  # retrieval + SIFT matching + PnP on depth-lifted points
+    "regression": "ml_backend.methods.regression",  # BuildingPoseNetCached: one forward pass (issue 6)
+    "regression+refine": "ml_backend.methods.regression_refine",  # + render-and-compare (worker-side render)
+    "retrieval_nn_train": "ml_backend.methods.retrieval_nn_train",  # NN over exactly the regression's training set
 }
 
 

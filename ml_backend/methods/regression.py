@@ -1,0 +1,47 @@
+"""Direct pose regression (BuildingPoseNetCached over EfficientNet-Lite0 features): one forward pass per query.
+
+Trains on first use (see :mod:`ml_backend.regression.pipeline`); ``conf["checkpoint"]`` uses a trained one.
+Rows carry ``n_train`` (training images) and ``t_infer_s`` (feature extraction + network, excluding I/O).
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from pose_addon.core.dataset import Dataset
+
+from ._common import result_row
+
+__all__ = ["run", "predict_queries"]
+
+
+def predict_queries(dataset: Dataset, workdir: Path, conf: dict):
+    """Yield ``(frame, rgb, cam_from_world_est, seconds, n_train)`` for the queries."""
+    from ..regression.extractors import load_rgb
+    from ..regression.pipeline import ensure_checkpoint
+    from ..regression.train import PosePredictor
+
+    torch.set_num_threads(int(conf.get("threads", 2)))
+    ckpt, train_ds = ensure_checkpoint(dataset, workdir, conf)
+    n_train = len(Dataset.load(train_ds).split("reference"))
+    pred = PosePredictor(ckpt, random_weights=bool(conf.get("random_weights", False)))
+    frames = dataset.split(conf.get("split", "query"))[: conf.get("max_queries") or None]
+    if frames:
+        pred.predict_images([load_rgb(dataset.path(frames[0].image))])  # warm-up (allocations, kernels)
+    for q in frames:
+        rgb = load_rgb(dataset.path(q.image))
+        t0 = time.perf_counter()
+        T = pred.predict_images([rgb])[0]
+        yield q, rgb, T, time.perf_counter() - t0, n_train
+
+
+def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
+    """Per-query results on ``dataset``'s ``conf.get("split", "query")`` frames."""
+    rows = []
+    for q, _, T, dt, n_train in tqdm(predict_queries(dataset, workdir, conf), desc="regression", unit="query",
+                                     disable=not conf.get("progress", True)):
+        rows.append(result_row(q.id, T, dt, n_train=n_train, t_infer_s=dt))
+    return rows

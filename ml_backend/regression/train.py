@@ -1,0 +1,332 @@
+"""Train BuildingPoseNetCached on cached features.
+
+    python -m ml_backend regression train --config cfg.json --set epochs=200 --set lr=5e-4 [--resume]
+
+Config keys (:data:`default_config`; a JSON file, then ``--set key=value`` overrides, values parsed as JSON):
+features (training HDF5 from :mod:`.features`), out (run folder), seed, val_fraction (share of *viewpoints* held
+out -- every augmented view of a held-out image is held out with it), epochs, batch_size, lr, weight_decay,
+schedule (``cosine`` | ``plateau`` | ``none``), patience (early stopping, epochs without a better validation
+score), hidden, dropout, rotation (``6d`` | ``quat``), learned_weights, beta, geodesic_weight, wandb (log to
+Weights & Biases when installed; ``WANDB_MODE=offline`` works), progress.
+
+Outputs in ``out``: ``best.pt`` and ``last.pt`` (state dicts, config, extractor meta, scene normalization, RNG
+states: loadable with ``torch.load(weights_only=True)``), ``metrics.csv``, ``tb/`` (TensorBoard), ``curves.png``,
+``config.json``. The validation score is ``median_t_m + median_R_deg / 2`` (1 m weighs like 2 deg).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pose_addon.core.dataset import atomic_write_bytes, atomic_write_json
+
+from .features import load_features
+from .model import BuildingPoseNetCached, PoseLoss, geodesic_deg
+
+__all__ = ["default_config", "merge_config", "parse_overrides", "train", "load_checkpoint", "evaluate_features",
+           "PosePredictor"]
+
+default_config: dict[str, Any] = {
+    "features": None, "out": None, "seed": 0, "val_fraction": 0.1, "epochs": 300, "batch_size": 64, "lr": 1e-3,
+    "weight_decay": 1e-4, "schedule": "cosine", "patience": 60, "hidden": [1024, 512], "dropout": 0.1,
+    "rotation": "6d", "learned_weights": True, "beta": 1.0, "geodesic_weight": 0.1, "wandb": False,
+    "progress": True, "threads": 2,
+}
+
+
+def merge_config(base: Optional[dict] = None, overrides: Optional[dict] = None) -> dict:
+    """``default_config`` <- ``base`` <- ``overrides``; unknown keys are an error."""
+    cfg = dict(default_config)
+    for d in (base or {}, overrides or {}):
+        unknown = set(d) - set(default_config)
+        if unknown:
+            raise ValueError(f"unknown training options {sorted(unknown)}; known: {sorted(default_config)}")
+        cfg.update(d)
+    return cfg
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["lr=1e-3", "hidden=[512]"]`` -> dict (values parsed as JSON, else kept as strings)."""
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise ValueError(f"override {it!r} is not key=value")
+        k, v = it.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except ValueError:
+            out[k.strip()] = v
+    return out
+
+
+def _normalization(centres: np.ndarray) -> dict:
+    c = centres.mean(0)
+    s = float(np.linalg.norm(centres - c, axis=1).mean())
+    return {"centre": c.tolist(), "scale": s}
+
+
+def _split(ids: np.ndarray, frac: float, seed: int) -> np.ndarray:
+    """Bool mask ``[N]`` of validation rows: whole viewpoints (image ids) held out."""
+    uniq = np.array(sorted(set(ids.tolist())))
+    rng = np.random.default_rng(seed)
+    n_val = int(round(frac * len(uniq))) if frac > 0 else 0
+    val_ids = set(rng.choice(uniq, n_val, replace=False).tolist()) if n_val else set()
+    return np.array([i in val_ids for i in ids])
+
+
+def _save(path: Path, obj: dict) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path | str) -> dict:
+    """A checkpoint (``weights_only=True``); JSON fields (config, extractor, normalization, history) decoded."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    for k in ("config", "extractor", "normalization", "history", "val_ids"):
+        if isinstance(ck.get(k), str):
+            ck[k] = json.loads(ck[k])
+    return ck
+
+
+def _poses(c_norm: torch.Tensor, R: torch.Tensor, norm: dict) -> np.ndarray:
+    """Normalized centres ``[B, 3]`` + rotations ``[B, 3, 3]`` -> cam_from_world ``[B, 4, 4]`` (numpy float64)."""
+    c = c_norm.double().numpy() * norm["scale"] + np.asarray(norm["centre"])
+    Rn = R.double().numpy()
+    T = np.tile(np.eye(4), (len(c), 1, 1))
+    T[:, :3, :3] = Rn
+    T[:, :3, 3] = -np.einsum("bij,bj->bi", Rn, c)
+    return T
+
+
+def evaluate_features(model: BuildingPoseNetCached, feats: np.ndarray, T_gt: np.ndarray, norm: dict) -> dict:
+    """Median errors of ``model`` on features ``[N, D]`` with ground truth cam_from_world ``[N, 4, 4]``."""
+    model.eval()
+    with torch.no_grad():
+        c, R = model(torch.from_numpy(feats).float())
+    T = _poses(c, R, norm)
+    Rg = T_gt[:, :3, :3]
+    cg = -np.einsum("bji,bj->bi", Rg, T_gt[:, :3, 3])
+    ce = -np.einsum("bji,bj->bi", T[:, :3, :3], T[:, :3, 3])
+    te = np.linalg.norm(ce - cg, axis=1)
+    re = geodesic_deg(torch.from_numpy(T[:, :3, :3]), torch.from_numpy(Rg)).numpy()
+    return {"median_t_m": float(np.median(te)), "median_R_deg": float(np.median(re)), "n": int(len(te))}
+
+
+def _plot(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(1, 3, figsize=(13, 3.6))
+    ax[0].plot(ep, [h["train_loss"] for h in history])
+    ax[0].set_title("train loss")
+    ax[1].plot(ep, [h["val_median_t_m"] for h in history], label="val")
+    ax[1].plot(ep, [h["train_median_t_m"] for h in history], label="train")
+    ax[1].set_title("median translation error (m)")
+    ax[1].legend()
+    ax[2].plot(ep, [h["val_median_R_deg"] for h in history], label="val")
+    ax[2].plot(ep, [h["train_median_R_deg"] for h in history], label="train")
+    ax[2].set_title("median rotation error (deg)")
+    for a in ax:
+        a.set_xlabel("epoch")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def train(config: dict, resume: bool = False) -> Path:
+    """Train with ``config`` (see :data:`default_config`); returns the path of ``best.pt``.
+
+    With ``resume`` and an existing ``out/last.pt``, training continues from it (model, optimizer, schedule,
+    early-stopping state and RNG states restored), ending where an uninterrupted run would.
+    """
+    cfg = merge_config(config)
+    if not cfg["features"] or not cfg["out"]:
+        raise ValueError("training needs 'features' (an HDF5 file from extract) and 'out' (a run folder)")
+    torch.set_num_threads(int(cfg["threads"]))
+    out = Path(cfg["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_features(cfg["features"])
+    feats, T_all, ids, views = data["features"], data["cam_from_world"], data["image_ids"], data["view"]
+    attrs = data["attrs"]
+    val = _split(ids, float(cfg["val_fraction"]), int(cfg["seed"]))
+    if val.all() or not (~val).any():
+        raise ValueError("the validation split leaves no training viewpoints")
+    R_all = T_all[:, :3, :3]
+    c_all = -np.einsum("bji,bj->bi", R_all, T_all[:, :3, 3])
+    norm = _normalization(c_all[~val & (views == 0)])
+    c_norm = (c_all - np.asarray(norm["centre"])) / norm["scale"]
+    tr = np.nonzero(~val)[0]
+    va = np.nonzero(val & (views == 0))[0]
+    tr0 = np.nonzero(~val & (views == 0))[0]
+    X = torch.from_numpy(feats).float()
+    C = torch.from_numpy(c_norm).float()
+    Rt = torch.from_numpy(R_all).float()
+
+    torch.manual_seed(int(cfg["seed"]))
+    gen = torch.Generator().manual_seed(int(cfg["seed"]))
+    model = BuildingPoseNetCached(X.shape[1], tuple(cfg["hidden"]), cfg["rotation"], float(cfg["dropout"]))
+    crit = PoseLoss(bool(cfg["learned_weights"]), float(cfg["beta"]), geodesic_weight=float(cfg["geodesic_weight"]))
+    opt = torch.optim.AdamW(list(model.parameters()) + list(crit.parameters()), lr=float(cfg["lr"]),
+                            weight_decay=float(cfg["weight_decay"]))
+    if cfg["schedule"] == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(cfg["epochs"]), eta_min=float(cfg["lr"]) * 0.01)
+    elif cfg["schedule"] == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(1, int(cfg["patience"]) // 3))
+    elif cfg["schedule"] == "none":
+        sched = None
+    else:
+        raise ValueError(f"unknown schedule {cfg['schedule']!r}; choose cosine, plateau or none")
+    extractor_meta = {"name": attrs.get("extractor"), "version": attrs.get("extractor_version"),
+                      "preprocessing": json.loads(attrs.get("preprocessing", "{}")), "dim": int(X.shape[1])}
+    start, best, bad, history = 0, math.inf, 0, []
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    if resume and last_path.is_file():
+        ck = load_checkpoint(last_path)
+        model.load_state_dict(ck["model"])
+        crit.load_state_dict(ck["loss"])
+        opt.load_state_dict(ck["optimizer"])
+        if sched is not None and ck.get("scheduler"):
+            sched.load_state_dict(ck["scheduler"])
+        start, best, bad, history = int(ck["epoch"]) + 1, float(ck["best_score"]), int(ck["bad_epochs"]), ck["history"]
+        torch.set_rng_state(ck["rng_torch"])
+        gen.set_state(ck["rng_gen"])
+    atomic_write_json(out / "config.json", cfg)
+    from torch.utils.tensorboard import SummaryWriter
+
+    tb = SummaryWriter(str(out / "tb"), purge_step=start)
+    wb = None
+    if cfg["wandb"]:
+        try:
+            import wandb
+
+            wb = wandb.init(project="building-pose", config=cfg, dir=str(out), resume="allow")
+        except ImportError:
+            print("wandb requested but not installed; logging to CSV and TensorBoard only")
+    bs = int(cfg["batch_size"])
+    bar = tqdm(range(start, int(cfg["epochs"])), desc="train", unit="epoch", disable=not cfg["progress"],
+               initial=start, total=int(cfg["epochs"]))
+    epoch = start - 1
+    for epoch in bar:
+        model.train()
+        perm = tr[torch.randperm(len(tr), generator=gen).numpy()]
+        tot, nb = 0.0, 0
+        for i in range(0, len(perm), bs):
+            b = torch.from_numpy(perm[i:i + bs])
+            c_p, R_p = model(X[b])
+            loss, _ = crit(c_p, R_p, C[b], Rt[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            tot += float(loss)
+            nb += 1
+        ev = evaluate_features(model, feats[va], T_all[va], norm) if len(va) else {"median_t_m": math.nan,
+                                                                                     "median_R_deg": math.nan}
+        et = evaluate_features(model, feats[tr0], T_all[tr0], norm)
+        score = ev["median_t_m"] + ev["median_R_deg"] / 2 if len(va) else et["median_t_m"] + et["median_R_deg"] / 2
+        lr = opt.param_groups[0]["lr"]
+        if sched is not None:
+            sched.step(score) if cfg["schedule"] == "plateau" else sched.step()
+        rec = {"epoch": epoch, "lr": lr, "train_loss": tot / max(nb, 1), "val_median_t_m": ev["median_t_m"],
+               "val_median_R_deg": ev["median_R_deg"], "train_median_t_m": et["median_t_m"],
+               "train_median_R_deg": et["median_R_deg"], "val_score": score,
+               "s_t": float(crit.s_t), "s_R": float(crit.s_r)}
+        history.append(rec)
+        for k, v in rec.items():
+            if k != "epoch":
+                tb.add_scalar(k, v, epoch)
+        if wb is not None:
+            wb.log(rec, step=epoch)
+        improved = score < best - 1e-9
+        if improved:
+            best, bad = score, 0
+        else:
+            bad += 1
+        ck = {"model": model.state_dict(), "loss": crit.state_dict(), "optimizer": opt.state_dict(),
+              "scheduler": sched.state_dict() if sched is not None else {}, "epoch": epoch, "best_score": best,
+              "bad_epochs": bad, "rng_torch": torch.get_rng_state(), "rng_gen": gen.get_state(),
+              "config": json.dumps(cfg), "extractor": json.dumps(extractor_meta),
+              "normalization": json.dumps(norm), "history": json.dumps(history),
+              "val_ids": json.dumps(sorted(set(ids[val].tolist()))), "val_metrics": json.dumps(ev)}
+        if improved:
+            _save(best_path, ck)
+        _save(last_path, ck)
+        bar.set_postfix(val_t=f"{ev['median_t_m']:.2f}", val_R=f"{ev['median_R_deg']:.2f}", best=f"{best:.3f}")
+        if bad >= int(cfg["patience"]):
+            break
+    tb.close()
+    if wb is not None:
+        wb.finish()
+    _write_csv(out / "metrics.csv", history)
+    if history:
+        _plot(history, out / "curves.png")
+    return best_path
+
+
+def _write_csv(path: Path, history: list[dict]) -> None:
+    if not history:
+        return
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(history[0]))
+    w.writeheader()
+    w.writerows(history)
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+class PosePredictor:
+    """Loads a checkpoint and its extractor; predicts ``cam_from_world [4, 4]`` (OpenCV axes) per RGB image.
+
+    Args:
+        checkpoint: ``best.pt`` / ``last.pt``.
+        random_weights: tests only -- build the extractor without loading its weights.
+        checkpoint_extractor: weight file of a ``clip:<arch>`` extractor.
+    """
+
+    def __init__(self, checkpoint: Path | str, random_weights: bool = False,
+                 checkpoint_extractor: Optional[str] = None):
+        from .extractors import create_extractor
+
+        ck = load_checkpoint(checkpoint)
+        cfg, meta = ck["config"], ck["extractor"]
+        self.extractor = create_extractor(meta["name"], checkpoint_extractor, random_weights=random_weights)
+        if self.extractor.meta()["version"] != meta["version"] and not random_weights:
+            raise ValueError(f"checkpoint was trained on {meta['name']} weights {meta['version']}, but "
+                             f"{self.extractor.meta()['version']} is loaded")
+        self.model = BuildingPoseNetCached(int(meta["dim"]), tuple(cfg["hidden"]), cfg["rotation"],
+                                           float(cfg["dropout"]))
+        self.model.load_state_dict(ck["model"])
+        self.model.eval()
+        self.norm = ck["normalization"]
+        self.checkpoint = ck
+
+    def predict_features(self, feats: np.ndarray) -> np.ndarray:
+        """Features ``[N, D]`` -> cam_from_world ``[N, 4, 4]``."""
+        with torch.no_grad():
+            c, R = self.model(torch.from_numpy(np.asarray(feats)).float())
+        return _poses(c, R, self.norm)
+
+    def predict_images(self, images: list[np.ndarray]) -> np.ndarray:
+        """RGB uint8 images ``[H, W, 3]`` -> cam_from_world ``[N, 4, 4]``."""
+        from .extractors import to_tensor
+
+        out = []
+        for img in images:
+            out.append(self.extractor(to_tensor([img])).numpy())
+        return self.predict_features(np.concatenate(out))
