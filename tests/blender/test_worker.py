@@ -1,0 +1,181 @@
+"""The installed extension drives the worker: start it from the worker environment, get ready, ping, build a
+database through a job, estimate the pose of a rendered query, survive a kill and restart.
+
+Timers do not fire while a background script runs, so the test services the worker with ``ops_worker.wait_until``
+(the same ``_tick`` the timer calls)."""
+import importlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import bpy
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PKG = "bl_ext.user_default.building_pose"
+WORKER_PY = ROOT / ".venv" / "bin" / "python"
+
+pytestmark = pytest.mark.skipif(not WORKER_PY.is_file(),
+                                reason=f"worker environment missing: {WORKER_PY} (create it with ./dev.sh setup)")
+
+
+@pytest.fixture(scope="module")
+def ext(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    proc = subprocess.run([sys.executable, str(ROOT / "build.py"), "--out", str(out)], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    zip_path = next(out.glob("building_pose-*.zip"))
+    bpy.ops.wm.read_userpref()
+    assert "FINISHED" in bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default",
+                                                                  enable_on_install=True)
+    mod = importlib.import_module(PKG)
+    bpy.context.preferences.addons[PKG].preferences.worker_python = str(WORKER_PY)
+    ops = importlib.import_module(PKG + ".ops_worker")
+    yield mod
+    ops.unregister_runtime()
+
+
+@pytest.fixture(scope="module")
+def ops(ext):
+    return importlib.import_module(PKG + ".ops_worker")
+
+
+@pytest.fixture(scope="module")
+def dataset(ext, tmp_path_factory):
+    """8 references + 2 queries at 160x120, rendered by the extension's own code."""
+    render = importlib.import_module(PKG + ".blender.render")
+    rc = importlib.import_module(PKG + ".core.render_config")
+    smp = importlib.import_module(PKG + ".core.sampling")
+    ref = rc.RenderGroup("reference", smp.SamplerConfig(n=8, layout="fibonacci", distance=(26.0, 34.0),
+                                                        elevation_deg=(8.0, 30.0), azimuth_deg=(20.0, 110.0),
+                                                        seed=0))
+    qry = rc.RenderGroup("query", smp.SamplerConfig(n=2, layout="random", distance=(28.0, 32.0),
+                                                    elevation_deg=(12.0, 25.0), azimuth_deg=(45.0, 85.0), seed=1))
+    cfg = rc.RenderConfig(groups=[ref, qry], width=160, height=120, samples=8, engine="CYCLES")
+    return render.render_dataset("procedural", cfg, tmp_path_factory.mktemp("ds") / "ds", bake_resolution=64)
+
+
+def _state():
+    return bpy.context.scene.pose_tools.worker.state
+
+
+def call(ops, method, params=None, timeout=60.0):
+    box = {}
+    ops.SUPERVISOR.request(method, params or {}, lambda r, e: box.update(r=r, e=e), timeout=timeout)
+    assert ops.wait_until(lambda: box, timeout + 10), f"no reply to {method}"
+    assert box["e"] is None, box["e"]
+    return box["r"]
+
+
+def test_start_ready_ping(ops):
+    assert _state() == "stopped"
+    assert "FINISHED" in bpy.ops.pose.worker_start()
+    assert _state() == "starting"
+    assert ops.wait_until(lambda: _state() == "ready", 60), ops.SUPERVISOR.message
+    assert "FINISHED" in bpy.ops.pose.worker_start()  # a second start does not spawn a second worker
+    box = {}
+    ops.SUPERVISOR.ping(lambda r, e: box.update(r=r, e=e))
+    assert ops.wait_until(lambda: box, 10) and box["r"]["pong"] is True
+    assert ops.SUPERVISOR.last_ping_ms is not None
+    assert ops.SUPERVISOR.log_path.is_file()
+    assert "FINISHED" in bpy.ops.pose.worker_open_log()
+
+
+def test_database_job_and_estimate_pose(ops, dataset):
+    job = call(ops, "job.start", {"kind": "build_database", "params": {"dataset": str(dataset.root)}})
+    seen_busy = []
+
+    def done():
+        seen_busy.append(_state() == "busy")
+        return any(j["id"] == job["id"] and j["state"] in ("done", "failed") for j in ops.SUPERVISOR.jobs)
+
+    assert ops.wait_until(done, 120)
+    st = call(ops, "job.status", {"job": job["id"]})
+    assert st["state"] == "done", st["error"]
+    core_cam = importlib.import_module(PKG + ".core.cameras")
+    errs = []
+    for q in dataset.split("query"):
+        r = call(ops, "estimate_pose", {"image": str(dataset.path(q.image)), "method": "sift",
+                                        "database": st["result"]["database"],
+                                        "intrinsics": q.intrinsics.to_dict()})
+        assert r["success"], r["message"]
+        T = np.array(r["cam_from_world"])
+        t_err = np.linalg.norm(core_cam.camera_center(T) - core_cam.camera_center(q.cam_from_world))
+        R_rel = T[:3, :3] @ np.asarray(q.cam_from_world)[:3, :3].T
+        r_err = np.degrees(np.arccos(np.clip((np.trace(R_rel) - 1) / 2, -1, 1)))
+        errs.append((t_err, r_err))
+        # the Blender matrix a camera object would take
+        M = np.array(r["matrix_world"])
+        np.testing.assert_allclose(M, core_cam.blender_matrix_world_from_cam_from_world(T), atol=1e-9)
+    print("pose errors (m, deg):", errs)
+    assert all(t < 1.0 and r < 3.0 for t, r in errs), errs
+
+
+def test_killed_worker_is_reported_and_restart_works(ops):
+    pid = ops.SUPERVISOR.proc.pid
+    os.kill(pid, signal.SIGKILL)
+    assert ops.wait_until(lambda: _state() == "error", 10)
+    msg = bpy.context.scene.pose_tools.worker.message
+    assert "killed" in msg and "SIGKILL" in msg and "Restart" in msg
+    lines = _panel_labels(ops)
+    assert any("Error" in x for x in lines) and any("killed" in x for x in lines)
+    assert "FINISHED" in bpy.ops.pose.worker_restart()
+    assert ops.wait_until(lambda: _state() == "ready", 60), ops.SUPERVISOR.message
+    assert ops.SUPERVISOR.proc.pid != pid
+    assert call(ops, "ping")["pong"] is True
+    assert "FINISHED" in bpy.ops.pose.worker_stop()
+    assert ops.wait_until(lambda: _state() == "stopped", 15)
+    assert not _pid_alive(pid)
+
+
+def test_bad_interpreter_is_explained(ops, ext):
+    prefs = bpy.context.preferences.addons[PKG].preferences
+    good = prefs.worker_python
+    prefs.worker_python = "/no/such/python"
+    try:
+        with pytest.raises(RuntimeError, match="does not exist"):
+            bpy.ops.pose.worker_start()
+    finally:
+        prefs.worker_python = good
+
+
+def _pid_alive(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+class _Layout:
+    """Records what a panel draws."""
+
+    def __init__(self, out):
+        self.out = out
+
+    def column(self, **kw):
+        return self
+
+    row = box = column
+
+    def label(self, text="", **kw):
+        self.out.append(text)
+
+    def operator(self, idname, **kw):
+        self.out.append("op:" + idname)
+        return type("_Props", (), {})()
+
+    def progress(self, **kw):
+        self.out.append("progress")
+
+    def prop(self, *a, **kw):
+        pass
+
+
+def _panel_labels(ops):
+    out = []
+    ops.draw_panel(_Layout(out), bpy.context)
+    return out
