@@ -180,24 +180,35 @@ def solve_pnp_numpy(points2d: np.ndarray, points3d: np.ndarray, K: np.ndarray | 
     if Th is not None:
         starts.append((Th, K[0, 0]))
         notes.append("homography")
-    centroid = p3.mean(0)
-    spread3 = max(np.linalg.norm(p3 - centroid, axis=1).mean(), 1e-6)
-    spread2 = max(np.linalg.norm(p2 - p2.mean(0), axis=1).mean(), 1e-6)
-    dist = K[0, 0] * spread3 / spread2
-    golden = np.pi * (3 - np.sqrt(5))
-    for i in range(24):
-        z = 1 - 2 * (i + 0.5) / 24
-        r = np.sqrt(1 - z * z)
-        eye = centroid + dist * np.array([r * np.cos(i * golden), r * np.sin(i * golden), z])
-        starts.append((look_at(eye, centroid), K[0, 0]))
-    best = None
-    for T, f in starts:
-        params = np.r_[matrix_to_axis_angle(T[:3, :3]), T[:3, 3]]
-        if with_f:
-            params = np.r_[params, np.log(f)]
-        params, cost = _lm(params, p2, p3, K, with_f, iters=30)
-        if best is None or cost < best[1]:
-            best = (params, cost)
+    def refine_all(cands):
+        out = None
+        for T, f in cands:
+            params = np.r_[matrix_to_axis_angle(T[:3, :3]), T[:3, 3]]
+            if with_f:
+                params = np.r_[params, np.log(f)]
+            params, cost = _lm(params, p2, p3, K, with_f, iters=30)
+            if out is None or cost < out[1]:
+                out = (params, cost)
+        return out
+
+    best = refine_all(starts) if starts else None
+    good_px = 10.0  # a closed-form start that already explains the clicks this well needs no global search
+    if best is None or np.sqrt(best[1] / len(p2)) > good_px:
+        centroid = p3.mean(0)
+        spread3 = max(np.linalg.norm(p3 - centroid, axis=1).mean(), 1e-6)
+        spread2 = max(np.linalg.norm(p2 - p2.mean(0), axis=1).mean(), 1e-6)
+        dist = K[0, 0] * spread3 / spread2
+        golden = np.pi * (3 - np.sqrt(5))
+        grid = []
+        for i in range(24):
+            z = 1 - 2 * (i + 0.5) / 24
+            r = np.sqrt(1 - z * z)
+            eye = centroid + dist * np.array([r * np.cos(i * golden), r * np.sin(i * golden), z])
+            grid.append((look_at(eye, centroid), K[0, 0]))
+        notes.append("look-at search")
+        cand = refine_all(grid)
+        if best is None or cand[1] < best[1]:
+            best = cand
     params, _ = _lm(best[0], p2, p3, K, with_f, iters=200)
     Kout = K.copy()
     if with_f:

@@ -50,3 +50,24 @@ def test_bad_input_is_refused_clearly():
         solve_pnp_numpy(uv, pts, None, image_size=(640, 480))
     with pytest.raises(ValueError, match="image points"):
         solve_pnp_numpy(uv[:4], pts, K)
+
+
+def test_manual_annotation_bar_six_points_one_pixel_noise():
+    """Six non-coplanar building keypoints, 1 px click noise on a 1280x960 photo (30 mm lens), 50 draws: median
+    within 0.1 m / 0.5 deg with known intrinsics, focal within 2 % when unknown."""
+    f = 30.0 / 36.0 * 1280
+    K640 = np.array([[f, 0, 639.5], [0, f, 479.5], [0, 0, 1]])
+    pts = np.array([[-7.5, -5, 0], [7.5, -5, 0], [7.5, -5, 12], [-7.5, 5, 12], [7.5, 5, 0], [0, -5, 15]], float)
+    T = look_at(np.array([16.0, -26.0, 8.0]), np.array([0, 0, 6.0]))
+    uv, _ = project_points(K640, T, pts)
+    assert (uv >= 0).all() and (uv[:, 0] < 1280).all() and (uv[:, 1] < 960).all()
+    r = np.random.default_rng(1)
+    t_err, R_err, f_err = [], [], []
+    for _ in range(50):
+        noisy = uv + r.normal(0, 1.0, uv.shape)
+        sol = solve_pnp_numpy(noisy, pts, K640)
+        t_err.append(np.linalg.norm(camera_center(sol.cam_from_world) - camera_center(T)))
+        R_err.append(rotation_angle_deg(sol.cam_from_world[:3, :3], T[:3, :3]))
+        f_err.append(abs(solve_pnp_numpy(noisy, pts, None, (1280, 960)).K[0, 0] / f - 1))
+    assert np.median(t_err) < 0.1 and np.median(R_err) < 0.5
+    assert np.median(f_err) < 0.02
