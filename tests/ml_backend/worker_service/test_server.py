@@ -386,3 +386,20 @@ def test_exits_when_parent_dies(tmp_path):
     while _pid_alive(pid):
         assert time.monotonic() < deadline, "worker outlived its parent"
         time.sleep(0.05)
+
+
+def test_render_queries_and_benchmark_jobs(fake_blender, tmp_path):
+    """The job kinds wired to the Blender runner and the benchmark (a fake Blender renders the box dataset)."""
+    with WorkerClient.spawn(data_dir=str(tmp_path / "w")) as w:
+        st = w.wait_job(w.start_job("render_queries", scene="procedural", out=str(tmp_path / "ds"), n_references=6,
+                                    n_queries=2, width=160, height=120, samples=4)["id"], timeout=120)
+        assert st["state"] == "done", st["error"]
+        from pose_addon.core.dataset import Dataset
+
+        ds = Dataset.load(st["result"]["dataset"])
+        assert len(ds.split("reference")) == 6 and len(ds.split("query")) == 2
+        st = w.wait_job(w.start_job("benchmark", dataset=str(ds.root), methods=["retrieval_nn"],
+                                    out=str(tmp_path / "bench"), cache=str(tmp_path / "cache"))["id"], timeout=180)
+        assert st["state"] == "done", st["error"]
+        assert st["result"]["results"]["n_queries"] == 2 and "retrieval_nn" in st["result"]["table"]
+        assert Path(st["result"]["out"]).is_file()
