@@ -103,7 +103,6 @@ class Handlers:
                                     "cuda_devices": [torch.cuda.get_device_name(i)
                                                      for i in range(torch.cuda.device_count())] if cuda else []}
             device = self._torch_info
-        from . import jobs as _jobs  # noqa: F401  (job kinds)
         from .job_runner import KINDS
 
         return {"protocol": PROTOCOL_VERSION, "pid": os.getpid(), "python": sys.version.split()[0],
