@@ -184,6 +184,26 @@ def _v_benchmark(params: dict, work_dir: Path) -> dict:
             "cache": _get(params, "cache", str, None)}
 
 
+def _v_estimate(params: dict, work_dir: Path) -> dict:
+    from ..methods import REGISTRY
+
+    path = Path(_get(params, "path", str)).expanduser()
+    if not path.exists():
+        raise ParamError("not_found", f"path: photo or folder not found: {path}")
+    method = _get(params, "method", str, "sift", lambda m: m in REGISTRY)
+    conf = dict(_get(params, "conf", dict, {}))
+    for key in ("database", "dataset", "checkpoint", "model"):
+        if conf.get(key) is not None and not Path(str(conf[key])).expanduser().exists():
+            raise ParamError("not_found", f"conf.{key}: not found: {conf[key]}")
+    if not any(conf.get(k) for k in ("database", "dataset", "checkpoint", "model")):
+        raise ParamError("invalid_params", "conf needs a 'database' or 'dataset' (matching), a 'checkpoint' "
+                         "(regression) or a 'model' (keypoints)")
+    conf.setdefault("workdir", str(work_dir / "estimate"))
+    conf["progress"] = False
+    intr = _get(params, "intrinsics", dict, {"source": "exif"})
+    return {"path": str(path), "method": method, "conf": conf, "intrinsics": intr}
+
+
 def _v_sleep(params: dict, work_dir: Path) -> dict:
     return {"seconds": float(_get(params, "seconds", (int, float), 1.0, lambda v: 0 <= v <= 3600)),
             "out": _get(params, "out", str, None)}
@@ -239,6 +259,15 @@ def _run_benchmark(p: dict) -> dict:
     return {"results": results, "table": format_table(results), "out": str(Path(p["out"]) / "results.json")}
 
 
+def _run_estimate(p: dict) -> dict:
+    from ..estimate import estimate_photos
+
+    report(0.0, "estimate", f"{p['method']} on {Path(p['path']).name}", force=True)
+    rows = estimate_photos(p["path"], p["method"], p["conf"], p["intrinsics"],
+                           progress=lambda f, msg: report(f, "estimate", msg))
+    return {"estimates": rows, "n_localized": sum(1 for r in rows if r.get("success"))}
+
+
 def _run_sleep(p: dict) -> dict:
     """Diagnostic job: waits ``seconds`` with progress; writes ``out`` (atomically) at the end if given."""
     n = max(1, int(p["seconds"] * 20))
@@ -257,6 +286,7 @@ KINDS: dict[str, tuple[Callable, Callable]] = {
     "build_database": (_v_build_database, _run_build_database),
     "render_queries": (_v_render, _run_render),
     "benchmark": (_v_benchmark, _run_benchmark),
+    "estimate": (_v_estimate, _run_estimate),
     "sleep": (_v_sleep, _run_sleep),
 }
 

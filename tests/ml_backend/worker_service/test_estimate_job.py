@@ -1,0 +1,48 @@
+"""The `estimate` job: photos (a file or a folder) -> cameras, with the intrinsics resolved per photo."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from pose_addon.core.cameras import camera_center
+
+
+def test_estimate_job_on_a_folder(worker, synth_dataset, synth_db, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    queries = synth_dataset.split("query")[:2]
+    for q in queries:
+        shutil.copy(synth_dataset.path(q.image), photos / Path(q.image).name)
+    (photos / "notes.txt").write_text("not a photo")
+    calib = tmp_path / "calib.json"
+    calib.write_text(json.dumps(queries[0].intrinsics.to_dict()))
+    job = worker.start_job("estimate", path=str(photos), method="sift", conf={"database": str(synth_db)},
+                           intrinsics={"source": "calibration", "path": str(calib)})
+    st = worker.wait_job(job["id"], timeout=120)
+    assert st["state"] == "done", st
+    rows = st["result"]["estimates"]
+    assert [Path(r["image"]).name for r in rows] == sorted(Path(q.image).name for q in queries)
+    by_name = {Path(q.image).name: q for q in queries}
+    for r in rows:
+        assert r["success"], r["message"]
+        q = by_name[Path(r["image"]).name]
+        assert np.linalg.norm(camera_center(np.array(r["cam_from_world"])) - camera_center(q.cam_from_world)) < 0.1
+        assert r["intrinsics"]["fx"] == q.intrinsics.fx and r["matrix_world"] is not None and r["method"] == "sift"
+
+
+def test_estimate_job_bad_input(worker, synth_db, tmp_path):
+    import pytest
+
+    from ml_backend.service.protocol import RemoteError as WorkerError
+
+    with pytest.raises(WorkerError, match="not found"):
+        worker.start_job("estimate", path=str(tmp_path / "none.jpg"), conf={"database": str(synth_db)})
+    (tmp_path / "a.png").write_bytes(b"garbage")
+    with pytest.raises(WorkerError, match="conf needs"):
+        worker.start_job("estimate", path=str(tmp_path / "a.png"), conf={})
+    st = worker.wait_job(worker.start_job("estimate", path=str(tmp_path / "a.png"), conf={"database": str(synth_db)},
+                                          intrinsics={"source": "guess"})["id"], timeout=60)
+    assert st["state"] == "done"
+    row = st["result"]["estimates"][0]
+    assert not row["success"] and "cannot read" in row["message"]
