@@ -16,7 +16,7 @@ from ..features import sift
 from ..localize import Localizer
 from ._common import ensure_database, result_row
 
-__all__ = ["run"]
+__all__ = ["run", "estimate_images"]
 
 
 def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
@@ -33,4 +33,24 @@ def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
             i = int(loc.retrieve(gray, desc, 1)[0])
             rows.append(result_row(q.id, loc.db.frames[i].cam_from_world, time.perf_counter() - t0,
                                    retrieved=loc.db.ids[i]))
+    return rows
+
+
+def estimate_images(images: list[str], intrinsics: list, conf: dict, progress=None) -> list[dict]:
+    """The pose of each photo's top-1 retrieved reference (no ground truth needed)."""
+    db_path = ensure_database(Dataset.load(conf["dataset"]), Path(conf["workdir"]), conf) \
+        if not conf.get("database") else Path(conf["database"])
+    rows = []
+    with Localizer(db_path, conf.get("localize")) as loc:
+        for k, img in enumerate(images):
+            t0 = time.perf_counter()
+            gray = sift.load_image_gray(img)
+            desc = sift.extract(gray, loc.db.conf["features"]).descriptors if loc.conf["retrieval"] == "votes" \
+                else None
+            i = int(loc.retrieve(gray, desc, 1)[0])
+            rows.append({"image": str(img), "success": True, "cam_from_world": loc.db.frames[i].cam_from_world,
+                         "inliers": 0, "reproj_error_px": None, "retrieved": [loc.db.ids[i]],
+                         "timings": {"total": time.perf_counter() - t0}, "message": "pose of the nearest reference"})
+            if progress:
+                progress((k + 1) / len(images), Path(img).name)
     return rows

@@ -10,7 +10,7 @@ from pose_addon.core.dataset import Dataset
 from ..localize import Localizer
 from ._common import ensure_database, result_row
 
-__all__ = ["run"]
+__all__ = ["run", "estimate_images"]
 
 
 def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
@@ -24,4 +24,20 @@ def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
             rows.append(result_row(q.id, r.cam_from_world, r.timings["total"], n_inliers=r.n_inliers,
                                    n_matches=r.n_matches, reproj_error_px=r.reproj_error_px,
                                    retrieved=r.retrieved, timings=r.timings, message=r.message))
+    return rows
+
+
+def estimate_images(images: list[str], intrinsics: list, conf: dict, progress=None) -> list[dict]:
+    """Poses of single photos (no ground truth) against ``conf["database"]`` (or ``conf["dataset"]``'s)."""
+    db_path = ensure_database(Dataset.load(conf["dataset"]), Path(conf["workdir"]), conf) \
+        if not conf.get("database") else Path(conf["database"])
+    rows = []
+    with Localizer(db_path, conf.get("localize")) as loc:
+        for i, (img, intr) in enumerate(zip(images, intrinsics)):
+            r = loc.localize(img, intr)
+            rows.append({"image": str(img), "success": bool(r.success), "cam_from_world": r.cam_from_world,
+                         "inliers": int(r.n_inliers), "reproj_error_px": float(r.reproj_error_px),
+                         "retrieved": list(r.retrieved), "timings": dict(r.timings), "message": r.message})
+            if progress:
+                progress((i + 1) / len(images), f"{Path(img).name}: {r.n_inliers} inliers")
     return rows
