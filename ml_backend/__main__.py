@@ -23,6 +23,7 @@ __all__ = ["main", "build_parser"]
 def _bench_args(p: argparse.ArgumentParser, out_default: Optional[str]) -> None:
     p.add_argument("--scene", default="procedural", help="procedural, procedural:SEED or a .glb/.gltf/.obj/.ply")
     p.add_argument("--methods", default="retrieval_nn,sift", help="comma-separated method names")
+    p.add_argument("--method-queries", default="", help="slow rows on a query subset, e.g. 'loftr=20,disk+lightglue=20'")
     p.add_argument("--out", required=out_default is None, default=out_default, help="output folder")
     p.add_argument("--n-references", type=int, default=100)
     p.add_argument("--n-queries", type=int, default=60)
@@ -59,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     server.add_arguments(sub.add_parser("serve", help="run the worker service (see ml_backend/service)"))
     ping_bench.add_arguments(sub.add_parser("ping-bench", help="round-trip times of the worker service"))
+    from . import tools  # match-pair / show-keypoints / pose-overlay (issue 5)
+
+    tools.add_parsers(sub)
     return p
 
 
@@ -66,10 +70,11 @@ def _bench(args) -> int:
     from .bench import BenchOptions, format_table, run_bench
 
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    mq = {k.strip(): int(v) for k, v in (x.split("=") for x in args.method_queries.split(",") if x.strip())}
     opts = BenchOptions(scene=args.scene, methods=methods, out=Path(args.out), n_references=args.n_references,
                         n_queries=args.n_queries, width=args.width, height=args.height, scale=args.scale,
                         cache=Path(args.cache) if args.cache else None, engine=args.engine, samples=args.samples,
-                        progress=not args.quiet, viz=not args.no_viz)
+                        progress=not args.quiet, viz=not args.no_viz, method_queries=mq or None)
     results = run_bench(opts, Path(args.dataset) if args.dataset else None)
     print(format_table(results))
     print(f"results: {Path(args.out) / 'results.json'}")
@@ -116,6 +121,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from .regression import cli as regression_cli
 
             return regression_cli.dispatch(args)
+        if args.command in ("match-pair", "show-keypoints", "pose-overlay"):
+            from . import tools
+
+            return tools.dispatch(args)
         if args.command == "build-db":
             from .database import build_database
 

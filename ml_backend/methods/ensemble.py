@@ -1,0 +1,6 @@
+"""Method ``ensemble``: retrieval + ensemble matching + PnP on depth-lifted points (see :mod:`._matcher`)."""
+from ._matcher import make_run
+
+__all__ = ["run"]
+
+run = make_run("ensemble")
