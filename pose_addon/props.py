@@ -116,6 +116,37 @@ class POSE_PG_worker(bpy.types.PropertyGroup):
     message: StringProperty(default="")
 
 
+class POSE_PG_estimate(bpy.types.PropertyGroup):
+    photo: StringProperty(name="Photo", subtype="FILE_PATH", description="A photo, or a folder of photos")
+    method: EnumProperty(name="Method", default="sift", items=[
+        ("sift", "Matching: SIFT", "Retrieval + SIFT + PnP on rendered references with depth"),
+        ("aliked+lightglue", "Matching: ALIKED+LightGlue", "Learned features and matcher"),
+        ("xfeat+lighterglue", "Matching: XFeat+LighterGlue", "Fast learned features and matcher"),
+        ("ensemble", "Matching: Ensemble", "Several matchers pooled"),
+        ("regression", "Regression", "One forward pass of the pose network"),
+        ("regression+refine", "Regression + Refine", "Regression, then render-and-compare refinement"),
+        ("keypoints", "Keypoints", "YOLO pose keypoints + PnP"),
+        ("retrieval_nn", "Nearest Reference", "The pose of the most similar rendered reference")])
+    database: StringProperty(name="Database", subtype="FILE_PATH", description="Feature database (.h5)")
+    dataset: StringProperty(name="Dataset", subtype="DIR_PATH",
+                            description="Rendered dataset (its database is built by the worker when needed)")
+    checkpoint: StringProperty(name="Checkpoint", subtype="FILE_PATH", description="Regression checkpoint")
+    model: StringProperty(name="Keypoint Model", subtype="FILE_PATH", description="YOLO pose weights (.pt)")
+    intrinsics: EnumProperty(name="Intrinsics", default="exif", items=[
+        ("exif", "EXIF", "Focal length from the photo's EXIF"),
+        ("preset", "Camera Preset", "Focal length in mm on a named sensor"),
+        ("calibration", "Calibration File", "OpenCV YAML/JSON or COLMAP cameras.txt, with distortion"),
+        ("guess", "Guess", "A typical 60 degree field of view")])
+    focal_mm: FloatProperty(name="Focal (mm)", default=35.0, min=0.1)
+    preset: EnumProperty(name="Sensor", default="full-frame", items=[
+        (k, k, "") for k in ("full-frame", "aps-c", "aps-c-canon", "micro-four-thirds", "1-inch",
+                             "phone-1/1.3", "phone-1/2.55")])
+    calibration: StringProperty(name="Calibration", subtype="FILE_PATH")
+    job_id: StringProperty(default="")
+    progress: FloatProperty(default=0.0, min=0, max=1, subtype="FACTOR")
+    status: StringProperty(default="")
+
+
 class POSE_PG_compare(bpy.types.PropertyGroup):
     truth_camera: PointerProperty(name="Truth Camera", type=bpy.types.Object,
                                   poll=lambda self, obj: obj.type == "CAMERA",
@@ -135,10 +166,11 @@ class POSE_PG_settings(bpy.types.PropertyGroup):
     show_estimates: BoolProperty(name="Show Estimates Overlay", default=True,
                                  description="Frustums, error labels and reprojected points of estimated cameras")
     compare: PointerProperty(type=POSE_PG_compare)
+    estimate: PointerProperty(type=POSE_PG_estimate)
 
 
 classes = (POSE_PG_sampling, POSE_PG_pose_item, POSE_PG_render, POSE_PG_keypoint, POSE_PG_keypoints,
-           POSE_PG_worker, POSE_PG_compare, POSE_PG_settings)
+           POSE_PG_worker, POSE_PG_estimate, POSE_PG_compare, POSE_PG_settings)
 
 
 def register_properties() -> None:

@@ -150,6 +150,27 @@ class POSE_PT_estimates(_PosePanel, bpy.types.Panel):
 
         settings = context.scene.pose_tools
         layout = self.layout
+        e = settings.estimate
+        box = layout.box()
+        box.prop(e, "photo")
+        box.prop(e, "method")
+        if e.method.startswith("regression"):
+            box.prop(e, "checkpoint")
+        elif e.method == "keypoints":
+            box.prop(e, "model")
+        else:
+            box.prop(e, "database")
+            box.prop(e, "dataset")
+        box.prop(e, "intrinsics")
+        if e.intrinsics == "preset":
+            row = box.row(align=True)
+            row.prop(e, "focal_mm")
+            row.prop(e, "preset", text="")
+        elif e.intrinsics == "calibration":
+            box.prop(e, "calibration")
+        box.operator("pose.estimate_camera", icon="VIEW_CAMERA")
+        if e.status:
+            box.prop(e, "progress", text=e.status, slider=True)
         layout.prop(settings, "show_estimates")
         c = settings.compare
         layout.prop(c, "truth_camera")

@@ -115,6 +115,32 @@ def test_database_job_and_estimate_pose(ops, dataset):
     assert all(t < 1.0 and r < 3.0 for t, r in errs), errs
 
 
+def test_estimate_camera_operator_and_compare(ops, dataset, tmp_path):
+    """Photo -> 'Estimate Camera from Photo' (a worker job) -> camera near the truth, then compared."""
+    import json
+
+    q = dataset.split("query")[0]
+    calib = tmp_path / "calib.json"
+    calib.write_text(json.dumps(q.intrinsics.to_dict()))
+    e = bpy.context.scene.pose_tools.estimate
+    e.photo, e.method, e.dataset = str(dataset.path(q.image)), "sift", str(dataset.root)
+    e.intrinsics, e.calibration = "calibration", str(calib)
+    assert "FINISHED" in bpy.ops.pose.estimate_camera()
+    est = importlib.import_module(PKG + ".estimates")
+    cams = est.estimated_cameras()
+    assert len(cams) == 1 and cams[0]["pose_method"] == "sift" and cams[0]["pose_inliers"] > 10
+    assert cams[0].data.background_images[0].image is not None
+    bpy.context.scene.pose_tools.compare.dataset_dir = str(dataset.root)
+    assert "FINISHED" in bpy.ops.pose.compare_estimates()
+    assert cams[0]["pose_t_err_m"] < 0.25 and cams[0]["pose_R_err_deg"] < 2.0
+    intr = importlib.import_module(PKG + ".blender.camera").intrinsics_at_size(cams[0], q.intrinsics.width,
+                                                                              q.intrinsics.height)
+    assert intr.fx == pytest.approx(q.intrinsics.fx, rel=1e-6)
+    e.photo = str(tmp_path / "missing.jpg")
+    with pytest.raises(RuntimeError, match="not found"):
+        bpy.ops.pose.estimate_camera()
+
+
 def test_killed_worker_is_reported_and_restart_works(ops):
     pid = ops.SUPERVISOR.proc.pid
     os.kill(pid, signal.SIGKILL)
