@@ -44,3 +44,54 @@ def test_shared_glb_building_runs_and_reports(tmp_path, monkeypatch):
     ds_manifest = next((tmp_path / "cache" / "datasets").glob("*/manifest.json"))
     scene = json.loads(ds_manifest.read_text())["scene"]
     assert scene["scale"] > 5  # a 1-2 unit Kenney house scaled to building size, factor recorded
+
+
+OPERATOR_SCRIPT = r'''
+import sys
+import bpy
+import pose_addon
+from pose_addon.blender import scene_io
+
+out = sys.argv[sys.argv.index("--") + 1]
+scene_io.load_scene("procedural:1")
+pose_addon.register()
+s = bpy.context.scene.pose_tools
+s.sampling.distance_min, s.sampling.distance_max = 26.0, 34.0
+s.sampling.elevation_min, s.sampling.elevation_max = 8.0, 30.0
+s.sampling.azimuth_min, s.sampling.azimuth_max = 0.0, 120.0
+r = s.render
+r.output_dir, r.width, r.height, r.samples = out, 320, 240, 4
+r.n_train, r.n_val, r.n_test = 16, 3, 0
+for o in bpy.context.scene.objects:
+    o.select_set(False)
+assert "FINISHED" in bpy.ops.pose.render_dataset()
+'''
+
+
+@needs_blender
+def test_dataset_from_the_render_operator_feeds_localization(tmp_path):
+    """'Render Dataset' from the operator writes a dataset the database and localization consume unchanged."""
+    import os
+    import subprocess
+
+    from ml_backend.database import build_database
+    from ml_backend.localize import Localizer
+    from pose_addon.core.cameras import camera_center
+    from pose_addon.core.dataset import Dataset
+
+    script = tmp_path / "render_op.py"
+    script.write_text(OPERATOR_SCRIPT)
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([str(ROOT / "tools" / "blender"), "-b", "--python", str(script), "--python-exit-code", "1",
+                           "--", str(tmp_path / "ds")], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ds = Dataset.load(tmp_path / "ds")
+    assert ds.complete and ds.splits() == ["train", "val"]
+    db = build_database(ds.root, tmp_path / "db", {"name": "sift", "split": "train"}, progress=False)
+    errs = []
+    with Localizer(db) as loc:
+        for q in ds.split("val"):
+            r = loc.localize(ds.path(q.image), q.intrinsics)
+            errs.append(float("inf") if not r.success else
+                        float(((camera_center(r.cam_from_world) - camera_center(q.cam_from_world)) ** 2).sum() ** 0.5))
+    assert sum(e < 0.25 for e in errs) >= 2, errs
