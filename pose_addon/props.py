@@ -67,6 +67,10 @@ class POSE_PG_render(bpy.types.PropertyGroup):
     world_strength_min: FloatProperty(name="Sky Strength Min", default=0.4, min=0)
     world_strength_max: FloatProperty(name="Sky Strength Max", default=0.6, min=0)
     world_color: FloatVectorProperty(name="Sky Colour", subtype="COLOR", default=(0.8, 0.85, 1.0), min=0, max=1)
+    world_color_jitter: FloatProperty(name="Sky Colour Jitter", default=0.0, min=0, max=1,
+                                      description="Scale each sky colour channel by up to this share per frame")
+    hdri_dir: StringProperty(name="HDRI Folder", subtype="DIR_PATH",
+                             description="Optional folder of .hdr/.exr maps: one random map per frame as the sky")
     noise: FloatProperty(name="Sensor Noise", default=0.0, min=0, max=50, description="Std in 8-bit levels")
     # modal progress, shown in the panel
     progress: FloatProperty(name="Progress", default=0.0, min=0, max=1, subtype="FACTOR")
@@ -77,7 +81,8 @@ class POSE_PG_render(bpy.types.PropertyGroup):
         light = LightingConfig(sun_elevation_deg=(self.sun_elevation_min, self.sun_elevation_max),
                                sun_strength=(self.sun_strength_min, self.sun_strength_max),
                                world_strength=(self.world_strength_min, self.world_strength_max),
-                               world_color=tuple(self.world_color))
+                               world_color=tuple(self.world_color), world_color_jitter=self.world_color_jitter,
+                               hdri_dir=bpy.path.abspath(self.hdri_dir) if self.hdri_dir else "")
         groups = []
         for i, (split, n) in enumerate((("train", self.n_train), ("val", self.n_val), ("test", self.n_test))):
             if n > 0:

@@ -72,6 +72,8 @@ class POSE_PT_dataset(_PosePanel, bpy.types.Panel):
         row.prop(r, "world_strength_min", text="Sky")
         row.prop(r, "world_strength_max", text="")
         sub.prop(r, "world_color")
+        sub.prop(r, "world_color_jitter")
+        sub.prop(r, "hdri_dir")
         sub.prop(r, "noise")
         if r.running:
             self.layout.prop(r, "progress", text=r.status or "Rendering", slider=True)

@@ -165,13 +165,23 @@ def setup_render(config: RenderConfig, scene=None) -> "bpy.types.Object":
 def sample_lighting(cfg: LightingConfig, seed: int, index: int, split: str = "") -> dict:
     """Deterministic lighting of frame ``index`` of a group (seeded by group seed, split name and index)."""
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(index), zlib.crc32(split.encode()), 11])
-    return {
+    out = {
         "sun_elevation_deg": float(rng.uniform(*cfg.sun_elevation_deg)),
         "sun_azimuth_deg": float(rng.uniform(*cfg.sun_azimuth_deg)),
         "sun_strength": float(rng.uniform(*cfg.sun_strength)),
         "world_strength": float(rng.uniform(*cfg.world_strength)),
         "world_color": [float(c) for c in cfg.world_color],
     }
+    if cfg.world_color_jitter > 0:  # drawn after the original fields so old datasets keep their lighting
+        j = cfg.world_color_jitter
+        out["world_color"] = [float(np.clip(c * rng.uniform(1 - j, 1 + j), 0, 1)) for c in cfg.world_color]
+    if cfg.hdri_dir:
+        maps = sorted(p for p in Path(cfg.hdri_dir).expanduser().glob("*") if p.suffix.lower() in (".hdr", ".exr"))
+        if not maps:
+            raise FileNotFoundError(f"no .hdr/.exr environment maps in HDRI folder {cfg.hdri_dir}")
+        out["hdri"] = str(maps[int(rng.integers(len(maps)))])
+        out["hdri_rotation_deg"] = float(rng.uniform(0, 360))
+    return out
 
 
 def setup_lighting(lighting: dict, scene=None) -> None:
@@ -198,7 +208,22 @@ def setup_lighting(lighting: dict, scene=None) -> None:
         bg = nt.nodes.new("ShaderNodeBackground")
         out = next((n for n in nt.nodes if n.type == "OUTPUT_WORLD"), None) or nt.nodes.new("ShaderNodeOutputWorld")
         nt.links.new(bg.outputs["Background"], out.inputs["Surface"])
-    bg.inputs["Color"].default_value = (*lighting["world_color"][:3], 1.0)
+    env = next((n for n in nt.nodes if n.type == "TEX_ENVIRONMENT"), None)
+    if lighting.get("hdri"):
+        if env is None:
+            env = nt.nodes.new("ShaderNodeTexEnvironment")
+            mapping = nt.nodes.new("ShaderNodeMapping")
+            coord = nt.nodes.new("ShaderNodeTexCoord")
+            nt.links.new(coord.outputs["Generated"], mapping.inputs["Vector"])
+            nt.links.new(mapping.outputs["Vector"], env.inputs["Vector"])
+        env.image = bpy.data.images.load(lighting["hdri"], check_existing=True)
+        mapping = env.inputs["Vector"].links[0].from_node
+        mapping.inputs["Rotation"].default_value[2] = math.radians(lighting.get("hdri_rotation_deg", 0.0))
+        nt.links.new(env.outputs["Color"], bg.inputs["Color"])
+    else:
+        for link in list(bg.inputs["Color"].links):
+            nt.links.remove(link)
+        bg.inputs["Color"].default_value = (*lighting["world_color"][:3], 1.0)
     bg.inputs["Strength"].default_value = lighting["world_strength"]
 
 

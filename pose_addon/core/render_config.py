@@ -26,10 +26,19 @@ class LightingConfig:
     sun_strength: tuple = (3.0, 4.0)
     world_strength: tuple = (0.4, 0.6)
     world_color: tuple = (0.8, 0.85, 1.0)
+    world_color_jitter: float = 0.0  # each sky colour channel scaled by U(1 - j, 1 + j) per frame
+    hdri_dir: str = ""  # a folder of .hdr/.exr environment maps: one picked per frame instead of the sky colour
+
+    #: fields added after the first release: left out of ``to_dict`` at their defaults so digests stay stable
+    _OPTIONAL = {"world_color_jitter": 0.0, "hdri_dir": ""}
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {k: v for k, v in d.items() if k not in self._OPTIONAL or v != self._OPTIONAL[k]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "LightingConfig":
-        return cls(**{k: tuple(v) for k, v in d.items()})
+        return cls(**{k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in d.items()})
 
 
 @dataclass
@@ -42,7 +51,7 @@ class RenderGroup:
     noise_std: float = 0.0  # Gaussian sensor noise, standard deviation in 8-bit grey levels
 
     def to_dict(self) -> dict:
-        return {"split": self.split, "sampler": self.sampler.to_dict(), "lighting": asdict(self.lighting),
+        return {"split": self.split, "sampler": self.sampler.to_dict(), "lighting": self.lighting.to_dict(),
                 "noise_std": self.noise_std}
 
     @classmethod

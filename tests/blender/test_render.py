@@ -183,3 +183,29 @@ def test_headless_render_command(tmp_path, capsys):
     assert rc == 0
     assert lines[-1] == {"event": "done", "dataset": str(out.resolve()), "frames": 1}
     assert any(x["event"] == "progress" and x["done"] == 1 and x["total"] == 1 for x in lines)
+
+
+def test_hdri_folder_and_sky_jitter(tmp_path):
+    """One environment map per frame from the HDRI folder; sky colour jittered deterministically."""
+    from pose_addon.core.render_config import LightingConfig
+
+    hdri_dir = tmp_path / "hdri"
+    hdri_dir.mkdir()
+    img = bpy.data.images.new("sky", 16, 8, float_buffer=True)
+    img.pixels = [0.5] * (16 * 8 * 4)
+    img.filepath_raw = str(hdri_dir / "sky.hdr")
+    img.file_format = "HDR"
+    img.save()
+    cfg = LightingConfig(world_color_jitter=0.3, hdri_dir=str(hdri_dir))
+    a, b = render.sample_lighting(cfg, 0, 1, "train"), render.sample_lighting(cfg, 0, 1, "train")
+    assert a == b and a["hdri"].endswith("sky.hdr") and a["world_color"] != [0.8, 0.85, 1.0]
+    render.setup_lighting(a, bpy.context.scene)
+    nodes = bpy.context.scene.world.node_tree.nodes
+    env = next(n for n in nodes if n.type == "TEX_ENVIRONMENT")
+    assert env.image.filepath.endswith("sky.hdr")
+    plain = render.sample_lighting(LightingConfig(), 0, 1, "train")
+    render.setup_lighting(plain, bpy.context.scene)
+    bg = next(n for n in nodes if n.type == "BACKGROUND")
+    assert not bg.inputs["Color"].links  # back to a plain sky colour
+    with pytest.raises(FileNotFoundError, match="no .hdr"):
+        render.sample_lighting(LightingConfig(hdri_dir=str(tmp_path)), 0, 0)

@@ -98,3 +98,17 @@ def test_nerfstudio_export(tmp_path):
     np.testing.assert_allclose(M, blender_matrix_world_from_cam_from_world(ds.frames[0].cam_from_world))
     assert data["frames"][0]["cx"] == INTR.cx + 0.5
     assert (tmp_path / data["frames"][0]["file_path"]).exists()
+
+
+def test_render_config_round_trip_and_stable_digest():
+    from pose_addon.core.render_config import LightingConfig, RenderConfig, RenderGroup
+    from pose_addon.core.sampling import SamplerConfig
+
+    base = RenderConfig(groups=[RenderGroup("reference", SamplerConfig(n=5))])
+    assert "hdri_dir" not in json.dumps(base.to_dict())  # new defaults stay out: old caches keep their digest
+    again = RenderConfig.from_dict(json.loads(json.dumps(base.to_dict())))
+    assert again.digest("s") == base.digest("s")
+    jit = RenderConfig(groups=[RenderGroup("reference", SamplerConfig(n=5), LightingConfig(world_color_jitter=0.2,
+                                                                                           hdri_dir="/maps"))])
+    back = RenderConfig.from_dict(json.loads(json.dumps(jit.to_dict())))
+    assert back.groups[0].lighting.hdri_dir == "/maps" and back.digest("s") == jit.digest("s") != base.digest("s")
