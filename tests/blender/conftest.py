@@ -18,3 +18,29 @@ if HAVE_BPY:
         import bpy
 
         return bpy.context.scene
+
+
+#: the module name Blender gives the installed extension
+INSTALLED = "bl_ext.user_default.building_pose"
+
+
+@pytest.fixture(scope="module")
+def installed_extension(tmp_path_factory):
+    """Build the zip with build.py, install and enable it like a user; returns the extension's module."""
+    out_dir = tmp_path_factory.mktemp("dist")
+    import importlib
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import bpy
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, str(root / "build.py"), "--out", str(out_dir)], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    zip_path = next(Path(out_dir).glob("building_pose-*.zip"))
+    bpy.ops.wm.read_userpref()
+    assert "FINISHED" in bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default",
+                                                                  enable_on_install=True)
+    return importlib.import_module(INSTALLED)

@@ -1,8 +1,6 @@
 """The extension as a user gets it: build the zip, install and enable it, run every operator headless,
 then disable and uninstall it and check that nothing stays registered."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import bpy
@@ -14,18 +12,10 @@ PKG = "bl_ext.user_default.building_pose"
 
 
 @pytest.fixture(scope="module")
-def ext(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist")
-    proc = subprocess.run([sys.executable, str(ROOT / "build.py"), "--out", str(out)], capture_output=True,
-                          text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    zip_path = next(out.glob("building_pose-*.zip"))
-    bpy.ops.wm.read_userpref()
-    assert "FINISHED" in bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default",
-                                                                  enable_on_install=True)
+def ext(installed_extension):
     import importlib
 
-    mod = importlib.import_module(PKG)
+    mod = installed_extension
     # a building to work on, made by the installed extension's own code
     importlib.import_module(PKG + ".blender.scene_io").load_scene("procedural:2")
     yield mod

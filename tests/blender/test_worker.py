@@ -6,8 +6,6 @@ Timers do not fire while a background script runs, so the test services the work
 import importlib
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import bpy
@@ -23,16 +21,8 @@ pytestmark = pytest.mark.skipif(not WORKER_PY.is_file(),
 
 
 @pytest.fixture(scope="module")
-def ext(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist")
-    proc = subprocess.run([sys.executable, str(ROOT / "build.py"), "--out", str(out)], capture_output=True,
-                          text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    zip_path = next(out.glob("building_pose-*.zip"))
-    bpy.ops.wm.read_userpref()
-    assert "FINISHED" in bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default",
-                                                                  enable_on_install=True)
-    mod = importlib.import_module(PKG)
+def ext(installed_extension):
+    mod = installed_extension
     bpy.context.preferences.addons[PKG].preferences.worker_python = str(WORKER_PY)
     ops = importlib.import_module(PKG + ".ops_worker")
     yield mod
