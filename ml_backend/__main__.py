@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .regression import cli as regression_cli  # regression extract / train / infer
 
     regression_cli.add_parser(sub)
+    from .keypoints import cli as keypoints_cli  # keypoints-labels / keypoints-train / keypoints-viz
+
+    keypoints_cli.add_parsers(sub)
     from .service import ping_bench, server
 
     server.add_arguments(sub.add_parser("serve", help="run the worker service (see ml_backend/service)"))
@@ -121,6 +124,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from .regression import cli as regression_cli
 
             return regression_cli.dispatch(args)
+        if args.command.startswith("keypoints-"):
+            from .keypoints import cli as keypoints_cli
+
+            return keypoints_cli.dispatch(args)
         if args.command in ("match-pair", "show-keypoints", "pose-overlay"):
             from . import tools
 

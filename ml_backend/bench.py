@@ -145,6 +145,8 @@ def format_table(results: dict) -> str:
         lines.append(f"{name:<14}" + "".join(f"{fmt(m['recall'][k], '.3f'):>12}" for k in keys)
                      + f"{fmt(m['median_t_m'], '.4f'):>11}{fmt(m['median_R_deg'], '.4f'):>12}"
                      + f"{fmt(m['localized'], '.3f'):>10}{fmt(m['ms_per_query'], '.1f'):>10}" + sub)
+        if m.get("details"):
+            lines.append(f"{'':<14}" + json.dumps(m["details"], separators=(",", ":"))[:300])
     return "\n".join(lines)
 
 
@@ -174,23 +176,26 @@ def run_bench(opts: BenchOptions, dataset_dir: Optional[Path] = None) -> dict:
                "n_queries": len(ds.split("query")), "methods": {}}
     per_query = {}
     for name in opts.methods:
-        conf = {"database": str(db_path), "progress": opts.progress}
-        if name in TRAINING_METHODS:  # one training set and model shared by these methods, cached
-            conf.update(regression_dir=str(cache / "regression" / ds.root.name), n_gl_views=opts.n_gl_views)
+        conf = {"database": str(db_path), "progress": opts.progress, "cache": str(cache)}
         n_sub = (opts.method_queries or {}).get(name)
         if n_sub:
             conf["max_queries"] = int(n_sub)
+        if name in TRAINING_METHODS:  # one training set and model shared by these methods, cached
+            conf.update(regression_dir=str(cache / "regression" / ds.root.name), n_gl_views=opts.n_gl_views)
         res = run_method_subprocess(name, ds.root, out / "work" / name, conf, out / f"{name}_queries.json")
         if "skipped" in res:
             results["methods"][name] = {"skipped": res["skipped"]}
             continue
         metrics, rows = evaluate_results(res["rows"], _QuerySubset(ds, n_sub) if n_sub else ds)
         metrics.pop("n_queries", None)
-        if n_sub:
-            metrics["n_queries_evaluated"] = min(int(n_sub), len(ds.split("query")))
         for key in ("n_train", "matcher"):  # recorded by the training methods
             if res["rows"] and key in res["rows"][0]:
                 metrics[key] = res["rows"][0][key]
+        if n_sub:
+            metrics["n_queries_evaluated"] = min(int(n_sub), len(ds.split("query")))
+        details = out / "work" / name / "method_metrics.json"  # optional extra metrics a method writes
+        if details.is_file():
+            metrics["details"] = json.loads(details.read_text())
         results["methods"][name] = metrics
         per_query[name] = (res["rows"], rows)
     atomic_write_json(out / "results.json", results)

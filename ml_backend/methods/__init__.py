@@ -16,6 +16,8 @@ REGISTRY: dict[str, str] = {
     "regression": "ml_backend.methods.regression",  # BuildingPoseNetCached: one forward pass (issue 6)
     "regression+refine": "ml_backend.methods.regression_refine",  # + render-and-compare (worker-side render)
     "retrieval_nn_train": "ml_backend.methods.retrieval_nn_train",  # NN over exactly the regression's training set
+    "keypoints": "ml_backend.methods.keypoints",  # YOLO pose keypoints (trained on renders) + PnP
+    "keypoints_oracle": "ml_backend.methods.keypoints_oracle",  # PnP from ground-truth keypoints + matched noise
     # issue 5: matchers of ml_backend.matchers (same retrieval, same PnP)
     "colmap": "ml_backend.methods.colmap",  # peer: COLMAP SIFT (pycolmap) + COLMAP's matching rule
     "aliked+lightglue": "ml_backend.methods.aliked_lightglue",

@@ -1,0 +1,237 @@
+"""The keypoint method end to end: keypoint set -> labelled renders -> (cached) trained model -> detections ->
+PnP poses, plus detection metrics (PCK, median error, OKS mAP) and the ground-truth-keypoint oracle.
+
+Cache layout (``cache`` is the bench's cache, default ``<checkout>/.cache/ml_backend``)::
+
+    cache/ultralytics/                     YOLO_CONFIG_DIR: settings, Arial.ttf, nothing in $HOME
+    cache/datasets/<scene>-<digest>/       training renders (train / val splits), see :mod:`.render`
+    cache/keypoints/<scene>-<key>/yolo/    Ultralytics pose dataset (labels, data.yaml, keypoints.json)
+    cache/keypoints/<scene>-<key>/model/   run/ (resumable), model.pt, train.json
+    cache/keypoints/<dataset>.detector.json  the detector's error on a dataset's queries (for the oracle's noise)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from pose_addon.core.dataset import Dataset, atomic_write_json
+
+from ..blender_runner import REPO_ROOT
+from . import yolo
+from .labels import (OCCLUDED, VISIBLE, KeypointSet, YoloSource, frame_keypoints, from_yolo_pixels,
+                     keypoint_set_for_dataset, write_yolo_dataset)
+from .pose import solve_keypoint_pose
+from .render import ensure_training_renders
+
+__all__ = ["default_conf", "KeypointModel", "ensure_model", "detect", "localize_queries", "detection_metrics",
+           "oracle_queries", "default_cache", "RAYLEIGH_MEDIAN"]
+
+#: median of the distance of a 2D isotropic Gaussian error of per-axis sigma 1 (sqrt(2 ln 2)).
+RAYLEIGH_MEDIAN = float(np.sqrt(2 * np.log(2)))
+
+default_conf: dict = {
+    "keypoints": None,  # the extension's keypoint JSON; default: dataset's keypoints.json, else suggested
+    "n_keypoints": 16,  # suggested keypoints
+    "model": "yolo11n-pose.yaml",  # model YAML (from scratch) or a user .pt to fine-tune
+    "weights": None,  # an already trained pose .pt: no training
+    "train": {},  # overrides of yolo.DEFAULT_TRAIN_ARGS (epochs, imgsz, batch, ...)
+    "train_views": 400,  # extra training renders (0: train on the dataset's references only)
+    "val_views": 40,
+    "train_size": [320, 240],
+    "train_samples": 16,
+    "device": None,  # None: CUDA when available, else CPU
+    "threads": 2,
+    "imgsz": 320,  # inference size (the training size)
+    "det_conf": 0.05,  # detection box confidence for predict
+    "pose": {},  # overrides of pose.default_conf (min_conf, threshold_px, ransac_min, weighted)
+    "val": True,  # OKS mAP with ultralytics' validator on the queries
+    "progress": True,
+}
+
+
+def default_cache() -> Path:
+    return REPO_ROOT / ".cache" / "ml_backend"
+
+
+@dataclass
+class KeypointModel:
+    """A trained model and what it was trained on."""
+
+    weights: Path
+    kset: KeypointSet
+    data_yaml: Optional[Path]
+    model_dir: Path
+    train_info: dict
+
+
+def _log(conf: dict, msg: str) -> None:
+    if conf.get("progress", True):
+        sys.stderr.write(msg + "\n")
+        sys.stderr.flush()
+
+
+def _relay(conf: dict, on_event: Optional[Callable[[dict], None]]):
+    def cb(ev: dict) -> None:
+        if on_event:
+            on_event(ev)
+        elif conf.get("progress", True) and ev.get("event") == "progress" and "loss" in ev:
+            m = ev.get("metrics", {})
+            _log(conf, f"[keypoints] {ev['message']} {ev.get('elapsed_s', 0):.0f} s  loss "
+                       f"{np.round(ev.get('loss') or [], 3).tolist()}  pose mAP50 "
+                       f"{m.get('metrics/mAP50(P)', float('nan')):.3f}")
+    return cb
+
+
+def ensure_model(dataset: Dataset, conf: Optional[dict] = None,
+                 on_event: Optional[Callable[[dict], None]] = None) -> KeypointModel:
+    """The keypoint model for ``dataset``'s scene: cached, else labelled and trained (renders views if needed).
+
+    Training data: ``conf["train_views"]`` extra renders of the scene (split ``train``, degraded copies; ``val``)
+    plus the dataset's ``reference`` frames; the dataset's ``query`` frames are the ``test`` split. With
+    ``train_views = 0`` the references alone are split by viewpoint (last 15% for validation).
+    """
+    c = dict(default_conf, **(conf or {}))
+    cache = Path(c.get("cache") or default_cache()).resolve()
+    kset = keypoint_set_for_dataset(dataset, c["keypoints"], int(c["n_keypoints"]))
+    if c.get("weights"):
+        w = Path(c["weights"])
+        if not w.is_file():
+            raise FileNotFoundError(f"keypoint model not found: {w}")
+        return KeypointModel(w, kset, None, w.parent, {"weights": str(w)})
+    w_, h_ = c["train_size"]
+    train_args = dict(yolo.DEFAULT_TRAIN_ARGS, **c["train"])
+    key = json.dumps({"kp": kset.digest(), "ds": dataset.root.name, "views": [c["train_views"], c["val_views"],
+                      w_, h_, c["train_samples"]], "model": c["model"], "train": train_args}, sort_keys=True)
+    name = f"{dataset.root.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+    root = cache / "keypoints" / name
+    model_dir = root / "model"
+    if (model_dir / "model.pt").is_file() and (model_dir / "train.json").is_file():
+        return KeypointModel(model_dir / "model.pt", kset, root / "yolo" / "data.yaml", model_dir,
+                             json.loads((model_dir / "train.json").read_text()))
+    t0 = time.time()
+    renders = ensure_training_renders(dataset, cache, int(c["train_views"]), int(c["val_views"]), int(w_), int(h_),
+                                      int(c["train_samples"]), c.get("progress", True))
+    t_render = time.time() - t0
+    refs = dataset.split("reference")
+    if renders is not None:
+        tr = Dataset.load(renders)
+        sources = [YoloSource(tr, "train", "train", degrade=True), YoloSource(dataset, "reference", "train",
+                                                                              degrade=True)]
+        if tr.split("val"):
+            sources.append(YoloSource(tr, "val", "val"))
+    else:
+        n_val = max(1, int(round(0.15 * len(refs))))
+        sources = [YoloSource(dataset, "reference", "train", degrade=True, stop=len(refs) - n_val),
+                   YoloSource(dataset, "reference", "val", start=len(refs) - n_val)]
+    if dataset.split("query") and all(f.depth for f in dataset.split("query")):
+        sources.append(YoloSource(dataset, "query", "test"))
+    t1 = time.time()
+    data_yaml = write_yolo_dataset(sources, kset, root / "yolo")
+    _log(c, f"[keypoints] labels for {len(kset)} keypoints in {time.time() - t1:.1f} s: {data_yaml}")
+    device = c["device"] or yolo.default_device()
+    t2 = time.time()
+    weights = yolo.train(data_yaml, model_dir, cache / "ultralytics", c["model"], c["train"], device,
+                         _relay(c, on_event), int(c["threads"]))
+    info = json.loads((model_dir / "train.json").read_text())
+    info.update({"render_s": round(t_render, 1), "train_wall_s": round(time.time() - t2, 1), "device": device})
+    atomic_write_json(model_dir / "train.json", info)
+    return KeypointModel(weights, kset, data_yaml, model_dir, info)
+
+
+def detect(model: KeypointModel, dataset: Dataset, frames: list, conf: Optional[dict] = None) -> list[dict]:
+    """Detected keypoints of ``frames``: ``{"id", "uv" [K, 2] OpenCV px, "conf" [K], "box_conf", "time_s"}``
+    (``uv`` NaN and ``conf`` 0 when nothing was detected)."""
+    c = dict(default_conf, **(conf or {}))
+    cache = Path(c.get("cache") or default_cache()).resolve()
+    preds = yolo.predict(model.weights, [dataset.path(f.image) for f in frames], cache / "ultralytics",
+                         int(c["imgsz"]), float(c["det_conf"]), c["device"] or "cpu", int(c["threads"]))
+    k = len(model.kset)
+    out = []
+    for f, p in zip(frames, preds):
+        if p["keypoints"]:
+            kp = np.asarray(p["keypoints"][0], np.float64).reshape(-1, 3)
+            if len(kp) != k:
+                raise ValueError(f"model predicts {len(kp)} keypoints but the keypoint set has {k}: the weights "
+                                 f"{model.weights} belong to another keypoint set")
+            uv, cf, bc = from_yolo_pixels(kp[:, :2]), kp[:, 2], float(p["boxes"][0][4])
+        else:
+            uv, cf, bc = np.full((k, 2), np.nan), np.zeros(k), 0.0
+        out.append({"id": f.id, "uv": uv, "conf": cf, "box_conf": bc, "time_s": float(p["time_s"])})
+    return out
+
+
+def localize_queries(model: KeypointModel, dataset: Dataset, conf: Optional[dict] = None,
+                     split: str = "query") -> tuple[list[dict], list[dict]]:
+    """Detect keypoints on a split and solve each pose; returns (method result rows, detections)."""
+    from ..methods._common import result_row
+
+    c = dict(default_conf, **(conf or {}))
+    frames = dataset.split(split)
+    dets = detect(model, dataset, frames, c)
+    rows = []
+    for f, d in zip(frames, dets):
+        t0 = time.perf_counter()
+        r = solve_keypoint_pose(d["uv"], d["conf"], model.kset.points, f.intrinsics, model.kset.names, c["pose"])
+        dt = time.perf_counter() - t0
+        rows.append(result_row(f.id, r.cam_from_world, d["time_s"] + dt, n_keypoints_detected=r.n_detected,
+                               keypoints_used=r.used, n_keypoints_used=len(r.used),
+                               reproj_error_px=r.reproj_error_px if r.success else None, solver=r.solver,
+                               message=r.message))
+    return rows, dets
+
+
+def detection_metrics(dataset: Dataset, kset: KeypointSet, dets: list[dict], min_conf: float = 0.5,
+                      thresholds_px: tuple = (5.0, 10.0)) -> dict:
+    """Per-keypoint detection quality against the labels of the same frames.
+
+    PCK@t: share of ground-truth keypoints (``visible``: v = 2; ``labelled``: v >= 1) whose detection above
+    ``min_conf`` lies within ``t`` px. ``median_err_px``: median distance over visible keypoints whatever the
+    confidence (inf where nothing was detected), in the frames' own pixels.
+    """
+    errs_vis, errs_lab, conf_ok_vis, conf_ok_lab = [], [], [], []
+    for d in dets:
+        f = dataset.frame(d["id"])
+        uv, vis = frame_keypoints(kset, f, dataset.read_depth(f) if f.depth else None)
+        e = np.linalg.norm(d["uv"] - uv, axis=1)
+        e = np.where(np.isfinite(e), e, np.inf)
+        ok = d["conf"] >= min_conf
+        errs_vis.append(e[vis == VISIBLE])
+        conf_ok_vis.append(ok[vis == VISIBLE])
+        errs_lab.append(e[vis >= OCCLUDED])
+        conf_ok_lab.append(ok[vis >= OCCLUDED])
+    ev, el = np.concatenate(errs_vis), np.concatenate(errs_lab)
+    ov, ol = np.concatenate(conf_ok_vis), np.concatenate(conf_ok_lab)
+    out = {"n_visible": int(len(ev)), "n_labelled": int(len(el)),
+           "median_err_px": float(np.median(ev)) if len(ev) else None,
+           "median_err_labelled_px": float(np.median(el)) if len(el) else None}
+    for t in thresholds_px:
+        out[f"pck@{t:g}px"] = float(np.mean((ev <= t) & ov)) if len(ev) else None
+        out[f"pck_labelled@{t:g}px"] = float(np.mean((el <= t) & ol)) if len(el) else None
+    return out
+
+
+def oracle_queries(dataset: Dataset, kset: KeypointSet, noise_px: float, conf: Optional[dict] = None,
+                   split: str = "query", seed: int = 0) -> list[dict]:
+    """PnP from the ground-truth visible keypoints with isotropic Gaussian pixel noise (``noise_px`` per axis)."""
+    from ..methods._common import result_row
+
+    c = dict(default_conf, **(conf or {}))
+    rng = np.random.default_rng(seed)
+    rows = []
+    for f in dataset.split(split):
+        uv, vis = frame_keypoints(kset, f, dataset.read_depth(f) if f.depth else None)
+        t0 = time.perf_counter()
+        noisy = uv + rng.normal(0.0, noise_px, uv.shape)
+        cf = (vis == VISIBLE).astype(np.float64)
+        r = solve_keypoint_pose(noisy, cf, kset.points, f.intrinsics, kset.names, c["pose"])
+        rows.append(result_row(f.id, r.cam_from_world, time.perf_counter() - t0, n_keypoints_detected=r.n_detected,
+                               keypoints_used=r.used, n_keypoints_used=len(r.used), noise_px=noise_px,
+                               reproj_error_px=r.reproj_error_px if r.success else None, message=r.message))
+    return rows
