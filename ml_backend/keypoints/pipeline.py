@@ -82,10 +82,12 @@ def _relay(conf: dict, on_event: Optional[Callable[[dict], None]]):
         if on_event:
             on_event(ev)
         elif conf.get("progress", True) and ev.get("event") == "progress" and "loss" in ev:
-            m = ev.get("metrics", {})
-            _log(conf, f"[keypoints] {ev['message']} {ev.get('elapsed_s', 0):.0f} s  loss "
-                       f"{np.round(ev.get('loss') or [], 3).tolist()}  pose mAP50 "
-                       f"{m.get('metrics/mAP50(P)', float('nan')):.3f}")
+            try:
+                m = ev.get("metrics") or {}
+                _log(conf, f"[keypoints] {ev['message']} {float(ev.get('elapsed_s', 0)):.0f} s  loss {ev.get('loss')}"
+                           f"  pose mAP50 {m.get('metrics/mAP50(P)')}")
+            except Exception:  # progress display must never stop a training
+                pass
     return cb
 
 
@@ -218,8 +220,12 @@ def detection_metrics(dataset: Dataset, kset: KeypointSet, dets: list[dict], min
 
 
 def oracle_queries(dataset: Dataset, kset: KeypointSet, noise_px: float, conf: Optional[dict] = None,
-                   split: str = "query", seed: int = 0) -> list[dict]:
-    """PnP from the ground-truth visible keypoints with isotropic Gaussian pixel noise (``noise_px`` per axis)."""
+                   split: str = "query", seed: int = 0, labelled: bool = True) -> list[dict]:
+    """PnP from the ground-truth keypoints with isotropic Gaussian pixel noise (``noise_px`` per axis).
+
+    ``labelled``: use every keypoint in the image (visible or occluded: the detector is trained to place both);
+    False: visible ones only.
+    """
     from ..methods._common import result_row
 
     c = dict(default_conf, **(conf or {}))
@@ -229,7 +235,7 @@ def oracle_queries(dataset: Dataset, kset: KeypointSet, noise_px: float, conf: O
         uv, vis = frame_keypoints(kset, f, dataset.read_depth(f) if f.depth else None)
         t0 = time.perf_counter()
         noisy = uv + rng.normal(0.0, noise_px, uv.shape)
-        cf = (vis == VISIBLE).astype(np.float64)
+        cf = (vis >= (OCCLUDED if labelled else VISIBLE)).astype(np.float64)
         r = solve_keypoint_pose(noisy, cf, kset.points, f.intrinsics, kset.names, c["pose"])
         rows.append(result_row(f.id, r.cam_from_world, time.perf_counter() - t0, n_keypoints_detected=r.n_detected,
                                keypoints_used=r.used, n_keypoints_used=len(r.used), noise_px=noise_px,

@@ -37,7 +37,8 @@ def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
                                                   dict(pipeline.default_conf["pose"], **c["pose"]).get("min_conf",
                                                                                                        0.5)))
         atomic_write_json(cache / "keypoints" / f"{dataset.root.name}.detector.json",
-                          {"median_err_px": details["median_err_px"], "weights": str(model.weights)})
+                          {"median_err_px": details["median_err_labelled_px"],
+                           "median_err_visible_px": details["median_err_px"], "weights": str(model.weights)})
     if c.get("val") and model.data_yaml is not None and model.data_yaml.is_file():
         try:
             details["oks"] = yolo.validate(model.weights, model.data_yaml, cache / "ultralytics", Path(workdir),

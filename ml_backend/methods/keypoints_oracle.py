@@ -1,6 +1,6 @@
-"""Oracle for the keypoint method: PnP from the ground-truth visible keypoints plus Gaussian pixel noise.
+"""Oracle for the keypoint method: PnP from the ground-truth keypoints in the image plus Gaussian pixel noise.
 
-The noise matches the detector: per-axis sigma = (the ``keypoints`` method's median keypoint error on this
+The noise matches the detector: per-axis sigma = (the ``keypoints`` method's median keypoint error (over all keypoints in the image) on this
 dataset's queries) / sqrt(2 ln 2), read from the cache when that method ran first; else ``conf["noise_px"]``
 (default 2 px). It separates detector error from geometry (keypoint layout, PnP).
 """

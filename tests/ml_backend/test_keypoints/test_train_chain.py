@@ -28,7 +28,7 @@ socket.socket.connect_ex = lambda self, address: (_connect(self, address), 0)[1]
 socket.create_connection = lambda address, *a, **k: (_ for _ in ()).throw(OSError("network disabled in this test"))
 '''
 
-TINY = {"n_keypoints": 8, "train_views": 0, "train": {"epochs": 1, "imgsz": 160, "batch": 8, "mosaic": 0.0},
+TINY = {"n_keypoints": 8, "train_views": 0, "train": {"epochs": 1, "time": None, "imgsz": 160, "batch": 8, "mosaic": 0.0},
         "imgsz": 160, "device": "cpu", "progress": False, "pose": {"min_conf": 0.0}}
 
 
@@ -110,7 +110,12 @@ def test_methods_through_run_method(trained, synth_dataset, tmp_path, net_block)
                                   {"cache": str(cache), "n_keypoints": 8, "progress": False}, tmp_path / "or.json")
     assert "rows" in res_o, res_o
     od = json.loads((tmp_path / "or" / "method_metrics.json").read_text())
-    assert od["noise_from"].endswith(".detector.json")  # matched to the detector's error
+    det = json.loads((cache / "keypoints" / f"{synth_dataset.root.name}.detector.json").read_text())
+    if det["median_err_px"] is not None:  # matched to the detector's error when it has a finite median
+        assert od["noise_from"].endswith(".detector.json")
+        assert od["noise_px"] == pytest.approx(det["median_err_px"] / pipeline.RAYLEIGH_MEDIAN)
+    else:
+        assert od["noise_from"] == "conf" and od["noise_px"] == 2.0
     table = format_table({"scene": "s", "n_references": 16, "n_queries": 4, "methods": {
         "keypoints": {"recall": {k: 0.0 for k in ("0.05m,1deg", "0.25m,2deg", "0.5m,5deg", "5m,10deg")},
                       "median_t_m": None, "median_R_deg": None, "localized": 0.0, "ms_per_query": 1.0,
