@@ -19,7 +19,11 @@ __all__ = ["run", "predict_queries"]
 
 
 def predict_queries(dataset: Dataset, workdir: Path, conf: dict):
-    """Yield ``(frame, rgb, cam_from_world_est, seconds, n_train)`` for the queries."""
+    """Yield ``(frame, rgb, cam_from_world_est, seconds, n_train)`` for the queries.
+
+    ``n_train`` counts the training set's images (those fitted plus the held-out viewpoints used for model
+    selection), the same images ``retrieval_nn_train`` searches.
+    """
     from ..regression.extractors import load_rgb
     from ..regression.pipeline import ensure_checkpoint
     from ..regression.train import PosePredictor

@@ -1,10 +1,12 @@
 """BuildingPoseNetCached: an MLP over cached image features -> camera pose.
 
 Pose parametrization (world = Blender world, camera = OpenCV axes):
-  * position: the camera centre ``c = -R^T t`` normalized by the scene, ``(c - centre) / scale`` (``[B, 3]``);
+  * translation: ``t`` of cam_from_world (the world origin in camera axes; default, what the image shows
+    directly: where the building sits and how large) or the camera centre ``c = -R^T t``, normalized by the
+    scene as ``(x - centre) / scale`` (``[B, 3]``; centre and scale stored in the checkpoint);
   * rotation: ``R`` of ``cam_from_world`` as continuous 6D (first two columns, ``[B, 6]``, Zhou et al. 2019) or a
     unit quaternion (w, x, y, z).
-``cam_from_world = [R | -R c]``.
+``cam_from_world = [R | t]`` (or ``[R | -R c]``).
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ def geodesic_deg(Ra: torch.Tensor, Rb: torch.Tensor) -> torch.Tensor:
 
 
 class BuildingPoseNetCached(nn.Module):
-    """MLP over a feature vector ``[B, D]`` -> (normalized camera centre ``[B, 3]``, rotation ``[B, 3, 3]``).
+    """MLP over a feature vector ``[B, D]`` -> (normalized translation ``[B, 3]``, rotation ``[B, 3, 3]``).
 
     Args:
         in_dim: feature length D.
@@ -76,7 +78,7 @@ class BuildingPoseNetCached(nn.Module):
 class PoseLoss(nn.Module):
     """``L = L_t * exp(-s_t) + s_t + L_R * exp(-s_R) + s_R`` (Kendall & Cipolla, learned) or ``L_t + beta L_R``.
 
-    ``L_t`` is the L1 distance of normalized centres, ``L_R`` the L1 distance of rotation matrices' entries,
+    ``L_t`` is the L1 distance of normalized translations, ``L_R`` the L1 distance of rotation matrices' entries,
     plus ``geodesic_weight`` x geodesic angle (radians) when > 0.
     """
 
@@ -96,4 +98,4 @@ class PoseLoss(nn.Module):
             loss = lt * torch.exp(-self.s_t) + self.s_t + lr * torch.exp(-self.s_r) + self.s_r
         else:
             loss = lt + self.beta * lr
-        return loss, {"loss_t": float(lt), "loss_R": float(lr)}
+        return loss, {"loss_t": float(lt.detach()), "loss_R": float(lr.detach())}

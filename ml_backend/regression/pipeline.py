@@ -17,7 +17,7 @@ from .trainset import build_train_dataset
 __all__ = ["default_pipeline_conf", "ensure_train_dataset", "ensure_checkpoint"]
 
 default_pipeline_conf = {"n_gl_views": 300, "n_aug_views": 2, "extractor": "efficientnet-lite0",
-                         "random_weights": False, "train": {}}
+                         "random_weights": False, "train": {"epochs": 100, "patience": 30}}
 
 
 def _root(dataset: Dataset, workdir: Path, conf: dict) -> Path:

@@ -39,7 +39,7 @@ default_config: dict[str, Any] = {
     "features": None, "out": None, "seed": 0, "val_fraction": 0.1, "epochs": 300, "batch_size": 64, "lr": 1e-3,
     "weight_decay": 1e-4, "schedule": "cosine", "patience": 60, "hidden": [1024, 512], "dropout": 0.1,
     "rotation": "6d", "learned_weights": True, "beta": 1.0, "geodesic_weight": 0.1, "wandb": False,
-    "progress": True, "threads": 2,
+    "progress": True, "threads": 2, "translation": "cam",
 }
 
 
@@ -68,10 +68,20 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
-def _normalization(centres: np.ndarray) -> dict:
-    c = centres.mean(0)
-    s = float(np.linalg.norm(centres - c, axis=1).mean())
-    return {"centre": c.tolist(), "scale": s}
+def _normalization(x: np.ndarray, translation: str) -> dict:
+    """Scene normalization of the regressed translation vectors ``x [N, 3]`` (metres)."""
+    c = x.mean(0)
+    s = float(np.linalg.norm(x - c, axis=1).mean())
+    return {"translation": translation, "centre": c.tolist(), "scale": max(s, 1e-6)}
+
+
+def _targets(T: np.ndarray, translation: str) -> np.ndarray:
+    """What the net regresses from cam_from_world ``[N, 4, 4]``: ``t`` (``cam``) or the centre ``-R^T t``."""
+    if translation == "cam":
+        return T[:, :3, 3].copy()
+    if translation == "centre":
+        return -np.einsum("bji,bj->bi", T[:, :3, :3], T[:, :3, 3])
+    raise ValueError(f"translation must be 'cam' or 'centre', got {translation!r}")
 
 
 def _split(ids: np.ndarray, frac: float, seed: int) -> np.ndarray:
@@ -101,13 +111,17 @@ def load_checkpoint(path: Path | str) -> dict:
     return ck
 
 
-def _poses(c_norm: torch.Tensor, R: torch.Tensor, norm: dict) -> np.ndarray:
-    """Normalized centres ``[B, 3]`` + rotations ``[B, 3, 3]`` -> cam_from_world ``[B, 4, 4]`` (numpy float64)."""
-    c = c_norm.double().numpy() * norm["scale"] + np.asarray(norm["centre"])
+def _poses(x_norm: torch.Tensor, R: torch.Tensor, norm: dict) -> np.ndarray:
+    """Normalized translations ``[B, 3]`` + rotations ``[B, 3, 3]`` -> cam_from_world ``[B, 4, 4]`` (float64).
+
+    ``norm["translation"]`` says what was regressed: ``cam`` = ``t`` of cam_from_world (the world origin in
+    camera axes), ``centre`` = the camera centre in world axes.
+    """
+    x = x_norm.double().numpy() * norm["scale"] + np.asarray(norm["centre"])
     Rn = R.double().numpy()
-    T = np.tile(np.eye(4), (len(c), 1, 1))
+    T = np.tile(np.eye(4), (len(x), 1, 1))
     T[:, :3, :3] = Rn
-    T[:, :3, 3] = -np.einsum("bij,bj->bi", Rn, c)
+    T[:, :3, 3] = x if norm.get("translation", "centre") == "cam" else -np.einsum("bij,bj->bi", Rn, x)
     return T
 
 
@@ -170,9 +184,9 @@ def train(config: dict, resume: bool = False) -> Path:
     if val.all() or not (~val).any():
         raise ValueError("the validation split leaves no training viewpoints")
     R_all = T_all[:, :3, :3]
-    c_all = -np.einsum("bji,bj->bi", R_all, T_all[:, :3, 3])
-    norm = _normalization(c_all[~val & (views == 0)])
-    c_norm = (c_all - np.asarray(norm["centre"])) / norm["scale"]
+    x_all = _targets(T_all, cfg["translation"])
+    norm = _normalization(x_all[~val & (views == 0)], cfg["translation"])
+    c_norm = (x_all - np.asarray(norm["centre"])) / norm["scale"]
     tr = np.nonzero(~val)[0]
     va = np.nonzero(val & (views == 0))[0]
     tr0 = np.nonzero(~val & (views == 0))[0]

@@ -110,9 +110,25 @@ def _cfg(tmp_path, name, **kw):
                          "patience": 100, **kw})
 
 
-def test_train_resume_matches_uninterrupted(tmp_path):
+def test_train_resume_matches_uninterrupted(tmp_path, monkeypatch):
+    from ml_backend.regression import train as train_mod
+
     full = load_checkpoint(train(_cfg(tmp_path, "full")).with_name("last.pt"))
-    train(_cfg(tmp_path, "resumed", epochs=4))
+    saves = {"n": 0}
+    orig = train_mod._save
+
+    def interrupt_after_4_epochs(path, obj):
+        orig(path, obj)
+        if path.name == "last.pt":
+            saves["n"] += 1
+            if saves["n"] == 4:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "_save", interrupt_after_4_epochs)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tmp_path, "resumed"))
+    monkeypatch.setattr(train_mod, "_save", orig)
+    assert load_checkpoint(tmp_path / "resumed" / "last.pt")["epoch"] == 3
     res = load_checkpoint(train(_cfg(tmp_path, "resumed"), resume=True).with_name("last.pt"))
     assert res["epoch"] == full["epoch"] == 7
     for k in full["model"]:
