@@ -194,6 +194,10 @@ class WorkerClient:
                 params[k] = str(v) if k in ("database", "dataset") else v
         return self.request("estimate_pose", params, timeout=timeout)
 
+    def list_models(self, roots: Optional[list] = None) -> list:
+        """Datasets, databases, checkpoints and keypoint models the worker can see (see ``models.list``)."""
+        return self.request("models.list", {"roots": [str(r) for r in roots or []]})["models"]
+
     def start_job(self, kind: str, **params) -> dict:
         return self.request("job.start", {"kind": kind, "params": params}, timeout=30)
 

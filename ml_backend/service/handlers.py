@@ -111,6 +111,18 @@ class Handlers:
                 "work_dir": str(self.work_dir),
                 "cached_databases": [k[0] for k in self._cache.keys()]}
 
+    # ------------------------------------------------------------------------------------------- models
+    def models_list(self, params: dict) -> dict:
+        """Datasets, feature databases, regression checkpoints and keypoint models under the worker's folder,
+        the bench cache and ``roots`` (a list of extra folders)."""
+        from ..blender_runner import REPO_ROOT
+        from ..models_index import list_models
+
+        roots = param(params, "roots", list, [])
+        if not all(isinstance(r, str) for r in roots):
+            raise ServiceError(ErrorCode.INVALID_PARAMS, "parameter 'roots' must be a list of folder paths")
+        return {"models": list_models([self.work_dir, REPO_ROOT / ".cache" / "ml_backend", *roots])}
+
     # ------------------------------------------------------------------------------------------- estimate
     def _localizer(self, db_path: Path, conf: dict):
         from ..localize import Localizer

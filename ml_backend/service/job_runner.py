@@ -204,6 +204,14 @@ def _v_estimate(params: dict, work_dir: Path) -> dict:
     return {"path": str(path), "method": method, "conf": conf, "intrinsics": intr}
 
 
+def _v_train(params: dict, work_dir: Path) -> dict:
+    ds = _existing_dir(params, "dataset")
+    if not (ds / "manifest.json").is_file():
+        raise ParamError("not_found", f"dataset: {ds} has no manifest.json (not a dataset folder)")
+    conf = dict(_get(params, "conf", dict, {}))
+    return {"dataset": str(ds), "conf": conf, "workdir": str(work_dir)}
+
+
 def _v_sleep(params: dict, work_dir: Path) -> dict:
     return {"seconds": float(_get(params, "seconds", (int, float), 1.0, lambda v: 0 <= v <= 3600)),
             "out": _get(params, "out", str, None)}
@@ -268,6 +276,37 @@ def _run_estimate(p: dict) -> dict:
     return {"estimates": rows, "n_localized": sum(1 for r in rows if r.get("success"))}
 
 
+def _run_train_regression(p: dict) -> dict:
+    """Train (or reuse) the regression checkpoint of a dataset's scene: GL training views, features, network."""
+    from pose_addon.core.dataset import Dataset
+
+    from ..regression.pipeline import ensure_checkpoint
+
+    report(0.0, "regression", "preparing training data", force=True)
+    ds = Dataset.load(p["dataset"])
+    conf = {"regression_dir": str(Path(p["workdir"]) / "regression" / ds.root.name), "progress": True, **p["conf"]}
+    ckpt, train_ds = ensure_checkpoint(ds, Path(p["workdir"]), conf)
+    return {"checkpoint": str(ckpt), "train_dataset": str(train_ds)}
+
+
+def _run_train_keypoints(p: dict) -> dict:
+    """Label, train (offline YOLO pose, in its own process) or reuse the keypoint model of a dataset's scene."""
+    from pose_addon.core.dataset import Dataset
+
+    from ..keypoints import pipeline
+
+    report(0.0, "keypoints", "preparing labelled renders", force=True)
+    ds = Dataset.load(p["dataset"])
+    conf = {"cache": str(Path(p["workdir"]) / "cache"), **p["conf"]}
+
+    def on_event(ev: dict) -> None:
+        if ev.get("event") == "progress" and ev.get("total"):
+            report(int(ev.get("done") or 0) / int(ev["total"]), "keypoints", str(ev.get("message", "")))
+
+    model = pipeline.ensure_model(ds, conf, on_event=on_event)
+    return {"model": str(model.weights), "n_keypoints": len(model.kset), "train": model.train_info}
+
+
 def _run_sleep(p: dict) -> dict:
     """Diagnostic job: waits ``seconds`` with progress; writes ``out`` (atomically) at the end if given."""
     n = max(1, int(p["seconds"] * 20))
@@ -287,6 +326,8 @@ KINDS: dict[str, tuple[Callable, Callable]] = {
     "render_queries": (_v_render, _run_render),
     "benchmark": (_v_benchmark, _run_benchmark),
     "estimate": (_v_estimate, _run_estimate),
+    "train_regression": (_v_train, _run_train_regression),
+    "train_keypoints": (_v_train, _run_train_keypoints),
     "sleep": (_v_sleep, _run_sleep),
 }
 

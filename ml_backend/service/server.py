@@ -169,6 +169,7 @@ class WorkerServer:
         self.methods = {
             "ping": ("inline", self._m_ping), "info": ("thread", self.handlers.info),
             "estimate_pose": ("thread", self.handlers.estimate_pose),
+            "models.list": ("thread", self.handlers.models_list),
             "job.start": ("inline", self._m_job_start), "job.status": ("inline", self._m_job_status),
             "job.cancel": ("async", self._m_job_cancel), "job.list": ("inline", self._m_job_list),
             "job.subscribe": ("inline", None), "shutdown": ("inline", self._m_shutdown),

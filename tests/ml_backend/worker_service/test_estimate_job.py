@@ -46,3 +46,24 @@ def test_estimate_job_bad_input(worker, synth_db, tmp_path):
     assert st["state"] == "done"
     row = st["result"]["estimates"][0]
     assert not row["success"] and "cannot read" in row["message"]
+
+
+def test_models_list_shows_what_the_worker_built(worker, synth_dataset, tmp_path):
+    db_job = worker.start_job("build_database", dataset=str(synth_dataset.root), out=str(tmp_path / "db"))
+    st = worker.wait_job(db_job["id"], timeout=120)
+    models = worker.request("models.list", {"roots": [str(tmp_path), str(synth_dataset.root.parent)]})["models"]
+    kinds = {(m["kind"], m["path"]) for m in models}
+    assert ("database", st["result"]["database"]) in kinds
+    assert ("dataset", str(synth_dataset.root)) in kinds
+    db = next(m for m in models if m["path"] == st["result"]["database"])
+    assert db["figures"]["images"] == len(synth_dataset.split("reference")) and db["date"]
+
+
+def test_training_jobs_validate_their_dataset(worker, tmp_path):
+    import pytest
+
+    from ml_backend.service.protocol import RemoteError
+
+    for kind in ("train_regression", "train_keypoints"):
+        with pytest.raises(RemoteError, match="not found"):
+            worker.start_job(kind, dataset=str(tmp_path / "nowhere"))
