@@ -28,7 +28,7 @@ def predict_queries(dataset: Dataset, workdir: Path, conf: dict):
     from ..regression.pipeline import ensure_checkpoint
     from ..regression.train import PosePredictor
 
-    torch.set_num_threads(int(conf.get("threads", 2)))
+    torch.set_num_threads(int(conf.get("threads", 1)))  # one image at a time: 1 thread is fastest on a busy CPU
     ckpt, train_ds = ensure_checkpoint(dataset, workdir, conf)
     n_train = len(Dataset.load(train_ds).split("reference"))
     pred = PosePredictor(ckpt, random_weights=bool(conf.get("random_weights", False)))

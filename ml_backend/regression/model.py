@@ -41,8 +41,11 @@ def quat_to_matrix(q: torch.Tensor) -> torch.Tensor:
 
 def geodesic_deg(Ra: torch.Tensor, Rb: torch.Tensor) -> torch.Tensor:
     """Angle between rotations ``[B, 3, 3]`` in degrees ``[B]``."""
-    tr = (Ra.transpose(1, 2) @ Rb).diagonal(dim1=1, dim2=2).sum(1)
-    return torch.rad2deg(torch.acos(((tr - 1) / 2).clamp(-1 + 1e-7, 1 - 1e-7)))
+    M = Ra.transpose(1, 2) @ Rb
+    cos = (M.diagonal(dim1=1, dim2=2).sum(1) - 1) / 2
+    v = torch.stack([M[:, 2, 1] - M[:, 1, 2], M[:, 0, 2] - M[:, 2, 0], M[:, 1, 0] - M[:, 0, 1]], 1)
+    sin = 0.5 * torch.sqrt((v * v).sum(1) + 1e-24)  # atan2 stays accurate (and differentiable) near 0 and 180
+    return torch.rad2deg(torch.atan2(sin, cos))
 
 
 class BuildingPoseNetCached(nn.Module):

@@ -249,7 +249,7 @@ def train(config: dict, resume: bool = False) -> Path:
             opt.zero_grad()
             loss.backward()
             opt.step()
-            tot += float(loss)
+            tot += float(loss.detach())
             nb += 1
         ev = evaluate_features(model, feats[va], T_all[va], norm) if len(va) else {"median_t_m": math.nan,
                                                                                      "median_R_deg": math.nan}

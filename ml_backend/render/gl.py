@@ -11,6 +11,9 @@ Depth is written by the fragment shader as the interpolated camera-space Z (plan
 metres) into a float32 colour attachment -- not read back from the non-linear depth buffer -- so it is the same
 quantity Blender's Z pass stores. Pixels without a surface are 0.
 
+Trap: importing torchvision (e.g. through timm) *after* a Mesa llvmpipe EGL context exists in the process
+segfaults (both bring LLVM code); import the torch stack first, then create the renderer.
+
 Colour is the baked base-colour texture (unlit), optionally with a simple Lambert term; it is not a photometric
 match of Cycles, only good enough for local-feature matching.
 """

@@ -63,7 +63,9 @@ def test_projection_convention():
     from pose_addon.core.cameras import Intrinsics
 
     intr = Intrinsics(8, 6, 10.0, 10.0, 3.5, 2.5)
-    P = render.opencv_projection(intr, 0.1, 100.0)
+    from ml_backend.render.gl import opencv_projection
+
+    P = opencv_projection(intr, 0.1, 100.0)
     for u, v in ((3.5, 2.5), (0.0, 0.0), (7.0, 5.0)):
         x = np.array([(u - intr.cx) / intr.fx * 5, (v - intr.cy) / intr.fy * 5, 5.0, 1.0])
         c = P @ x
