@@ -152,6 +152,16 @@ class POSE_PG_estimate(bpy.types.PropertyGroup):
     status: StringProperty(default="")
 
 
+class POSE_PG_model_item(bpy.types.PropertyGroup):
+    """One entry of the worker's ``models.list``."""
+
+    kind: StringProperty()
+    path: StringProperty()
+    scene: StringProperty()
+    date: StringProperty()
+    figures: StringProperty(description="JSON of the validation figures")
+
+
 class POSE_PG_compare(bpy.types.PropertyGroup):
     truth_camera: PointerProperty(name="Truth Camera", type=bpy.types.Object,
                                   poll=lambda self, obj: obj.type == "CAMERA",
@@ -172,10 +182,13 @@ class POSE_PG_settings(bpy.types.PropertyGroup):
                                  description="Frustums, error labels and reprojected points of estimated cameras")
     compare: PointerProperty(type=POSE_PG_compare)
     estimate: PointerProperty(type=POSE_PG_estimate)
+    models: CollectionProperty(type=POSE_PG_model_item)
+    models_index: IntProperty(default=0)
+    models_job: StringProperty(default="")
 
 
 classes = (POSE_PG_sampling, POSE_PG_pose_item, POSE_PG_render, POSE_PG_keypoint, POSE_PG_keypoints,
-           POSE_PG_worker, POSE_PG_estimate, POSE_PG_compare, POSE_PG_settings)
+           POSE_PG_worker, POSE_PG_estimate, POSE_PG_model_item, POSE_PG_compare, POSE_PG_settings)
 
 
 def register_properties() -> None:

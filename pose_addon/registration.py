@@ -1,11 +1,11 @@
 """Registration of every Blender class, in order; unregistered in reverse. Imported only inside Blender."""
 import bpy
 
-from . import (draw, ops_annotate, ops_cameras, ops_dataset, ops_estimates, ops_keypoints, ops_worker, prefs,
-               props, ui)
+from . import (draw, ops_annotate, ops_cameras, ops_dataset, ops_estimates, ops_keypoints, ops_models, ops_worker,
+               prefs, props, ui)
 
 MODULES = (prefs, props, ops_cameras, ops_dataset, ops_keypoints, ops_annotate, ops_estimates, ops_worker,
-           ui)
+           ops_models, ui)
 CLI_ID = "building_pose"
 _cli_handle = None
 

@@ -204,5 +204,39 @@ class POSE_PT_worker(_PosePanel, bpy.types.Panel):
         ops_worker.draw_panel(self.layout, context)
 
 
+class POSE_UL_models(bpy.types.UIList):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
+        import json
+
+        figs = json.loads(item.figures or "{}")
+        short = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in list(figs.items())[:3])
+        row = layout.row(align=True)
+        row.label(text=item.kind)
+        row.label(text=item.scene)
+        row.label(text=item.date)
+        row.label(text=short)
+
+
+class POSE_PT_models(_PosePanel, bpy.types.Panel):
+    bl_label = "Models"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        s = context.scene.pose_tools
+        layout = self.layout
+        col = layout.column(align=True)
+        for kind, label, _ in (("build_database", "Build Matching Database", ""),
+                               ("train_regression", "Train Regression", ""),
+                               ("train_keypoints", "Train Keypoints", "")):
+            col.operator("pose.start_model_job", text=label).kind = kind
+        if s.models_job:
+            layout.operator("pose.cancel_model_job", icon="CANCEL")
+        row = layout.row()
+        row.template_list("POSE_UL_models", "", s, "models", s, "models_index", rows=4)
+        col = row.column(align=True)
+        col.operator("pose.refresh_models", icon="FILE_REFRESH", text="")
+        col.operator("pose.use_model", icon="CHECKMARK", text="")
+
+
 classes = (POSE_PT_cameras, POSE_PT_dataset, POSE_UL_keypoints, POSE_PT_keypoints, POSE_PT_annotate,
            POSE_PT_estimates, POSE_PT_worker)

@@ -131,6 +131,22 @@ def test_estimate_camera_operator_and_compare(ops, dataset, tmp_path):
         bpy.ops.pose.estimate_camera()
 
 
+def test_models_panel_jobs_and_list(ops, dataset):
+    """Build a database from the Models panel as a job, list it, pick it for estimation."""
+    assert "FINISHED" in bpy.ops.pose.start_model_job(kind="build_database", dataset=str(dataset.root))
+    job = bpy.context.scene.pose_tools.models_job
+    assert ops.wait_until(lambda: any(j["id"] == job and j["state"] in ("done", "failed")
+                                      for j in ops.SUPERVISOR.jobs), 120)
+    assert "FINISHED" in bpy.ops.pose.refresh_models()
+    items = bpy.context.scene.pose_tools.models
+    dbs = [i for i, m in enumerate(items) if m.kind == "database"]
+    assert dbs and any(m.kind == "dataset" for m in items)
+    assert "FINISHED" in bpy.ops.pose.use_model(index=dbs[0])
+    assert bpy.context.scene.pose_tools.estimate.database == items[dbs[0]].path
+    with pytest.raises(RuntimeError, match="not found"):
+        bpy.ops.pose.start_model_job(kind="train_regression", dataset="/no/such/dataset")
+
+
 def test_killed_worker_is_reported_and_restart_works(ops):
     pid = ops.SUPERVISOR.proc.pid
     os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,136 @@
+"""Models panel: build a matching database and train the regression or keypoint model of the current scene's
+dataset as worker jobs (progress in the Worker panel, cancel here), and list what the worker has built to pick
+from in "Estimate Camera from Photo"."""
+import json
+
+import bpy
+from bpy.props import EnumProperty, IntProperty, StringProperty
+
+from . import ops_worker
+
+JOB_KINDS = [("build_database", "Matching Database", "SIFT features of the references lifted through depth"),
+             ("train_regression", "Regression Model", "Training views, image features and the pose network"),
+             ("train_keypoints", "Keypoint Model", "Labelled renders and an offline YOLO pose training")]
+
+
+def _call(method: str, params: dict, on_done, timeout: float = 60.0) -> bool:
+    """Send a request when the worker is ready; ``on_done(result, error)`` runs from the timer."""
+    if ops_worker.SUPERVISOR.state not in ("ready", "busy"):
+        return False
+    ops_worker.SUPERVISOR.request(method, params, on_done, timeout=timeout)
+    return True
+
+
+def _wait(box: dict, timeout: float) -> bool:
+    """Headless only: service the worker until ``box`` is filled."""
+    return ops_worker.wait_until(lambda: bool(box), timeout)
+
+
+def store_models(scene, models: list) -> None:
+    items = scene.pose_tools.models
+    items.clear()
+    for m in models:
+        it = items.add()
+        it.kind, it.path = m.get("kind", "?"), m.get("path", "")
+        it.scene, it.date = str(m.get("scene") or ""), m.get("date", "")
+        it.figures = json.dumps(m.get("figures", {}))
+
+
+class POSE_OT_refresh_models(bpy.types.Operator):
+    """Ask the worker which datasets, databases and checkpoints it has"""
+
+    bl_idname = "pose.refresh_models"
+    bl_label = "Refresh"
+
+    def execute(self, context):
+        box = {}
+        if not _call("models.list", {}, lambda r, e: box.update(r=r, e=e)):
+            self.report({"ERROR"}, "Start the worker first (Worker panel)")
+            return {"CANCELLED"}
+        if bpy.app.background or not context.window:
+            if not _wait(box, 60) or box["e"]:
+                self.report({"ERROR"}, f"The worker did not list its models: {box.get('e')}")
+                return {"CANCELLED"}
+            store_models(context.scene, box["r"]["models"])
+        else:  # interactive: the reply lands from the timer
+            scene = context.scene
+            ops_worker.SUPERVISOR.request("models.list", {}, lambda r, e: (not e) and store_models(scene, r["models"]))
+        return {"FINISHED"}
+
+
+class POSE_OT_use_model(bpy.types.Operator):
+    """Use this database, dataset or checkpoint in "Estimate Camera from Photo\""""
+
+    bl_idname = "pose.use_model"
+    bl_label = "Use for Estimation"
+
+    index: IntProperty(default=-1)
+
+    def execute(self, context):
+        s = context.scene.pose_tools
+        i = s.models_index if self.index < 0 else self.index
+        if not 0 <= i < len(s.models):
+            self.report({"ERROR"}, "Pick a model in the list")
+            return {"CANCELLED"}
+        m, e = s.models[i], s.estimate
+        if m.kind == "database":
+            e.database, e.method = m.path, e.method if not e.method.startswith(("regression", "keypoints")) \
+                else "sift"
+        elif m.kind == "dataset":
+            e.dataset = m.path
+        elif m.kind == "regression":
+            e.checkpoint, e.method = m.path, "regression"
+        elif m.kind == "keypoints":
+            e.model, e.method = m.path, "keypoints"
+        else:
+            self.report({"ERROR"}, f"A {m.kind} cannot be used for estimation")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Estimation uses {m.path}")
+        return {"FINISHED"}
+
+
+class POSE_OT_start_model_job(bpy.types.Operator):
+    """Build or train a model for a dataset as a worker job"""
+
+    bl_idname = "pose.start_model_job"
+    bl_label = "Build"
+
+    kind: EnumProperty(name="What", items=JOB_KINDS)
+    dataset: StringProperty(name="Dataset", subtype="DIR_PATH",
+                            description="Dataset folder (default: the Dataset panel's output)")
+
+    def execute(self, context):
+        from .ops_dataset import output_folder
+
+        ds = bpy.path.abspath(self.dataset) if self.dataset else str(output_folder(context))
+        box = {}
+        if not _call("job.start", {"kind": self.kind, "params": {"dataset": ds}}, lambda r, e: box.update(r=r, e=e)):
+            self.report({"ERROR"}, "Start the worker first (Worker panel)")
+            return {"CANCELLED"}
+        if not _wait(box, 30) or box["e"]:
+            self.report({"ERROR"}, f"The worker refused the job: {(box.get('e') or {}).get('message')}")
+            return {"CANCELLED"}
+        context.scene.pose_tools.models_job = box["r"]["id"]
+        self.report({"INFO"}, f"Job {box['r']['id']} started: {self.kind} on {ds}")
+        return {"FINISHED"}
+
+
+class POSE_OT_cancel_model_job(bpy.types.Operator):
+    """Cancel the running model job (finished outputs stay; nothing half-written is kept)"""
+
+    bl_idname = "pose.cancel_model_job"
+    bl_label = "Cancel Job"
+
+    @classmethod
+    def poll(cls, context):
+        return bool(context.scene.pose_tools.models_job)
+
+    def execute(self, context):
+        job = context.scene.pose_tools.models_job
+        _call("job.cancel", {"job": job}, lambda r, e: None)
+        context.scene.pose_tools.models_job = ""
+        self.report({"INFO"}, f"Cancel requested for job {job}")
+        return {"FINISHED"}
+
+
+classes = (POSE_OT_refresh_models, POSE_OT_use_model, POSE_OT_start_model_job, POSE_OT_cancel_model_job)
