@@ -261,7 +261,7 @@ def train(config: dict, resume: bool = False) -> Path:
         rec = {"epoch": epoch, "lr": lr, "train_loss": tot / max(nb, 1), "val_median_t_m": ev["median_t_m"],
                "val_median_R_deg": ev["median_R_deg"], "train_median_t_m": et["median_t_m"],
                "train_median_R_deg": et["median_R_deg"], "val_score": score,
-               "s_t": float(crit.s_t), "s_R": float(crit.s_r)}
+               "s_t": crit.s_t.item(), "s_R": crit.s_r.item()}
         history.append(rec)
         for k, v in rec.items():
             if k != "epoch":
