@@ -13,7 +13,7 @@ from pose_addon.core.dataset import Dataset, atomic_write_json
 
 from . import MethodUnavailable
 
-__all__ = ["run"]
+__all__ = ["run", "estimate_images"]
 
 
 def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
@@ -46,4 +46,53 @@ def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
         except yolo.YoloError as e:
             details["oks"] = {"error": str(e)[:300]}
     atomic_write_json(Path(workdir) / "method_metrics.json", details)
+    return rows
+
+
+def estimate_images(images: list[str], intrinsics: list, conf: dict, progress=None) -> list[dict]:
+    """Detect the keypoints of ``conf["model"]`` (YOLO pose weights) in single photos and solve each pose.
+
+    The 3D keypoints come from ``conf["keypoints"]`` (the extension's keypoint JSON), else ``keypoints.json``
+    beside the weights (written by the worker's ``train_keypoints`` job), else ``conf["dataset"]``'s scene.
+    """
+    import numpy as np
+
+    from pose_addon.core.dataset import load_keypoints
+
+    from ..keypoints import pipeline, yolo
+    from ..keypoints.labels import KeypointSet, from_yolo_pixels, keypoint_set_for_dataset
+    from ..keypoints.pose import solve_keypoint_pose
+
+    c = dict(pipeline.default_conf, **conf)
+    weights = Path(str(conf.get("model") or ""))
+    if not weights.is_file():
+        raise FileNotFoundError(f"keypoint model not found: {weights} (train one: Models panel or the bench)")
+    kp_json = Path(conf["keypoints"]) if conf.get("keypoints") else weights.parent / "keypoints.json"
+    if kp_json.is_file():
+        kps = load_keypoints(kp_json)
+        kset = KeypointSet([k.name for k in kps], np.array([k.position for k in kps]))
+    elif conf.get("dataset"):
+        kset = keypoint_set_for_dataset(Dataset.load(conf["dataset"]), None, int(c["n_keypoints"]))
+    else:
+        raise FileNotFoundError(f"no keypoint set for {weights}: give conf 'keypoints' (JSON) or 'dataset'")
+    cache = Path(c.get("cache") or pipeline.default_cache()).resolve()
+    preds = yolo.predict(weights, images, cache / "ultralytics", int(c["imgsz"]), float(c["det_conf"]),
+                         c["device"] or "cpu", int(c["threads"]))
+    rows = []
+    for i, (img, intr, p) in enumerate(zip(images, intrinsics, preds)):
+        if p["keypoints"]:
+            kp = np.asarray(p["keypoints"][0], np.float64).reshape(-1, 3)
+            if len(kp) != len(kset):
+                raise ValueError(f"model predicts {len(kp)} keypoints but the keypoint set has {len(kset)}")
+            uv, cf = from_yolo_pixels(kp[:, :2]), kp[:, 2]
+        else:
+            uv, cf = np.full((len(kset), 2), np.nan), np.zeros(len(kset))
+        r = solve_keypoint_pose(uv, cf, kset.points, intr, kset.names, c["pose"])
+        used = [kset.names.index(n) for n in r.used] if r.success else []
+        rows.append({"image": str(img), "success": bool(r.success), "cam_from_world": r.cam_from_world,
+                     "inliers": len(r.used), "reproj_error_px": r.reproj_error_px if r.success else None,
+                     "keypoints_used": list(r.used), "keypoints_2d": uv[used].tolist(),
+                     "timings": {"total": float(p["time_s"])}, "message": r.message})
+        if progress:
+            progress((i + 1) / len(images), Path(img).name)
     return rows

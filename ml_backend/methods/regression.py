@@ -15,7 +15,7 @@ from pose_addon.core.dataset import Dataset
 
 from ._common import result_row
 
-__all__ = ["run", "predict_queries"]
+__all__ = ["run", "predict_queries", "estimate_images"]
 
 
 def predict_queries(dataset: Dataset, workdir: Path, conf: dict):
@@ -48,4 +48,29 @@ def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
     for q, _, T, dt, n_train in tqdm(predict_queries(dataset, workdir, conf), desc="regression", unit="query",
                                      disable=not conf.get("progress", True)):
         rows.append(result_row(q.id, T, dt, n_train=n_train, t_infer_s=dt))
+    return rows
+
+
+def estimate_images(images: list[str], intrinsics: list, conf: dict, progress=None) -> list[dict]:
+    """Poses of single photos from ``conf["checkpoint"]`` (one forward pass each; intrinsics are not used: the
+    network assumes the camera it was trained with)."""
+    from ..regression.extractors import load_rgb
+    from ..regression.train import PosePredictor
+
+    ckpt = conf.get("checkpoint")
+    if not ckpt or not Path(ckpt).is_file():
+        raise FileNotFoundError(f"regression checkpoint not found: {ckpt!r} (train one: Models panel or "
+                                "`python -m ml_backend regression train`)")
+    torch.set_num_threads(int(conf.get("threads", 1)))
+    pred = PosePredictor(ckpt, random_weights=bool(conf.get("random_weights", False)))  # tests only
+    rows = []
+    for i, img in enumerate(images):
+        rgb = load_rgb(img)
+        t0 = time.perf_counter()
+        T = pred.predict_images([rgb])[0]
+        rows.append({"image": str(img), "success": True, "cam_from_world": T, "inliers": 0,
+                     "reproj_error_px": None, "timings": {"total": time.perf_counter() - t0},
+                     "message": "one forward pass"})
+        if progress:
+            progress((i + 1) / len(images), Path(img).name)
     return rows

@@ -16,7 +16,7 @@ from . import MethodUnavailable
 from ._common import result_row
 from .regression import predict_queries
 
-__all__ = ["run", "MATCHER"]
+__all__ = ["run", "MATCHER", "estimate_images"]
 
 MATCHER = "sift+bf-ratio (OpenCV RootSIFT, poselib PnP)"
 
@@ -43,4 +43,36 @@ def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
             rows.append(result_row(q.id, r.cam_from_world, dt + t_ref, n_train=n_train, t_infer_s=dt,
                                    t_refine_s=t_ref, refined=r.success, iterations=r.iterations,
                                    n_inliers=r.n_inliers, matcher=MATCHER, message=r.message))
+    return rows
+
+
+def estimate_images(images: list[str], intrinsics: list, conf: dict, progress=None) -> list[dict]:
+    """Regressed poses refined by render-and-compare against ``conf["scene_glb"]`` (or ``conf["dataset"]``'s
+    ``scene.glb``), with each photo's own intrinsics."""
+    from ..regression.extractors import load_rgb
+    from ..regression.refine import refine_pose
+    from ..render import RendererUnavailable, SceneRenderer
+    from .regression import estimate_images as regress
+
+    glb = conf.get("scene_glb")
+    if not glb and conf.get("dataset"):
+        ds = Dataset.load(conf["dataset"])
+        glb = ds.path(ds.scene.get("gltf") or "scene.glb")
+    if not glb or not Path(glb).is_file():
+        raise FileNotFoundError(f"refinement needs the building as glTF: give conf 'scene_glb' or a 'dataset' "
+                                f"with scene.glb (got {glb!r})")
+    rows = regress(images, intrinsics, conf)
+    try:
+        renderer = SceneRenderer(Path(glb))
+    except RendererUnavailable as e:
+        raise MethodUnavailable(f"no worker-side render of {glb}: {e}") from e
+    with renderer:
+        for i, (row, intr) in enumerate(zip(rows, intrinsics)):
+            t0 = time.perf_counter()
+            r = refine_pose(load_rgb(row["image"]), intr, row["cam_from_world"], renderer, conf.get("refine"))
+            row.update(cam_from_world=r.cam_from_world, inliers=int(r.n_inliers), refined=bool(r.success),
+                       iterations=r.iterations, matcher=MATCHER, message=r.message)
+            row["timings"]["refine"] = time.perf_counter() - t0
+            if progress:
+                progress((i + 1) / len(rows), f"{Path(row['image']).name}: {r.n_inliers} inliers")
     return rows

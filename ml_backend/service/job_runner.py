@@ -304,6 +304,7 @@ def _run_train_keypoints(p: dict) -> dict:
             report(int(ev.get("done") or 0) / int(ev["total"]), "keypoints", str(ev.get("message", "")))
 
     model = pipeline.ensure_model(ds, conf, on_event=on_event)
+    model.kset.save(Path(model.weights).parent / "keypoints.json", scene=str(ds.scene.get("name", "")))
     return {"model": str(model.weights), "n_keypoints": len(model.kset), "train": model.train_info}
 
 

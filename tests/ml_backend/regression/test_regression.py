@@ -169,3 +169,32 @@ def test_infer_writes_json_csv(synth_dataset, tmp_path):
     p = d["poses"][0]
     assert np.asarray(p["cam_from_world"]).shape == (4, 4) and "t_err_m" in p and "blender_matrix_world" in p
     assert c.read_text().splitlines()[0].startswith("id,image,cam_from_world_00")
+
+
+def test_estimate_single_photos(synth_dataset, tmp_path):
+    """The regression answers for photos outside any dataset (the worker's estimate job path)."""
+    import shutil
+
+    from ml_backend.estimate import estimate_photos
+
+    ex = extractors.create_extractor("efficientnet-lite0", random_weights=True)
+    feats = extract_features(synth_dataset.root, tmp_path, ex, progress=False)
+    best = train(merge_config({"features": str(feats), "out": str(tmp_path / "run"), "epochs": 2,
+                               "hidden": [32], "progress": False, "val_fraction": 0.2}))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    q = synth_dataset.split("query")[0]
+    shutil.copy(synth_dataset.path(q.image), photos / "a.png")
+    rows = estimate_photos(photos, "regression", {"checkpoint": str(best), "random_weights": True},
+                           q.intrinsics.to_dict())
+    assert len(rows) == 1 and rows[0]["success"] and np.asarray(rows[0]["cam_from_world"]).shape == (4, 4)
+    assert rows[0]["matrix_world"] is not None and rows[0]["method"] == "regression"
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        estimate_photos(photos, "regression", {"checkpoint": str(tmp_path / "none.pt")}, q.intrinsics.to_dict())
+    refined = estimate_photos(photos, "regression+refine", {"checkpoint": str(best), "random_weights": True,
+                                                            "dataset": str(synth_dataset.root)},
+                              q.intrinsics.to_dict())
+    assert "refined" in refined[0] and "refine" in refined[0]["timings"] and refined[0]["matcher"]
+    with pytest.raises(FileNotFoundError, match="scene.glb"):
+        estimate_photos(photos, "regression+refine", {"checkpoint": str(best), "random_weights": True},
+                        q.intrinsics.to_dict())

@@ -127,3 +127,26 @@ def test_methods_through_run_method(trained, synth_dataset, tmp_path, net_block)
 def test_user_pt_missing_is_a_clear_error(synth_dataset, tmp_path):
     with pytest.raises(FileNotFoundError, match="model weights not found"):
         pipeline.ensure_model(synth_dataset, dict(TINY, cache=str(tmp_path), model=str(tmp_path / "mine.pt")))
+
+
+def test_estimate_single_photos(trained, synth_dataset, tmp_path, net_block):
+    """Keypoints + PnP on photos outside any dataset, with the keypoint set saved beside the weights."""
+    import shutil
+
+    from ml_backend.estimate import estimate_photos
+
+    model, conf, cache, _ = trained
+    kp_json = tmp_path / "keypoints.json"
+    model.kset.save(kp_json)
+    q = synth_dataset.split("query")[0]
+    shutil.copy(synth_dataset.path(q.image), tmp_path / "photo.png")
+    rows = estimate_photos(tmp_path / "photo.png", "keypoints",
+                           dict(conf, model=str(model.weights), keypoints=str(kp_json)), q.intrinsics.to_dict())
+    assert len(rows) == 1 and rows[0]["method"] == "keypoints" and rows[0]["message"] is not None
+    if rows[0]["success"]:  # a one-epoch model may not find four keypoints: then it must say so
+        assert np.asarray(rows[0]["cam_from_world"]).shape == (4, 4) and len(rows[0]["keypoints_used"]) >= 4
+    else:
+        assert rows[0]["cam_from_world"] is None and rows[0]["message"]
+    with pytest.raises(FileNotFoundError, match="keypoint model not found"):
+        estimate_photos(tmp_path / "photo.png", "keypoints", {"model": str(tmp_path / "none.pt")},
+                        q.intrinsics.to_dict())
