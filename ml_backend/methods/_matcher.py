@@ -21,7 +21,7 @@ from ..matchers import resolve
 from . import MethodUnavailable
 from ._common import ensure_database, result_row
 
-__all__ = ["make_run", "matcher_database"]
+__all__ = ["make_run", "make_estimate", "open_localizer", "matcher_database"]
 
 
 def matcher_database(dataset: Dataset, sift_db: Path, preset: str, conf: dict) -> Path:
@@ -32,23 +32,27 @@ def matcher_database(dataset: Dataset, sift_db: Path, preset: str, conf: dict) -
     return build_database(dataset.root, Path(sift_db).parent, preset, progress=conf.get("progress", True))
 
 
+def open_localizer(preset: str, dataset: Dataset, workdir: Path, conf: dict):
+    """A Localizer (or EnsembleLocalizer) for ``preset`` on ``dataset``'s references; databases built or reused."""
+    sift_db = ensure_database(dataset, workdir, conf)
+    lconf = dict(conf.get("localize") or {})
+    try:
+        if preset == "ensemble":
+            e = {**ensemble_conf, **(conf.get("ensemble") or {})}
+            dbs = {m: matcher_database(dataset, sift_db, m, {}) for m in e["members"]}
+            return EnsembleLocalizer(dbs, {**lconf, "retrieval_db": str(sift_db)}, e)
+        db = matcher_database(dataset, sift_db, preset, conf)
+        mconf = {"name": preset, **({"matcher": conf["matcher"]} if conf.get("matcher") else {})}
+        return Localizer(db, {**lconf, "matcher": mconf, "retrieval_db": str(sift_db)})
+    except (MissingWeightsError, ImportError) as err:
+        raise MethodUnavailable(str(err)) from err
+
+
 def make_run(preset: str) -> Callable:
     """A method ``run(dataset, workdir, conf) -> rows`` localizing with matcher ``preset`` (or "ensemble")."""
 
     def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
-        sift_db = ensure_database(dataset, workdir, conf)
-        lconf = dict(conf.get("localize") or {})
-        try:
-            if preset == "ensemble":
-                e = {**ensemble_conf, **(conf.get("ensemble") or {})}
-                dbs = {m: matcher_database(dataset, sift_db, m, {}) for m in e["members"]}
-                loc = EnsembleLocalizer(dbs, {**lconf, "retrieval_db": str(sift_db)}, e)
-            else:
-                db = matcher_database(dataset, sift_db, preset, conf)
-                mconf = {"name": preset, **({"matcher": conf["matcher"]} if conf.get("matcher") else {})}
-                loc = Localizer(db, {**lconf, "matcher": mconf, "retrieval_db": str(sift_db)})
-        except (MissingWeightsError, ImportError) as err:
-            raise MethodUnavailable(str(err)) from err
+        loc = open_localizer(preset, dataset, workdir, conf)
         queries = dataset.split(conf.get("split", "query"))
         if conf.get("max_queries"):
             queries = queries[: int(conf["max_queries"])]
@@ -62,3 +66,24 @@ def make_run(preset: str) -> Callable:
         return rows
 
     return run
+
+
+def make_estimate(preset: str) -> Callable:
+    """``estimate_images(images, intrinsics, conf, progress) -> rows`` for photos, against ``conf["dataset"]``."""
+
+    def estimate_images(images: list, intrinsics: list, conf: dict, progress=None) -> list[dict]:
+        if not conf.get("dataset"):
+            raise FileNotFoundError(f"{preset} needs conf 'dataset' (the rendered references with depth)")
+        loc = open_localizer(preset, Dataset.load(conf["dataset"]), Path(conf.get("workdir", ".")), conf)
+        rows = []
+        with loc:
+            for i, (img, intr) in enumerate(zip(images, intrinsics)):
+                r = loc.localize(img, intr)
+                rows.append({"image": str(img), "success": bool(r.success), "cam_from_world": r.cam_from_world,
+                             "inliers": int(r.n_inliers), "reproj_error_px": float(r.reproj_error_px),
+                             "retrieved": list(r.retrieved), "timings": dict(r.timings), "message": r.message})
+                if progress:
+                    progress((i + 1) / len(images), f"{Path(img).name}: {r.n_inliers} inliers")
+        return rows
+
+    return estimate_images

@@ -61,3 +61,20 @@ def test_random_weight_code_paths(synth_dataset):
                                                   "confidence": 0.0}})
     xq, xr = d.match_images(a[..., 0], b[..., 0])
     assert d.dense and xq.shape == xr.shape and xq.shape[1] == 2
+
+
+def test_learned_matcher_estimates_single_photos(synth_dataset, tmp_path):
+    """xfeat+lighterglue on a photo outside the dataset, against the dataset's references (estimate job path)."""
+    import shutil
+
+    from ml_backend.estimate import estimate_photos
+    from pose_addon.core.cameras import camera_center
+
+    q = synth_dataset.split("query")[0]
+    shutil.copy(synth_dataset.path(q.image), tmp_path / "photo.png")
+    rows = estimate_photos(tmp_path / "photo.png", "xfeat+lighterglue",
+                           {"dataset": str(synth_dataset.root), "workdir": str(tmp_path / "work"), "progress": False},
+                           q.intrinsics.to_dict())
+    assert rows[0]["success"], rows[0]["message"]
+    err = np.linalg.norm(camera_center(np.array(rows[0]["cam_from_world"])) - camera_center(q.cam_from_world))
+    assert err < 0.2
