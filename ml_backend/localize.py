@@ -63,6 +63,7 @@ class LocalizationResult:
     retrieved: list
     timings: dict = field(default_factory=dict)
     message: str = ""
+    inliers_3d: Optional[np.ndarray] = None  # [M, 3] world points of (up to MAX_OVERLAY_POINTS) PnP inliers
 
 
 class Localizer:
@@ -244,7 +245,19 @@ class Localizer:
         msg = res.message if res.success and ok else (
             res.message if not res.success else f"only {res.n_inliers} inliers (< {c['min_inliers']})")
         return LocalizationResult(ok, res.cam_from_world if ok else None, res.n_inliers, len(P2),
-                                  res.reproj_error_px, retrieved, timings, msg)
+                                  res.reproj_error_px, retrieved, timings, msg, _overlay_points(P3, res, ok))
+
+
+MAX_OVERLAY_POINTS = 400
+
+
+def _overlay_points(points3d: np.ndarray, res, ok: bool) -> Optional[np.ndarray]:
+    """An evenly spread subset of the inlier 3D points, for drawing over the photo (None when not localized)."""
+    if not ok or res.inliers is None:
+        return None
+    pts = points3d[np.asarray(res.inliers, bool)]
+    step = max(1, len(pts) // MAX_OVERLAY_POINTS)
+    return pts[::step][:MAX_OVERLAY_POINTS]
 
 
 def _downscale(gray: np.ndarray, intr: Intrinsics, resize_max: Optional[int]) -> tuple[np.ndarray, Intrinsics]:
@@ -367,4 +380,5 @@ class EnsembleLocalizer:
         return LocalizationResult(ok, res.cam_from_world if ok else None, res.n_inliers, len(keep),
                                   res.reproj_error_px, [lead.db.ids[int(i)] for i in idx[:used]],
                                   {"total": time.perf_counter() - t0}, res.message if ok else
-                                  (res.message if not res.success else f"only {res.n_inliers} inliers"))
+                                  (res.message if not res.success else f"only {res.n_inliers} inliers"),
+                                  _overlay_points(P3[keep], res, ok))

@@ -105,7 +105,6 @@ def _draw_estimate_labels():
     cam = bpy.context.scene.camera
     if cam is None or rv3d.view_perspective != "CAMERA" or "pose_points" not in cam:
         return
-    pts = json.loads(cam["pose_points"])
     frame = [cam.matrix_world @ v for v in cam.data.view_frame(scene=bpy.context.scene)]
     corners = [location_3d_to_region_2d(region, rv3d, v) for v in frame]
     if any(c is None for c in corners):
@@ -120,11 +119,11 @@ def _draw_estimate_labels():
     from gpu_extras.batch import batch_for_shader
 
     shader = gpu.shader.from_builtin("UNIFORM_COLOR")
-    for key, color in (("inliers_2d", (0.1, 1.0, 0.3, 1.0)), ("keypoints_2d", (1.0, 0.3, 0.9, 1.0))):
-        if pts.get(key):
-            coords = [to_region(u, v) for u, v in pts[key]]
-            batch = batch_for_shader(shader, "POINTS", {"pos": coords})
-            shader.uniform_float("color", color)
+    colors = {"inliers": (0.1, 1.0, 0.3, 1.0), "keypoints": (1.0, 0.3, 0.9, 1.0)}
+    for key, uv in estimates.photo_points(cam).items():
+        if len(uv):
+            batch = batch_for_shader(shader, "POINTS", {"pos": [to_region(u, v) for u, v in uv]})
+            shader.uniform_float("color", colors[key])
             gpu.state.point_size_set(4.0)
             batch.draw(shader)
 

@@ -2,8 +2,8 @@
 
 An estimated camera is a camera object in the "Estimated Cameras" collection with the photo as background,
 the intrinsics the method used (focal, sensor, shift) and custom properties: ``pose_method``, ``pose_image``,
-``pose_inliers``, ``pose_reproj_px``, ``pose_timings`` (JSON), ``pose_points`` (JSON: 2D inliers and keypoints
-for the camera-view overlay) and, once compared, ``pose_t_err_m`` / ``pose_R_err_deg``.
+``pose_inliers``, ``pose_reproj_px``, ``pose_timings`` (JSON), ``pose_points`` (JSON: the PnP inliers' 3D
+points and the detected keypoints' pixels, for the camera-view overlay) and, once compared, ``pose_t_err_m`` / ``pose_R_err_deg``.
 """
 from __future__ import annotations
 
@@ -58,8 +58,24 @@ def create_estimated_camera(context, image_path: str, cam_from_world: np.ndarray
     obj["pose_inliers"] = int(info.get("inliers", 0))
     obj["pose_reproj_px"] = float(info.get("reproj_error_px", float("nan")))
     obj["pose_timings"] = json.dumps(info.get("timings", {}))
-    obj["pose_points"] = json.dumps({k: info[k] for k in ("inliers_2d", "keypoints_2d") if k in info})
+    obj["pose_points"] = json.dumps({k: info[k] for k in ("inliers_3d", "keypoints_2d") if info.get(k) is not None})
     return obj
+
+
+def photo_points(cam_obj) -> dict:
+    """Points to draw over an estimated camera's photo, in its pixels (OpenCV convention): ``inliers``
+    ``[N, 2]`` (the PnP inliers' 3D points reprojected at the estimated pose) and ``keypoints`` ``[K, 2]``."""
+    from .core.cameras import project_points
+
+    pts = json.loads(cam_obj.get("pose_points", "{}") or "{}")
+    out = {}
+    if pts.get("inliers_3d"):
+        intr = bcam.intrinsics_at_size(cam_obj, int(cam_obj.get("pose_width", 0)), int(cam_obj.get("pose_height", 0)))
+        uv, z = project_points(intr.K, bcam.get_cam_from_world(cam_obj), np.array(pts["inliers_3d"], dtype=float))
+        out["inliers"] = uv[z > 0]
+    if pts.get("keypoints_2d"):
+        out["keypoints"] = np.array(pts["keypoints_2d"], dtype=float).reshape(-1, 2)
+    return out
 
 
 def estimated_cameras() -> list:

@@ -37,7 +37,8 @@ def estimate_images(images: list[str], intrinsics: list, conf: dict, progress=No
             r = loc.localize(img, intr)
             rows.append({"image": str(img), "success": bool(r.success), "cam_from_world": r.cam_from_world,
                          "inliers": int(r.n_inliers), "reproj_error_px": float(r.reproj_error_px),
-                         "retrieved": list(r.retrieved), "timings": dict(r.timings), "message": r.message})
+                         "retrieved": list(r.retrieved), "timings": dict(r.timings), "message": r.message,
+                         "inliers_3d": r.inliers_3d})
             if progress:
                 progress((i + 1) / len(images), f"{Path(img).name}: {r.n_inliers} inliers")
     return rows

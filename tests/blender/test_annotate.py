@@ -110,6 +110,12 @@ def test_estimated_cameras_compare_and_csv(scene, tmp_path):
     assert obj["pose_t_err_m"] == pytest.approx(0.5, abs=1e-6) and obj["pose_R_err_deg"] < 1e-6
     segs = estimate_segments()
     assert len(segs) == 3  # estimate frustum, truth frustum, link line
+    # the estimate's frustum: apex at its centre, far corners on the rays through the image corners
+    frustum = segs[0][1]
+    np.testing.assert_allclose(frustum[0], camera_center(shifted), atol=1e-4)
+    uv, _ = project_points(intr.K, shifted, frustum[1::2][:4])
+    np.testing.assert_allclose(np.sort(uv, axis=0)[[0, -1]], [[-0.5, -0.5], [W - 0.5, H - 0.5]], atol=2e-3)  # float32 matrices
+    np.testing.assert_allclose(segs[2][1], [camera_center(shifted), camera_center(T)], atol=1e-4)
     csv_path = tmp_path / "est.csv"
     assert "FINISHED" in bpy.ops.pose.export_estimates_csv(filepath=str(csv_path))
     lines = csv_path.read_text().splitlines()

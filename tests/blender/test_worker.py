@@ -126,6 +126,12 @@ def test_estimate_camera_operator_and_compare(ops, dataset, tmp_path):
     intr = importlib.import_module(PKG + ".blender.camera").intrinsics_at_size(cams[0], q.intrinsics.width,
                                                                               q.intrinsics.height)
     assert intr.fx == pytest.approx(q.intrinsics.fx, rel=1e-6)
+    pts = est.photo_points(cams[0])["inliers"]  # the PnP inliers reprojected over the photo
+    assert len(pts) >= 10 and (pts >= -0.5).all() and (pts[:, 0] < q.intrinsics.width).all() \
+        and (pts[:, 1] < q.intrinsics.height).all()
+    e.method = "retrieval_nn"  # every other method available here runs end to end and makes its camera
+    assert "FINISHED" in bpy.ops.pose.estimate_camera()
+    assert [c["pose_method"] for c in est.estimated_cameras()].count("retrieval_nn") == 1
     e.photo = str(tmp_path / "missing.jpg")
     with pytest.raises(RuntimeError, match="not found"):
         bpy.ops.pose.estimate_camera()
