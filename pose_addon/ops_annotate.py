@@ -234,7 +234,39 @@ class POSE_OT_solve_annotation(bpy.types.Operator):
         set_annotation(cam, ann)
         rmse = update_errors(context, cam)
         self.report({"INFO"}, f"Solved from {len(names)} points, RMSE {rmse:.2f} px")
+        if len(names) >= 6:  # enough points for RANSAC to flag a wrong click: ask the worker's robust PnP too
+            robust_solve(context, cam, names, uv, xyz, bcam.intrinsics_from_camera(cam, context.scene))
         return {"FINISHED"}
+
+
+def robust_solve(context, cam_obj, names, uv, xyz, intr: Intrinsics, threshold_px: float = 4.0) -> None:
+    """When the worker runs, re-solve with its RANSAC PnP (poselib) and adopt the result if it keeps at least six
+    points: clicks it rejects are listed as outliers. Non-blocking in the UI (the reply lands from the timer);
+    headless, it waits for the reply."""
+    from . import ops_worker
+
+    sup = ops_worker.SUPERVISOR
+    if sup.state not in ("ready", "busy"):
+        return
+    scene, cam_name, box = context.scene, cam_obj.name, {}
+
+    def apply(result, error):
+        box["done"] = True
+        cam = bpy.data.objects.get(cam_name)
+        if error or cam is None or not result.get("success") or result["n_inliers"] < 6:
+            return
+        bcam.set_cam_from_world(cam, np.array(result["cam_from_world"]))
+        ann = get_annotation(cam)
+        ann["solve"] = {"solver": "worker-poselib-ransac", "n_points": len(names),
+                        "n_inliers": result["n_inliers"], "threshold_px": threshold_px}
+        ann["outliers"] = [n for n, ok in zip(names, result["inliers"]) if not ok]
+        set_annotation(cam, ann)
+        update_errors(bpy.context if bpy.context.scene else scene, cam)
+
+    sup.request("solve_pnp", {"points2d": uv.tolist(), "points3d": xyz.tolist(), "intrinsics": intr.to_dict(),
+                              "threshold_px": threshold_px}, apply, timeout=10)
+    if bpy.app.background:
+        ops_worker.wait_until(lambda: box.get("done"), 15)
 
 
 class POSE_OT_update_annotation_errors(bpy.types.Operator):

@@ -111,6 +111,32 @@ class Handlers:
                 "work_dir": str(self.work_dir),
                 "cached_databases": [k[0] for k in self._cache.keys()]}
 
+    # ------------------------------------------------------------------------------------------- pnp
+    def solve_pnp(self, params: dict) -> dict:
+        """Robust PnP for clicked or detected correspondences: ``points2d [N, 2]`` (OpenCV px), ``points3d
+        [N, 3]`` (world), ``intrinsics`` (dict), ``threshold_px`` (default 4), ``backend`` (default poselib)."""
+        import numpy as np
+
+        from pose_addon.core.cameras import Intrinsics, blender_matrix_world_from_cam_from_world
+
+        from ..pnp import BACKENDS, solve_pnp
+
+        try:
+            p2 = np.asarray(param(params, "points2d", list), dtype=np.float64).reshape(-1, 2)
+            p3 = np.asarray(param(params, "points3d", list), dtype=np.float64).reshape(-1, 3)
+            intr = Intrinsics.from_dict(param(params, "intrinsics", dict))
+        except (ValueError, TypeError, KeyError) as e:
+            raise ServiceError(ErrorCode.INVALID_PARAMS, f"points2d [N, 2], points3d [N, 3] and intrinsics: {e}") \
+                from None
+        thr = float(param(params, "threshold_px", (int, float), 4.0, lambda v: v > 0))
+        backend = param(params, "backend", str, "poselib", lambda b: b in BACKENDS, f"one of {BACKENDS}")
+        r = solve_pnp(p2, p3, intr, thr, backend)
+        T = r.cam_from_world
+        return {"success": bool(r.success), "cam_from_world": T,
+                "matrix_world": None if T is None else blender_matrix_world_from_cam_from_world(T),
+                "inliers": None if r.inliers is None else [bool(x) for x in r.inliers],
+                "n_inliers": int(r.n_inliers), "reproj_error_px": r.reproj_error_px, "message": r.message}
+
     # ------------------------------------------------------------------------------------------- models
     def models_list(self, params: dict) -> dict:
         """Datasets, feature databases, regression checkpoints and keypoint models under the worker's folder,

@@ -170,6 +170,7 @@ class WorkerServer:
             "ping": ("inline", self._m_ping), "info": ("thread", self.handlers.info),
             "estimate_pose": ("thread", self.handlers.estimate_pose),
             "models.list": ("thread", self.handlers.models_list),
+            "solve_pnp": ("thread", self.handlers.solve_pnp),
             "job.start": ("inline", self._m_job_start), "job.status": ("inline", self._m_job_status),
             "job.cancel": ("async", self._m_job_cancel), "job.list": ("inline", self._m_job_list),
             "job.subscribe": ("inline", None), "shutdown": ("inline", self._m_shutdown),

@@ -153,6 +153,39 @@ def test_models_panel_jobs_and_list(ops, dataset):
         bpy.ops.pose.start_model_job(kind="train_regression", dataset="/no/such/dataset")
 
 
+def test_manual_annotation_uses_the_workers_robust_pnp(ops, tmp_path):
+    """With the worker running, a wrong click among the annotated keypoints is flagged as an outlier."""
+    import json
+
+    cams = importlib.import_module(PKG + ".core.cameras")
+    smp = importlib.import_module(PKG + ".core.sampling")
+    img = bpy.data.images.new("photo", 320, 240)
+    img.filepath_raw = str(tmp_path / "photo.png")
+    img.file_format = "PNG"
+    img.save()
+    kps = bpy.context.scene.pose_tools.keypoints
+    kps.suggest_count = 12
+    bpy.ops.pose.suggest_keypoints()
+    assert "FINISHED" in bpy.ops.pose.add_photo_camera(filepath=str(tmp_path / "photo.png"))
+    cam = bpy.context.scene.camera
+    cam.data.lens = 300.0 * 36.0 / 320
+    K = np.array([[300.0, 0, 159.5], [0, 300.0, 119.5], [0, 0, 1]])
+    T = smp.look_at(np.array([22.0, -28.0, 9.0]), np.array([0.0, 0.0, 5.0]))
+    names = []
+    for it in kps.items:
+        uv, z = cams.project_points(K, T, np.array(it.empty.location)[None])
+        if z[0] > 0 and 0 <= uv[0, 0] < 320 and 0 <= uv[0, 1] < 240:
+            px = uv[0] + (np.array([40.0, -30.0]) if not names else 0.0)  # the first click is wrong by 50 px
+            bpy.ops.pose.annotate_point(keypoint=it.name, pixel=tuple(px))
+            names.append(it.name)
+    assert len(names) >= 8
+    assert "FINISHED" in bpy.ops.pose.solve_annotation()
+    ann = json.loads(cam["pose_annotation"])
+    assert ann["solve"]["solver"] == "worker-poselib-ransac" and ann["outliers"] == [names[0]]
+    est = importlib.import_module(PKG + ".blender.camera").get_cam_from_world(cam)
+    assert np.linalg.norm(cams.camera_center(est) - cams.camera_center(T)) < 0.05
+
+
 def test_killed_worker_is_reported_and_restart_works(ops):
     pid = ops.SUPERVISOR.proc.pid
     os.kill(pid, signal.SIGKILL)

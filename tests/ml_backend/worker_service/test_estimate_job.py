@@ -67,3 +67,25 @@ def test_training_jobs_validate_their_dataset(worker, tmp_path):
     for kind in ("train_regression", "train_keypoints"):
         with pytest.raises(RemoteError, match="not found"):
             worker.start_job(kind, dataset=str(tmp_path / "nowhere"))
+
+
+def test_solve_pnp_request(worker):
+    import pytest
+
+    from ml_backend.service.protocol import RemoteError
+    from pose_addon.core.cameras import Intrinsics, project_points
+    from pose_addon.core.sampling import look_at
+
+    intr = Intrinsics(640, 480, 500.0, 500.0, 319.5, 239.5)
+    T = look_at(np.array([20.0, -25.0, 8.0]), np.array([0.0, 0.0, 5.0]))
+    pts = np.random.default_rng(0).uniform([-7, -5, 0], [7, 5, 12], (20, 3))
+    uv, _ = project_points(intr.K, T, pts)
+    uv[0] += 60  # one wrong correspondence
+    r = worker.request("solve_pnp", {"points2d": uv.tolist(), "points3d": pts.tolist(), "intrinsics": intr.to_dict()})
+    assert r["success"] and r["inliers"][0] is False and r["n_inliers"] == 19
+    np.testing.assert_allclose(np.array(r["cam_from_world"]), T, atol=1e-6)
+    few = worker.request("solve_pnp", {"points2d": uv[:3].tolist(), "points3d": pts[:3].tolist(),
+                                       "intrinsics": intr.to_dict()})
+    assert not few["success"] and "at least" in few["message"]
+    with pytest.raises(RemoteError, match="points2d"):
+        worker.request("solve_pnp", {"points2d": [[1, 2, 3]], "points3d": [[1, 2]], "intrinsics": intr.to_dict()})
