@@ -59,10 +59,12 @@ def estimate_photos(path: str | Path, method: str, conf: dict, intrinsics: dict,
             todo.append(i)
         except IntrinsicsError as e:
             rows[i] = {"image": str(p), "success": False, "cam_from_world": None, "message": str(e)}
+    if intrinsics.get("source") == "estimate":
+        conf = {**conf, "estimate_focal": True}  # methods that can solve the focal length do; others use the guess
     if todo:
         done = module.estimate_images([str(photos[i]) for i in todo], intrs, conf, progress)
         for i, intr, row in zip(todo, intrs, done):
-            row["intrinsics"] = intr.to_dict()
+            row.setdefault("intrinsics", intr.to_dict())  # a method that estimated them reports its own
             rows[i] = row
     for row in rows:
         T = row.get("cam_from_world")

@@ -184,8 +184,8 @@ def guess(path: str | Path, hfov_deg: float = 60.0) -> Intrinsics:
 def resolve(image: str | Path, spec: dict) -> Intrinsics:
     """Intrinsics for ``image`` from a spec: ``{"source": "explicit", width, height, fx, fy, cx, cy, dist?}``,
     ``{"source": "exif", "sensor_width_mm"?}``, ``{"source": "preset", "focal_mm", "preset"?, "sensor_width_mm"?}``,
-    ``{"source": "calibration", "path"}`` or ``{"source": "guess", "hfov_deg"?}``; without ``source`` the dict
-    is explicit intrinsics."""
+    ``{"source": "calibration", "path"}``, ``{"source": "guess", "hfov_deg"?}`` or ``{"source": "estimate"}`` (a
+    guess whose focal length the matching methods then solve for); without ``source`` the dict is explicit."""
     src = spec.get("source", "explicit")
     if src == "explicit":
         try:
@@ -199,6 +199,7 @@ def resolve(image: str | Path, spec: dict) -> Intrinsics:
                            spec.get("sensor_width_mm"))
     if src == "calibration":
         return from_calibration(spec["path"], image)
-    if src == "guess":
+    if src in ("guess", "estimate"):  # "estimate": the method solves the focal length, starting from this guess
         return guess(image, float(spec.get("hfov_deg", 60.0)))
-    raise IntrinsicsError(f"unknown intrinsics source {src!r}: explicit, exif, preset, calibration or guess")
+    raise IntrinsicsError(f"unknown intrinsics source {src!r}: explicit, exif, preset, calibration, guess or "
+                          "estimate")

@@ -248,6 +248,74 @@ class Localizer:
                                   res.reproj_error_px, retrieved, timings, msg, _overlay_points(P3, res, ok))
 
 
+    def localize_unknown_focal(self, image: Path | str | np.ndarray, guess: Intrinsics,
+                               hfov_deg: tuple = (20.0, 100.0), steps: int = 33) -> tuple[LocalizationResult,
+                                                                                           Optional[Intrinsics]]:
+        """Pose and focal length of a photo whose intrinsics are unknown (square pixels, centred principal point).
+
+        Matches once with ``guess`` (its focal is irrelevant: keypoints stay in pixels), then sweeps the focal
+        length over ``hfov_deg`` by PnP alone, keeps the one with most inliers and refines it by a golden-section
+        search on the inliers' reprojection error. Returns the result and the estimated intrinsics (photo size).
+        """
+        c = self.conf
+        t0 = time.perf_counter()
+        st = self.prepare(image, guess)
+        pin = _pinhole(st["intrinsics"])
+        idx = self.retrieve(st["gray"], st["feats"].descriptors if st["feats"] is not None else None,
+                            int(c["k"]), st["rgb"])
+        P2, P3 = self.correspondences(st, idx)
+        thr = float(c["threshold_px"]) * max(pin.width, pin.height) / 640.0
+        half = max(pin.width, pin.height) / 2.0
+
+        def at(f: float) -> Intrinsics:
+            return Intrinsics(pin.width, pin.height, f, f, pin.cx, pin.cy)
+
+        def score(f: float):
+            r = solve_pnp(P2, P3, at(f), thr, c["pnp_backend"], int(c["max_iterations"]))
+            return (r.n_inliers if r.success else -1, -r.reproj_error_px if r.success else -np.inf), r
+
+        fovs = np.linspace(hfov_deg[0], hfov_deg[1], steps)
+        fs = half / np.tan(np.radians(fovs) / 2)
+        scored = [(score(f), f) for f in fs]
+        (best_key, best_res), f_best = max(scored, key=lambda x: x[0][0])
+        if best_key[0] < int(c["min_inliers"]):
+            return LocalizationResult(False, None, max(best_key[0], 0), len(P2), float("inf"),
+                                      [self.db.ids[int(i)] for i in idx], {"total": time.perf_counter() - t0},
+                                      "no focal length gave enough inliers"), None
+        i = int(np.argmin(np.abs(fs - f_best)))
+        lo, hi = fs[min(i + 1, len(fs) - 1)], fs[max(i - 1, 0)]  # neighbours in the sweep (fs decreases)
+        inl = np.asarray(best_res.inliers, bool)
+        p2i, p3i = P2[inl], P3[inl]
+
+        def err(f: float) -> float:
+            r = solve_pnp(p2i, p3i, at(f), thr, c["pnp_backend"], 200)
+            return r.reproj_error_px if r.success else np.inf
+
+        g = (np.sqrt(5) - 1) / 2
+        a, b = min(lo, hi), max(lo, hi)
+        x1, x2 = b - g * (b - a), a + g * (b - a)
+        e1, e2 = err(x1), err(x2)
+        for _ in range(20):
+            if e1 < e2:
+                b, x2, e2 = x2, x1, e1
+                x1 = b - g * (b - a)
+                e1 = err(x1)
+            else:
+                a, x1, e1 = x1, x2, e2
+                x2 = a + g * (b - a)
+                e2 = err(x2)
+        f = (a + b) / 2
+        res = solve_pnp(P2, P3, at(f), thr, c["pnp_backend"], int(c["max_iterations"]))
+        ok = res.success and res.n_inliers >= int(c["min_inliers"])
+        scale = guess.width / pin.width  # back to the photo's own pixels
+        est = Intrinsics(guess.width, guess.height, f * scale, f * scale, guess.width / 2 - 0.5,
+                         guess.height / 2 - 0.5)
+        return (LocalizationResult(ok, res.cam_from_world if ok else None, res.n_inliers, len(P2),
+                                   res.reproj_error_px, [self.db.ids[int(i)] for i in idx],
+                                   {"total": time.perf_counter() - t0}, res.message if ok else "not localized",
+                                   _overlay_points(P3, res, ok)), est if ok else None)
+
+
 MAX_OVERLAY_POINTS = 400
 
 

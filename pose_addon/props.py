@@ -141,6 +141,7 @@ class POSE_PG_estimate(bpy.types.PropertyGroup):
         ("exif", "EXIF", "Focal length from the photo's EXIF"),
         ("preset", "Camera Preset", "Focal length in mm on a named sensor"),
         ("calibration", "Calibration File", "OpenCV YAML/JSON or COLMAP cameras.txt, with distortion"),
+        ("estimate", "Estimate", "Solve the focal length with the pose (matching methods; others use a guess)"),
         ("guess", "Guess", "A typical 60 degree field of view")])
     focal_mm: FloatProperty(name="Focal (mm)", default=35.0, min=0.1)
     preset: EnumProperty(name="Sensor", default="full-frame", items=[

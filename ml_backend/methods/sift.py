@@ -34,11 +34,15 @@ def estimate_images(images: list[str], intrinsics: list, conf: dict, progress=No
     rows = []
     with Localizer(db_path, conf.get("localize")) as loc:
         for i, (img, intr) in enumerate(zip(images, intrinsics)):
-            r = loc.localize(img, intr)
+            est = None
+            if conf.get("estimate_focal"):
+                r, est = loc.localize_unknown_focal(img, intr)
+            else:
+                r = loc.localize(img, intr)
             rows.append({"image": str(img), "success": bool(r.success), "cam_from_world": r.cam_from_world,
                          "inliers": int(r.n_inliers), "reproj_error_px": float(r.reproj_error_px),
                          "retrieved": list(r.retrieved), "timings": dict(r.timings), "message": r.message,
-                         "inliers_3d": r.inliers_3d})
+                         "inliers_3d": r.inliers_3d, **({"intrinsics": est.to_dict()} if est else {})})
             if progress:
                 progress((i + 1) / len(images), f"{Path(img).name}: {r.n_inliers} inliers")
     return rows

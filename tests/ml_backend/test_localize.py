@@ -116,3 +116,19 @@ def test_net_retrieval_option(synth_dataset, synth_db, tmp_path):
                  {"retrieval": "net", "global_index": str(g), "diversity_m": 1.0, "k_fallback": 16})
     # ImageNet features on the synthetic texture rank references loosely: only the code path is checked here
     assert r.success and len(r.retrieved) >= 3
+
+
+def test_unknown_focal_length_is_estimated(synth_dataset, synth_db, tmp_path):
+    """A photo without intrinsics: the focal length comes back within 2 % and the pose within centimetres."""
+    import shutil
+
+    from ml_backend.estimate import estimate_photos
+    from pose_addon.core.cameras import camera_center
+
+    q = synth_dataset.split("query")[0]
+    shutil.copy(synth_dataset.path(q.image), tmp_path / "photo.png")
+    row = estimate_photos(tmp_path / "photo.png", "sift", {"database": str(synth_db)}, {"source": "estimate"})[0]
+    assert row["success"], row["message"]
+    assert abs(row["intrinsics"]["fx"] / q.intrinsics.fx - 1) < 0.02
+    err = np.linalg.norm(camera_center(np.array(row["cam_from_world"])) - camera_center(q.cam_from_world))
+    assert err < 0.1
