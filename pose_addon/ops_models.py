@@ -26,6 +26,18 @@ def _wait(box: dict, timeout: float) -> bool:
     return ops_worker.wait_until(lambda: bool(box), timeout)
 
 
+def known_folders(context) -> list[str]:
+    """Folders the user pointed the extension at (data folder, dataset output, estimation inputs) for the worker
+    to search besides its own."""
+    from . import paths
+    from .ops_dataset import output_folder
+
+    e = context.scene.pose_tools.estimate
+    out = {str(paths.data_dir(context)), str(output_folder(context))}
+    out |= {bpy.path.abspath(p) for p in (e.dataset,) if p}
+    return sorted(out)
+
+
 def store_models(scene, models: list) -> None:
     items = scene.pose_tools.models
     items.clear()
@@ -44,7 +56,8 @@ class POSE_OT_refresh_models(bpy.types.Operator):
 
     def execute(self, context):
         box = {}
-        if not _call("models.list", {}, lambda r, e: box.update(r=r, e=e)):
+        params = {"roots": known_folders(context)}
+        if not _call("models.list", params, lambda r, e: box.update(r=r, e=e)):
             self.report({"ERROR"}, "Start the worker first (Worker panel)")
             return {"CANCELLED"}
         if bpy.app.background or not context.window:
@@ -54,7 +67,8 @@ class POSE_OT_refresh_models(bpy.types.Operator):
             store_models(context.scene, box["r"]["models"])
         else:  # interactive: the reply lands from the timer
             scene = context.scene
-            ops_worker.SUPERVISOR.request("models.list", {}, lambda r, e: (not e) and store_models(scene, r["models"]))
+            ops_worker.SUPERVISOR.request("models.list", params,
+                                          lambda r, e: (not e) and store_models(scene, r["models"]))
         return {"FINISHED"}
 
 

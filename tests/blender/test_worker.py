@@ -139,6 +139,7 @@ def test_estimate_camera_operator_and_compare(ops, dataset, tmp_path):
 
 def test_models_panel_jobs_and_list(ops, dataset):
     """Build a database from the Models panel as a job, list it, pick it for estimation."""
+    bpy.context.scene.pose_tools.render.output_dir = str(dataset.root)  # the panel's dataset folder
     assert "FINISHED" in bpy.ops.pose.start_model_job(kind="build_database", dataset=str(dataset.root))
     job = bpy.context.scene.pose_tools.models_job
     assert ops.wait_until(lambda: any(j["id"] == job and j["state"] in ("done", "failed")
