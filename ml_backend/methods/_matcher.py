@@ -19,7 +19,7 @@ from ..features.learned import MissingWeightsError
 from ..localize import EnsembleLocalizer, Localizer, ensemble_conf
 from ..matchers import resolve
 from . import MethodUnavailable
-from ._common import ensure_database, result_row
+from ._common import ensure_database, photo_row, result_row
 
 __all__ = ["make_run", "make_estimate", "open_localizer", "matcher_database"]
 
@@ -83,10 +83,7 @@ def make_estimate(preset: str) -> Callable:
                     r, est = loc.localize_unknown_focal(img, intr)
                 else:
                     r = loc.localize(img, intr)
-                rows.append({"image": str(img), "success": bool(r.success), "cam_from_world": r.cam_from_world,
-                             "inliers": int(r.n_inliers), "reproj_error_px": float(r.reproj_error_px),
-                             "retrieved": list(r.retrieved), "timings": dict(r.timings), "message": r.message,
-                         "inliers_3d": r.inliers_3d, **({"intrinsics": est.to_dict()} if est else {})})
+                rows.append(photo_row(img, r, est))
                 if progress:
                     progress((i + 1) / len(images), f"{Path(img).name}: {r.n_inliers} inliers")
         return rows

@@ -8,7 +8,7 @@ from tqdm import tqdm
 from pose_addon.core.dataset import Dataset
 
 from ..localize import Localizer
-from ._common import ensure_database, result_row
+from ._common import ensure_database, photo_row, result_row
 
 __all__ = ["run", "estimate_images"]
 
@@ -39,10 +39,7 @@ def estimate_images(images: list[str], intrinsics: list, conf: dict, progress=No
                 r, est = loc.localize_unknown_focal(img, intr)
             else:
                 r = loc.localize(img, intr)
-            rows.append({"image": str(img), "success": bool(r.success), "cam_from_world": r.cam_from_world,
-                         "inliers": int(r.n_inliers), "reproj_error_px": float(r.reproj_error_px),
-                         "retrieved": list(r.retrieved), "timings": dict(r.timings), "message": r.message,
-                         "inliers_3d": r.inliers_3d, **({"intrinsics": est.to_dict()} if est else {})})
+            rows.append(photo_row(img, r, est))
             if progress:
                 progress((i + 1) / len(images), f"{Path(img).name}: {r.n_inliers} inliers")
     return rows

