@@ -8,7 +8,6 @@ writes to the user's configuration.
 from __future__ import annotations
 
 import collections
-import json
 import os
 import subprocess
 import threading
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from tqdm import tqdm
+
+from .child_events import json_events
 
 __all__ = ["BlenderError", "find_blender", "run_headless", "render_dataset", "REPO_ROOT"]
 
@@ -89,16 +90,7 @@ def run_headless(command: Sequence[str], cache_dir: Path | str, progress: bool =
     bar = tqdm(desc=desc, unit="frame", disable=not progress)
     final, error = None, None
     try:
-        for line in proc.stdout:
-            line = line.strip()
-            if not line.startswith("{"):
-                continue
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(ev, dict) or "event" not in ev:
-                continue
+        for ev in json_events(proc.stdout):
             if on_event:
                 on_event(ev)
             kind = ev["event"]

@@ -20,6 +20,7 @@ from typing import Callable, Optional, Sequence
 from pose_addon.core.dataset import atomic_write_json
 
 from ..blender_runner import REPO_ROOT
+from ..child_events import json_events
 
 __all__ = ["YoloError", "offline_env", "run_yolo", "train", "predict", "validate", "DEFAULT_TRAIN_ARGS",
            "default_device"]
@@ -103,14 +104,7 @@ def run_yolo(request: dict, settings_root: Path | str, on_event: Optional[Callab
         t.start()
         error = None
         try:
-            for line in proc.stdout:
-                line = line.strip()
-                if not line.startswith("{"):
-                    continue
-                try:
-                    ev = json.loads(line)
-                except ValueError:
-                    continue
+            for ev in json_events(proc.stdout):
                 if ev.get("event") == "error":
                     error = ev.get("message")
                 if on_event:
