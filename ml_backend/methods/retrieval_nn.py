@@ -16,7 +16,14 @@ from ..features import sift
 from ..localize import Localizer
 from ._common import ensure_database, result_row
 
-__all__ = ["run", "estimate_images"]
+__all__ = ["run", "estimate_images", "nearest_reference"]
+
+
+def nearest_reference(loc: Localizer, image) -> int:
+    """Index in ``loc.db`` of the top-1 retrieved reference of an image file."""
+    gray = sift.load_image_gray(image)
+    desc = sift.extract(gray, loc.db.conf["features"]).descriptors if loc.conf["retrieval"] == "votes" else None
+    return int(loc.retrieve(gray, desc, 1)[0])
 
 
 def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
@@ -27,10 +34,7 @@ def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
         for q in tqdm(dataset.split(conf.get("split", "query")), desc="retrieval_nn", unit="query",
                       disable=not conf.get("progress", True)):
             t0 = time.perf_counter()
-            gray = sift.load_image_gray(dataset.path(q.image))
-            desc = sift.extract(gray, loc.db.conf["features"]).descriptors if loc.conf["retrieval"] == "votes" \
-                else None
-            i = int(loc.retrieve(gray, desc, 1)[0])
+            i = nearest_reference(loc, dataset.path(q.image))
             rows.append(result_row(q.id, loc.db.frames[i].cam_from_world, time.perf_counter() - t0,
                                    retrieved=loc.db.ids[i]))
     return rows
@@ -44,10 +48,7 @@ def estimate_images(images: list[str], intrinsics: list, conf: dict, progress=No
     with Localizer(db_path, conf.get("localize")) as loc:
         for k, img in enumerate(images):
             t0 = time.perf_counter()
-            gray = sift.load_image_gray(img)
-            desc = sift.extract(gray, loc.db.conf["features"]).descriptors if loc.conf["retrieval"] == "votes" \
-                else None
-            i = int(loc.retrieve(gray, desc, 1)[0])
+            i = nearest_reference(loc, img)
             rows.append({"image": str(img), "success": True, "cam_from_world": loc.db.frames[i].cam_from_world,
                          "inliers": 0, "reproj_error_px": None, "retrieved": [loc.db.ids[i]],
                          "timings": {"total": time.perf_counter() - t0}, "message": "pose of the nearest reference"})

@@ -14,9 +14,9 @@ from tqdm import tqdm
 from pose_addon.core.dataset import Dataset
 
 from ..database import build_database
-from ..features import sift
 from ..localize import Localizer
 from ._common import result_row
+from .retrieval_nn import nearest_reference
 
 __all__ = ["run"]
 
@@ -34,10 +34,7 @@ def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
         for q in tqdm(dataset.split(conf.get("split", "query"))[: conf.get("max_queries") or None], desc="retrieval_nn_train", unit="query",
                       disable=not conf.get("progress", True)):
             t0 = time.perf_counter()
-            gray = sift.load_image_gray(dataset.path(q.image))
-            desc = sift.extract(gray, loc.db.conf["features"]).descriptors if loc.conf["retrieval"] == "votes" \
-                else None
-            i = int(loc.retrieve(gray, desc, 1)[0])
+            i = nearest_reference(loc, dataset.path(q.image))
             rows.append(result_row(q.id, loc.db.frames[i].cam_from_world, time.perf_counter() - t0,
                                    retrieved=loc.db.ids[i], n_train=n_train))
     return rows
