@@ -57,6 +57,9 @@ class POSE_PG_render(bpy.types.PropertyGroup):
         ("BLENDER_WORKBENCH", "Workbench", "Fast, flat shading, no procedural textures")])
     samples: IntProperty(name="Samples", default=16, min=1, max=4096)
     depth: BoolProperty(name="Depth", default=True, description="Write planar depth in metres per frame")
+    normals: BoolProperty(name="Normals", default=False, description="Write world-space normals per frame (Cycles)")
+    masks: BoolProperty(name="Instance Masks", default=False,
+                        description="Write per-object instance masks per frame (Cycles)")
     n_train: IntProperty(name="Train", default=100, min=0)
     n_val: IntProperty(name="Val", default=20, min=0)
     n_test: IntProperty(name="Test", default=20, min=0)
@@ -92,7 +95,8 @@ class POSE_PG_render(bpy.types.PropertyGroup):
                     s.layout = "random"  # held-out views fall between the training views
                 groups.append(RenderGroup(split, s, light, self.noise))
         return RenderConfig(groups=groups, width=self.width, height=self.height, lens_mm=self.lens,
-                            engine=self.engine, samples=self.samples, depth=self.depth)
+                            engine=self.engine, samples=self.samples, depth=self.depth, normals=self.normals,
+                            masks=self.masks)
 
 
 class POSE_PG_keypoint(bpy.types.PropertyGroup):

@@ -91,26 +91,44 @@ def _write_png(path: str, img: np.ndarray) -> None:
         out.close()
 
 
-def _read_exr_depth(path: str) -> np.ndarray:
-    """Planar depth ``[H, W]`` (metres, 0 = no surface) from a multilayer EXR's ``ViewLayer.Depth.Z``."""
+def _read_exr_passes(path: str) -> dict:
+    """Channels of a multilayer EXR by pass: ``{"Depth.Z": [H, W], "Normal.X": ..., "IndexOB.X": ...}``
+    (Blender 5 names the object-index layer "Object Index", older versions "IndexOB")."""
     oiio = load_oiio()
     inp = oiio.ImageInput.open(path)
     if inp is None:
         raise RuntimeError(f"cannot read {path}: {oiio.geterror()}")
+    out = {}
     try:
         sub = 0
         while inp.seek_subimage(sub, 0):
             names = list(inp.spec().channelnames)
+            data = None
             for i, n in enumerate(names):
-                if n.endswith("Depth.Z") or n == "Depth.Z":
-                    data = np.asarray(inp.read_image(sub, 0, 0, len(names), "float"))
-                    d = data.reshape(data.shape[0], data.shape[1], -1)[..., i].astype(np.float32)
-                    d[~np.isfinite(d) | (d >= BACKGROUND_DEPTH) | (d < 0)] = 0.0
-                    return d
+                key = ".".join(n.split(".")[-2:]).replace("Object Index.", "IndexOB.")  # "ViewLayer.Depth.Z"
+                if key in ("Depth.Z", "Normal.X", "Normal.Y", "Normal.Z", "IndexOB.X"):
+                    if data is None:
+                        data = np.asarray(inp.read_image(sub, 0, 0, len(names), "float"))
+                        data = data.reshape(data.shape[0], data.shape[1], -1)
+                    out[key] = data[..., i].astype(np.float32)
             sub += 1
     finally:
         inp.close()
-    raise RuntimeError(f"{path} holds no Depth pass (is view_layer.use_pass_z on?)")
+    return out
+
+
+def _read_exr_depth(path: str) -> np.ndarray:
+    """Planar depth ``[H, W]`` (metres, 0 = no surface) from a multilayer EXR's ``ViewLayer.Depth.Z``."""
+    passes = _read_exr_passes(path)
+    if "Depth.Z" not in passes:
+        raise RuntimeError(f"{path} holds no Depth pass (is view_layer.use_pass_z on?)")
+    return _clean_depth(passes["Depth.Z"])
+
+
+def _clean_depth(d: np.ndarray) -> np.ndarray:
+    d = d.copy()
+    d[~np.isfinite(d) | (d >= BACKGROUND_DEPTH) | (d < 0)] = 0.0
+    return d
 
 
 # ----------------------------------------------------------------------------------------------- setup
@@ -149,6 +167,8 @@ def setup_render(config: RenderConfig, scene=None) -> "bpy.types.Object":
     scene.view_settings.gamma = 1.0
     scene.display_settings.display_device = "sRGB"
     scene.view_layers[0].use_pass_z = bool(config.depth)
+    scene.view_layers[0].use_pass_normal = bool(config.normals)
+    scene.view_layers[0].use_pass_object_index = bool(config.masks)
     r.resolution_x, r.resolution_y, r.resolution_percentage = config.width, config.height, 100
 
     cam_obj = bpy.data.objects.get("DatasetCamera")
@@ -160,6 +180,16 @@ def setup_render(config: RenderConfig, scene=None) -> "bpy.types.Object":
     bcam.apply_settings(cam_obj, scene, config.camera())
     scene.camera = cam_obj
     return cam_obj
+
+
+def assign_instance_ids(scene) -> dict:
+    """Give every mesh object a distinct ``pass_index`` (1..N, by name) for the instance-mask pass; returns
+    ``{object name: index}`` (0 in a mask = no object)."""
+    ids = {}
+    for i, obj in enumerate(sorted((o for o in scene.objects if o.type == "MESH"), key=lambda o: o.name), 1):
+        obj.pass_index = i
+        ids[obj.name] = i
+    return ids
 
 
 def sample_lighting(cfg: LightingConfig, seed: int, index: int, split: str = "") -> dict:
@@ -228,8 +258,9 @@ def setup_lighting(lighting: dict, scene=None) -> None:
 
 
 def render_frame(scene, png_path: Path, depth_path: Optional[Path], noise_std: float = 0.0,
-                 noise_seed=None) -> None:
-    """Render the scene's camera; write an 8-bit RGB PNG (view transform applied) and planar depth, atomically."""
+                 noise_seed=None, normals_path: Optional[Path] = None, mask_path: Optional[Path] = None) -> None:
+    """Render the scene's camera; write an 8-bit RGB PNG (view transform applied), planar depth and, when asked,
+    world-space normals and the instance mask (object ``pass_index``), all atomically."""
     png_path = Path(png_path)
     png_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_png = png_path.parent / f".{png_path.stem}.part.png"
@@ -239,14 +270,19 @@ def render_frame(scene, png_path: Path, depth_path: Optional[Path], noise_std: f
         with tempfile.TemporaryDirectory(prefix="pose_render_") as tmp_dir:
             bpy.ops.render.render(write_still=False)
             result = bpy.data.images["Render Result"]
-            if depth_path is not None:
+            passes = {}
+            if depth_path is not None or normals_path is not None or mask_path is not None:
                 exr = os.path.join(tmp_dir, "frame.exr")
                 ims.media_type = "MULTI_LAYER_IMAGE"
                 ims.file_format = "OPEN_EXR_MULTILAYER"
                 ims.color_depth = "32"
                 ims.exr_codec = "ZIP"
                 result.save_render(exr, scene=scene)
-                depth = _read_exr_depth(exr)
+                passes = _read_exr_passes(exr)
+                if depth_path is not None:
+                    if "Depth.Z" not in passes:
+                        raise RuntimeError(f"{exr} holds no Depth pass (is view_layer.use_pass_z on?)")
+                    depth = _clean_depth(passes["Depth.Z"])
             ims.media_type = "IMAGE"
             ims.file_format = "PNG"
             ims.color_mode = "RGB"
@@ -264,6 +300,11 @@ def render_frame(scene, png_path: Path, depth_path: Optional[Path], noise_std: f
             os.replace(tmp_png, png_path)
         if depth_path is not None:
             core_dataset.write_depth(depth_path, depth)
+        if normals_path is not None:
+            n = np.stack([passes["Normal.X"], passes["Normal.Y"], passes["Normal.Z"]], axis=-1)
+            core_dataset.write_array(normals_path, "normals", n.astype(np.float16))
+        if mask_path is not None:
+            core_dataset.write_array(mask_path, "mask", np.round(passes["IndexOB.X"]).astype(np.uint16))
     finally:
         for p in (tmp_png, tmp_noisy):
             if p.exists():
@@ -314,6 +355,8 @@ class DatasetRender:
                                        building=gltf[0], ground=gltf[1])
         self.scene = scene
         self.cam_obj = setup_render(config, scene)
+        if config.masks:
+            scene_info = dict(scene_info, instances=assign_instance_ids(scene))
         self.intr = config.intrinsics()
         info = dict(scene_info, key=key)
         if (self.out / GLTF_NAME).is_file():
@@ -372,12 +415,16 @@ class DatasetRender:
         bcam.set_cam_from_world(self.cam_obj, T)
         image_rel = f"images/{fid}.png"
         depth_rel = f"depth/{fid}.npz" if self.config.depth else None
+        normals_rel = f"normals/{fid}.npz" if self.config.normals else None
+        mask_rel = f"masks/{fid}.npz" if self.config.masks else None
         noise_seed = [int(g.sampler.seed) & 0xFFFFFFFF, i, zlib.crc32(g.split.encode()), 23]
         render_frame(self.scene, self.out / image_rel, self.out / depth_rel if depth_rel else None, g.noise_std,
-                     noise_seed)
-        self.ds.add_frame(Frame(fid, g.split, image_rel, depth_rel, self.intr, T,
-                                {"group": g.split, "index": i, "lighting": lighting, "noise_std": g.noise_std,
-                                 "render_s": round(time.time() - t1, 3)}))
+                     noise_seed, self.out / normals_rel if normals_rel else None,
+                     self.out / mask_rel if mask_rel else None)
+        extras = {"group": g.split, "index": i, "lighting": lighting, "noise_std": g.noise_std,
+                  "render_s": round(time.time() - t1, 3)}
+        extras.update({k: v for k, v in (("normals", normals_rel), ("mask", mask_rel)) if v})
+        self.ds.add_frame(Frame(fid, g.split, image_rel, depth_rel, self.intr, T, extras))
         self.ds.save()
         self.todo.pop(0)
         msg = f"{fid} rendered in {time.time() - t1:.2f} s"

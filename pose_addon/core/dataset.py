@@ -6,6 +6,8 @@ Layout of a dataset folder::
       manifest.json          # this module's schema, written atomically after every frame
       images/<split>_<n>.png # 8-bit RGB, view transform applied
       depth/<split>_<n>.npz  # key "depth": float32 [H, W], planar Z (along the optical axis) in metres, 0 = no surface
+      normals/<split>_<n>.npz # optional: key "normals", float16 [H, W, 3], world-space unit normals (pixel-filtered)
+      masks/<split>_<n>.npz  # optional: key "mask", uint16 [H, W], object ids of scene["instances"], 0 = none
       scene.glb              # the building with baked textures, Blender world frame (Z up) -- see scene["gltf"]
       keypoints.json         # optional semantic keypoints (see :func:`save_keypoints`)
 
@@ -30,7 +32,7 @@ from .poses import matrix_to_quat
 
 __all__ = [
     "FORMAT", "VERSION", "CONVENTIONS", "DatasetError", "Frame", "Dataset", "Keypoint",
-    "atomic_write_bytes", "atomic_write_json", "json_safe", "write_depth", "read_depth",
+    "atomic_write_bytes", "atomic_write_json", "json_safe", "write_array", "write_depth", "read_depth",
     "save_keypoints", "load_keypoints", "export_colmap", "export_nerfstudio",
 ]
 
@@ -90,16 +92,21 @@ def atomic_write_json(path: Path | str, obj: Any, indent: int = 1) -> None:
     atomic_write_bytes(path, (text + "\n").encode("utf-8"))
 
 
-def write_depth(path: Path | str, depth: np.ndarray) -> None:
-    """Store planar depth ``[H, W]`` (metres, 0 = no surface) as compressed npz, atomically."""
+def write_array(path: Path | str, key: str, array: np.ndarray) -> None:
+    """Store one array as compressed npz under ``key``, atomically (normals, masks)."""
     import io
 
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{key: np.asarray(array)})
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_depth(path: Path | str, depth: np.ndarray) -> None:
+    """Store planar depth ``[H, W]`` (metres, 0 = no surface) as compressed npz, atomically."""
     depth = np.asarray(depth, dtype=np.float32)
     if depth.ndim != 2:
         raise ValueError(f"depth must be [H, W], got shape {depth.shape}")
-    buf = io.BytesIO()
-    np.savez_compressed(buf, depth=depth)
-    atomic_write_bytes(path, buf.getvalue())
+    write_array(path, "depth", depth)
 
 
 def read_depth(path: Path | str) -> np.ndarray:

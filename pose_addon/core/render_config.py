@@ -72,6 +72,11 @@ class RenderConfig:
     engine: str = "CYCLES"
     samples: int = 16
     depth: bool = True
+    normals: bool = False  # world-space normals per frame (Cycles): normals/<frame>.npz, key "normals" [H, W, 3]
+    masks: bool = False  # instance masks per frame (Cycles): masks/<frame>.npz, key "mask" [H, W] uint16, 0 = none
+
+    #: fields added after the first release: left out of ``to_dict`` at their defaults so digests stay stable
+    _OPTIONAL = {"normals": False, "masks": False}
 
     def camera(self) -> BlenderCameraSettings:
         return BlenderCameraSettings(lens_mm=self.lens_mm, sensor_width_mm=self.sensor_width_mm,
@@ -84,6 +89,8 @@ class RenderConfig:
     def validate(self) -> None:
         if self.engine not in ENGINES:
             raise ValueError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
+        if (self.normals or self.masks) and self.engine != "CYCLES":
+            raise ValueError("normal and instance-mask passes are rendered with CYCLES only")
         if self.width < 16 or self.height < 16:
             raise ValueError(f"resolution {self.width}x{self.height} is too small")
         splits = [g.split for g in self.groups]
@@ -95,7 +102,7 @@ class RenderConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["groups"] = [g.to_dict() for g in self.groups]
-        return d
+        return {k: v for k, v in d.items() if k not in self._OPTIONAL or v != self._OPTIONAL[k]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "RenderConfig":

@@ -209,3 +209,28 @@ def test_hdri_folder_and_sky_jitter(tmp_path):
     assert not bg.inputs["Color"].links  # back to a plain sky colour
     with pytest.raises(FileNotFoundError, match="no .hdr"):
         render.sample_lighting(LightingConfig(hdri_dir=str(tmp_path)), 0, 0)
+
+
+def test_normal_and_instance_mask_passes(tmp_path):
+    """Optional passes: world-space unit normals and per-object instance ids, beside RGB and depth."""
+    cfg = _config(normals=True, masks=True,
+                  groups=[RenderGroup("reference", SamplerConfig(n=1, layout="fibonacci", seed=1))])
+    ds = render.render_dataset(SCENE, cfg, tmp_path / "ds", bake_resolution=32)
+    f = ds.frames[0]
+    with np.load(ds.path(f.extras["normals"])) as z:
+        n = z["normals"].astype(np.float32)
+    with np.load(ds.path(f.extras["mask"])) as z:
+        mask = z["mask"]
+    depth = ds.read_depth(f)
+    assert n.shape == (72, 96, 3) and mask.shape == (72, 96)
+    hit = depth > 0
+    norms = np.linalg.norm(n[hit], axis=1)  # unit, except where the pixel filter blends faces at edges
+    assert np.median(norms) == pytest.approx(1.0, abs=0.01) and np.mean(np.abs(norms - 1) < 0.02) > 0.75
+    ids = ds.scene["instances"]
+    assert set(np.unique(mask[hit])) <= set(ids.values()) and (mask[~hit] == 0).all()
+    assert len(set(np.unique(mask[hit]))) >= 2  # building and ground both seen
+    ground = ids[next(k for k in ids if k.lower().startswith("ground"))]
+    up = n[mask == ground]
+    assert np.median(up[:, 2]) > 0.99  # the ground faces +Z in world space
+    with pytest.raises(ValueError, match="CYCLES only"):
+        _config(normals=True, engine="BLENDER_WORKBENCH").validate()
