@@ -88,8 +88,9 @@ class POSE_OT_use_model(bpy.types.Operator):
             return {"CANCELLED"}
         m, e = s.models[i], s.estimate
         if m.kind == "database":
-            e.database, e.method = m.path, e.method if not e.method.startswith(("regression", "keypoints")) \
-                else "sift"
+            e.database = m.path
+            if e.method.startswith(("regression", "keypoints")):
+                e.method = "sift"  # a feature database serves the matching methods
         elif m.kind == "dataset":
             e.dataset = m.path
         elif m.kind == "regression":
