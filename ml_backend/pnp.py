@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from pose_addon.core.cameras import Intrinsics, project_points
-from pose_addon.core.poses import axis_angle_to_matrix, make_pose, matrix_to_axis_angle
+from pose_addon.core.poses import axis_angle_to_matrix, make_pose
 
 __all__ = ["PnPResult", "solve_pnp", "reprojection_errors", "BACKENDS", "MIN_POINTS"]
 

@@ -82,8 +82,6 @@ def _draw_estimate_labels():
     settings = getattr(bpy.context.scene, "pose_tools", None)
     if settings is None or not settings.show_estimates:
         return
-    import json
-
     import blf
     from bpy_extras.view3d_utils import location_3d_to_region_2d
 

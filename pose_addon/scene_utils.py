@@ -1,6 +1,7 @@
 """Small bpy helpers shared by the operators: target geometry and collections."""
 import bpy
 import numpy as np
+from mathutils import Vector
 
 
 def target_objects(context, selected_only: bool = True) -> list:
@@ -17,7 +18,7 @@ def world_bounds(objects) -> np.ndarray:
     """Axis-aligned boxes ``[B, 2, 3]`` (min, max corners, world) of ``objects``' bounding boxes."""
     boxes = []
     for o in objects:
-        corners = np.array([o.matrix_world @ __import__("mathutils").Vector(c) for c in o.bound_box])
+        corners = np.array([o.matrix_world @ Vector(c) for c in o.bound_box])
         boxes.append([corners.min(0), corners.max(0)])
     return np.array(boxes, dtype=np.float64).reshape(-1, 2, 3)
 

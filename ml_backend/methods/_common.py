@@ -10,7 +10,7 @@ from pose_addon.core.dataset import Dataset
 
 from ..database import build_database
 
-__all__ = ["ensure_database", "result_row", "photo_row"]
+__all__ = ["ensure_database", "result_row", "photo_row", "photo_database", "localize_photos"]
 
 
 def ensure_database(dataset: Dataset, workdir: Path, conf: dict) -> Path:
@@ -38,3 +38,29 @@ def photo_row(image, r, intrinsics=None) -> dict:
     if intrinsics is not None:
         row["intrinsics"] = intrinsics.to_dict()
     return row
+
+
+def photo_database(conf: dict) -> Path:
+    """The SIFT feature database for photos: ``conf["database"]``, else the one of ``conf["dataset"]``."""
+    if conf.get("database"):
+        return ensure_database(None, Path(conf.get("workdir", ".")), conf)
+    if not conf.get("dataset"):
+        raise FileNotFoundError("give conf 'database' (a feature database .h5) or 'dataset' (rendered references)")
+    return ensure_database(Dataset.load(conf["dataset"]), Path(conf.get("workdir", ".")), conf)
+
+
+def localize_photos(loc, images: list, intrinsics: list, conf: dict, progress=None) -> list[dict]:
+    """``estimate_images`` rows of photos localized with ``loc`` (focal length solved when
+    ``conf["estimate_focal"]`` and the localizer can)."""
+    rows = []
+    with loc:
+        for i, (img, intr) in enumerate(zip(images, intrinsics)):
+            est = None
+            if conf.get("estimate_focal") and hasattr(loc, "localize_unknown_focal"):
+                r, est = loc.localize_unknown_focal(img, intr)
+            else:
+                r = loc.localize(img, intr)
+            rows.append(photo_row(img, r, est))
+            if progress:
+                progress((i + 1) / len(images), f"{Path(img).name}: {r.n_inliers} inliers")
+    return rows

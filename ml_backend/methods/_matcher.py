@@ -19,7 +19,7 @@ from ..features.learned import MissingWeightsError
 from ..localize import EnsembleLocalizer, Localizer, ensemble_conf
 from ..matchers import resolve
 from . import MethodUnavailable
-from ._common import ensure_database, photo_row, result_row
+from ._common import ensure_database, localize_photos, result_row
 
 __all__ = ["make_run", "make_estimate", "open_localizer", "matcher_database"]
 
@@ -75,17 +75,6 @@ def make_estimate(preset: str) -> Callable:
         if not conf.get("dataset"):
             raise FileNotFoundError(f"{preset} needs conf 'dataset' (the rendered references with depth)")
         loc = open_localizer(preset, Dataset.load(conf["dataset"]), Path(conf.get("workdir", ".")), conf)
-        rows = []
-        with loc:
-            for i, (img, intr) in enumerate(zip(images, intrinsics)):
-                est = None
-                if conf.get("estimate_focal") and hasattr(loc, "localize_unknown_focal"):
-                    r, est = loc.localize_unknown_focal(img, intr)
-                else:
-                    r = loc.localize(img, intr)
-                rows.append(photo_row(img, r, est))
-                if progress:
-                    progress((i + 1) / len(images), f"{Path(img).name}: {r.n_inliers} inliers")
-        return rows
+        return localize_photos(loc, images, intrinsics, conf, progress)
 
     return estimate_images

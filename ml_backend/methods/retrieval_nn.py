@@ -14,7 +14,7 @@ from pose_addon.core.dataset import Dataset
 
 from ..features import sift
 from ..localize import Localizer
-from ._common import ensure_database, result_row
+from ._common import ensure_database, photo_database, result_row
 
 __all__ = ["run", "estimate_images", "nearest_reference"]
 
@@ -42,10 +42,8 @@ def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
 
 def estimate_images(images: list[str], intrinsics: list, conf: dict, progress=None) -> list[dict]:
     """The pose of each photo's top-1 retrieved reference (no ground truth needed)."""
-    db_path = ensure_database(Dataset.load(conf["dataset"]), Path(conf["workdir"]), conf) \
-        if not conf.get("database") else Path(conf["database"])
     rows = []
-    with Localizer(db_path, conf.get("localize")) as loc:
+    with Localizer(photo_database(conf), conf.get("localize")) as loc:
         for k, img in enumerate(images):
             t0 = time.perf_counter()
             i = nearest_reference(loc, img)

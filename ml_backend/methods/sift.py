@@ -8,7 +8,7 @@ from tqdm import tqdm
 from pose_addon.core.dataset import Dataset
 
 from ..localize import Localizer
-from ._common import ensure_database, photo_row, result_row
+from ._common import ensure_database, localize_photos, photo_database, result_row
 
 __all__ = ["run", "estimate_images"]
 
@@ -29,17 +29,4 @@ def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
 
 def estimate_images(images: list[str], intrinsics: list, conf: dict, progress=None) -> list[dict]:
     """Poses of single photos (no ground truth) against ``conf["database"]`` (or ``conf["dataset"]``'s)."""
-    db_path = ensure_database(Dataset.load(conf["dataset"]), Path(conf["workdir"]), conf) \
-        if not conf.get("database") else Path(conf["database"])
-    rows = []
-    with Localizer(db_path, conf.get("localize")) as loc:
-        for i, (img, intr) in enumerate(zip(images, intrinsics)):
-            est = None
-            if conf.get("estimate_focal"):
-                r, est = loc.localize_unknown_focal(img, intr)
-            else:
-                r = loc.localize(img, intr)
-            rows.append(photo_row(img, r, est))
-            if progress:
-                progress((i + 1) / len(images), f"{Path(img).name}: {r.n_inliers} inliers")
-    return rows
+    return localize_photos(Localizer(photo_database(conf), conf.get("localize")), images, intrinsics, conf, progress)

@@ -19,7 +19,6 @@ import csv
 import io
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Optional
 

@@ -19,7 +19,6 @@ match of Cycles, only good enough for local-feature matching.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional

@@ -33,7 +33,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from . import protocol as P
 from .handlers import Handlers, ServiceError

@@ -22,6 +22,8 @@ import bpy
 import bmesh
 import numpy as np
 
+from ..scene_utils import ensure_collection
+
 __all__ = ["build_procedural_building", "add_ground", "ground_material", "WORLD_UV", "BUILDING_COLLECTION",
            "GROUND_COLLECTION"]
 
@@ -385,21 +387,12 @@ def add_ground(seed: int = 0, size: float = GROUND_SIZE, name: str | None = None
     old = bpy.data.objects.get(gname)
     if old is not None:
         bpy.data.objects.remove(old)
-    ground = gb.to_object(gname, [ground_material(seed)], _collection(GROUND_COLLECTION))
+    ground = gb.to_object(gname, [ground_material(seed)], ensure_collection(bpy.context, GROUND_COLLECTION))
     ground["building_pose_part"] = "ground"
     return ground
 
 
 # ----------------------------------------------------------------------------------------------- building
-def _collection(name: str):
-    coll = bpy.data.collections.get(name)
-    if coll is None:
-        coll = bpy.data.collections.new(name)
-    if coll.name not in bpy.context.scene.collection.children:
-        bpy.context.scene.collection.children.link(coll)
-    return coll
-
-
 def build_procedural_building(seed: int = 0) -> dict:
     """Create the building ``seed`` and a ground plane in the current scene.
 
@@ -533,7 +526,7 @@ def build_procedural_building(seed: int = 0) -> dict:
     mb.box((cx - cw / 2 - 0.08, cy - cw / 2 - 0.08, chim_top), (cx + cw / 2 + 0.08, cy + cw / 2 + 0.08,
                                                                  chim_top + 0.12), idx["stone"])
 
-    coll = _collection(BUILDING_COLLECTION)
+    coll = ensure_collection(bpy.context, BUILDING_COLLECTION)
     name = f"Building.{seed}"
     old = bpy.data.objects.get(name)
     if old is not None:

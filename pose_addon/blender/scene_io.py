@@ -19,8 +19,9 @@ from pathlib import Path
 import bpy
 import numpy as np
 
+from ..scene_utils import ensure_collection
 from . import building
-from .building import BUILDING_COLLECTION, GROUND_COLLECTION, WORLD_UV
+from .building import BUILDING_COLLECTION, GROUND_COLLECTION
 
 __all__ = ["SceneError", "reset_scene", "load_scene", "building_objects", "ground_objects",
            "building_vertices", "export_scene_gltf", "MESH_EXTENSIONS"]
@@ -43,15 +44,6 @@ def reset_scene() -> None:
         bpy.data.collections.remove(c)
     for w in list(bpy.data.worlds):
         bpy.data.worlds.remove(w)
-
-
-def _collection(name: str):
-    coll = bpy.data.collections.get(name)
-    if coll is None:
-        coll = bpy.data.collections.new(name)
-    if coll.name not in bpy.context.scene.collection.children:
-        bpy.context.scene.collection.children.link(coll)
-    return coll
 
 
 def building_objects() -> list:
@@ -159,7 +151,7 @@ def load_scene(spec: str, scale_longest: float = 15.0, scale: float | None = Non
 
     centre = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]])
     M = mathutils.Matrix.Diagonal((factor, factor, factor, 1.0)) @ mathutils.Matrix.Translation(-centre)
-    coll = _collection(BUILDING_COLLECTION)
+    coll = ensure_collection(bpy.context, BUILDING_COLLECTION)
     for o in new:
         if o.parent is None or o.parent not in new:
             o.matrix_world = M @ o.matrix_world

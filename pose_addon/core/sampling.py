@@ -13,7 +13,7 @@ less than ``min_coverage`` of the frame are rejected and replaced.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable, Optional
 
 import numpy as np

@@ -7,7 +7,6 @@ import secrets
 import shlex
 import signal
 import subprocess
-import sys
 import threading
 import time
 import json

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -14,7 +13,7 @@ import torch
 from ml_backend.blender_runner import REPO_ROOT
 from ml_backend.regression import extractors, model
 from ml_backend.regression.features import extract_features, load_features
-from ml_backend.regression.train import PosePredictor, evaluate_features, load_checkpoint, merge_config, train
+from ml_backend.regression.train import load_checkpoint, merge_config, train
 from pose_addon.core.poses import axis_angle_to_matrix
 
 torch.set_num_threads(1)

@@ -3,8 +3,6 @@ the oracle, figures, the methods through ``run-method``, with every network conn
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
