@@ -30,6 +30,9 @@ def _bench_args(p: argparse.ArgumentParser, out_default: Optional[str]) -> None:
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--scale", type=float, default=None, help="explicit scale factor of a mesh file")
+    p.add_argument("--ground", default="textured", choices=["textured", "plain", "none"],
+                   help="ground under the building: procedural texture (default), one flat colour, or none")
+    p.add_argument("--query-blur", type=float, default=0.0, help="Gaussian blur sigma (px) of the query images")
     p.add_argument("--cache", default=None, help="cache folder (default: <checkout>/.cache/ml_backend)")
     p.add_argument("--engine", default="CYCLES", choices=["CYCLES", "BLENDER_EEVEE", "BLENDER_WORKBENCH"])
     p.add_argument("--samples", type=int, default=16)
@@ -77,7 +80,8 @@ def _bench(args) -> int:
     opts = BenchOptions(scene=args.scene, methods=methods, out=Path(args.out), n_references=args.n_references,
                         n_queries=args.n_queries, width=args.width, height=args.height, scale=args.scale,
                         cache=Path(args.cache) if args.cache else None, engine=args.engine, samples=args.samples,
-                        progress=not args.quiet, viz=not args.no_viz, method_queries=mq or None)
+                        progress=not args.quiet, viz=not args.no_viz, method_queries=mq or None,
+                        ground=args.ground, query_blur_px=args.query_blur)
     results = run_bench(opts, Path(args.dataset) if args.dataset else None)
     print(format_table(results))
     print(f"results: {Path(args.out) / 'results.json'}")

@@ -51,11 +51,14 @@ class BenchOptions:
     progress: bool = True
     viz: bool = True
     n_gl_views: int = 300  # worker-rendered training views added to the references for TRAINING_METHODS
+    ground: str = "textured"  # ground under a mesh / the building: textured, plain (feature-poor) or none
+    query_blur_px: float = 0.0  # Gaussian blur (sigma, px) of the query images, before their sensor noise
 
 
 def make_render_config(spec: SceneSpec, n_references: int, n_queries: int, width: int, height: int,
-                       engine: str = "CYCLES", samples: int = 16) -> RenderConfig:
-    """References on a fibonacci shell, queries at random between them with other lighting and sensor noise.
+                       engine: str = "CYCLES", samples: int = 16, query_blur_px: float = 0.0) -> RenderConfig:
+    """References on a fibonacci shell, queries at random between them with other lighting, sensor noise and
+    (``query_blur_px`` > 0) Gaussian blur.
 
     Distances 25-40 m and elevations 5-35 deg for a building of 15 m, distances scaled with its longest side.
     """
@@ -68,7 +71,7 @@ def make_render_config(spec: SceneSpec, n_references: int, n_queries: int, width
                       LightingConfig(sun_elevation_deg=(25.0, 70.0), sun_azimuth_deg=(0.0, 360.0),
                                      sun_strength=(2.5, 4.5), world_strength=(0.3, 0.7),
                                      world_color=(0.85, 0.85, 0.95)),
-                      noise_std=3.0)
+                      noise_std=3.0, blur_px=float(query_blur_px))
     cfg = RenderConfig(groups=[ref, qry], width=width, height=height, engine=engine, samples=samples)
     cfg.validate()
     return cfg
@@ -96,7 +99,8 @@ def ensure_dataset(spec: SceneSpec, cfg: RenderConfig, cache: Path, progress: bo
         return ds_dir
     cfg_path = cache / "datasets" / f"{spec.name}-{digest}.render.json"
     atomic_write_json(cfg_path, cfg.to_dict())
-    blender_runner.render_dataset(spec.spec, cfg_path, ds_dir, cache, scale=spec.scale, progress=progress)
+    blender_runner.render_dataset(spec.spec, cfg_path, ds_dir, cache, scale=spec.scale, progress=progress,
+                                  ground=spec.ground)
     if not _dataset_ready(ds_dir, cfg):
         raise DatasetError(f"Blender finished but {ds_dir} is not a complete dataset")
     return ds_dir
@@ -165,9 +169,9 @@ def run_bench(opts: BenchOptions, dataset_dir: Optional[Path] = None) -> dict:
     cache = Path(opts.cache) if opts.cache else blender_runner.REPO_ROOT / ".cache" / "ml_backend"
     rendered = dataset_dir is None
     if rendered:
-        spec = parse_scene(opts.scene, opts.scale)  # fails on a missing mesh before Blender starts
+        spec = parse_scene(opts.scene, opts.scale, opts.ground)  # fails on a missing mesh before Blender starts
         cfg = make_render_config(spec, opts.n_references, opts.n_queries, opts.width, opts.height, opts.engine,
-                                 opts.samples)
+                                 opts.samples, opts.query_blur_px)
         dataset_dir = ensure_dataset(spec, cfg, cache, opts.progress)
     ds = Dataset.load(dataset_dir)
     db_path = build_database(ds.root, cache / "features" / ds.root.name, opts.db_conf, progress=opts.progress)

@@ -124,10 +124,12 @@ def run_headless(command: Sequence[str], cache_dir: Path | str, progress: bool =
 
 
 def render_dataset(scene_spec: str, config_path: Path | str, out_dir: Path | str, cache_dir: Path | str,
-                   scale: Optional[float] = None, progress: bool = True) -> Path:
+                   scale: Optional[float] = None, progress: bool = True, ground: str = "textured") -> Path:
     """Render a dataset through Blender's ``render-dataset`` command; returns the dataset folder."""
     cmd = ["render-dataset", "--scene", scene_spec, "--config", str(config_path), "--out", str(out_dir)]
     if scale is not None:
         cmd += ["--scale", repr(float(scale))]
+    if ground != "textured":
+        cmd += ["--ground", ground]
     ev = run_headless(cmd, cache_dir, progress=progress, desc="render")
     return Path(ev.get("dataset", out_dir))

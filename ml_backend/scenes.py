@@ -3,6 +3,8 @@
 Specs: ``procedural`` (seed 0), ``procedural:SEED``, or a mesh path (``.glb``, ``.gltf``, ``.obj``, ``.ply``).
 Mesh files are scaled by Blender to ``scale_longest`` metres on their longest side unless an explicit ``scale``
 is given. Cache keys include a hash of the mesh file's bytes, so an edited file never reuses old renders.
+``ground`` is the Blender side's ground style: ``textured`` (default), ``plain`` (one flat colour: a flat-coloured
+model stays feature-poor) or ``none``.
 """
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["SceneSpecError", "SceneSpec", "parse_scene", "MESH_EXTENSIONS", "DEFAULT_LONGEST_M"]
+__all__ = ["SceneSpecError", "SceneSpec", "parse_scene", "MESH_EXTENSIONS", "DEFAULT_LONGEST_M", "GROUND_STYLES"]
 
 MESH_EXTENSIONS = (".glb", ".gltf", ".obj", ".ply")
+GROUND_STYLES = ("textured", "plain", "none")  # pose_addon.blender.scene_io.GROUND_STYLES
 DEFAULT_LONGEST_M = 15.0  # Blender side's --scale-longest default; also the procedural building's size class
 
 
@@ -29,6 +32,7 @@ class SceneSpec:
     seed: int = 0
     path: Optional[Path] = None
     scale: Optional[float] = None
+    ground: str = "textured"
 
     @property
     def spec(self) -> str:
@@ -40,14 +44,15 @@ class SceneSpec:
         return f"procedural-{self.seed}" if self.kind == "procedural" else self.path.stem
 
     def key(self) -> str:
-        """Cache key: the spec, the mesh file's content hash and the scale."""
+        """Cache key: the spec, the mesh file's content hash, the scale and a non-default ground."""
+        ground = "" if self.ground == "textured" else f"|ground={self.ground}"
         if self.kind == "procedural":
-            return f"procedural:{self.seed}"
+            return f"procedural:{self.seed}{ground}"
         h = hashlib.sha256()
         with open(self.path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
-        return f"mesh:{self.path.name}:{h.hexdigest()[:16]}|scale={self.scale}"
+        return f"mesh:{self.path.name}:{h.hexdigest()[:16]}|scale={self.scale}{ground}"
 
     def longest_side_m(self) -> float:
         """Approximate longest bounding-box side in metres after Blender's scaling (for camera distances).
@@ -66,20 +71,22 @@ class SceneSpec:
         return extent * float(self.scale)
 
 
-def parse_scene(spec: str, scale: Optional[float] = None) -> SceneSpec:
+def parse_scene(spec: str, scale: Optional[float] = None, ground: str = "textured") -> SceneSpec:
     """Parse and check a SCENE spec; a mesh file must exist and have a supported extension.
 
     Raises:
-        SceneSpecError: unknown form, bad seed, missing or unsupported mesh file, non-positive scale.
+        SceneSpecError: unknown form, bad seed, missing or unsupported mesh file, non-positive scale, unknown ground.
     """
     s = (spec or "").strip()
     if scale is not None and not scale > 0:
         raise SceneSpecError(f"--scale must be positive, got {scale}")
+    if ground not in GROUND_STYLES:
+        raise SceneSpecError(f"unknown ground {ground!r}: use one of {', '.join(GROUND_STYLES)}")
     if s == "procedural":
-        return SceneSpec("procedural", 0)
+        return SceneSpec("procedural", 0, ground=ground)
     if s.startswith("procedural:"):
         try:
-            return SceneSpec("procedural", int(s.split(":", 1)[1]))
+            return SceneSpec("procedural", int(s.split(":", 1)[1]), ground=ground)
         except ValueError:
             raise SceneSpecError(f"bad scene spec {spec!r}: expected procedural:SEED with an integer seed") from None
     if not s:
@@ -90,4 +97,4 @@ def parse_scene(spec: str, scale: Optional[float] = None) -> SceneSpec:
                              f"({', '.join(MESH_EXTENSIONS)})")
     if not path.is_file():
         raise SceneSpecError(f"scene mesh not found: {path}")
-    return SceneSpec("mesh", 0, path.resolve(), scale)
+    return SceneSpec("mesh", 0, path.resolve(), scale, ground)

@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--scale-longest", type=float, default=15.0,
                    help="metres of the mesh's longest side when --scale is not given (default 15)")
     r.add_argument("--bake-resolution", type=int, default=1024, help="texture size of scene.glb (default 1024)")
+    r.add_argument("--ground", default="textured", choices=["textured", "plain", "none"],
+                   help="ground under the building: procedural texture (default), one flat colour, or none")
     m = sub.add_parser("sample", help="sample cameras around a scene and write their poses as JSON")
     m.add_argument("--scene", required=True)
     m.add_argument("--out", required=True, help="JSON file: intrinsics and cam_from_world per camera")
@@ -71,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scene", required=True)
     s.add_argument("--scale", type=float, default=None)
     s.add_argument("--scale-longest", type=float, default=15.0)
+    s.add_argument("--ground", default="textured", choices=["textured", "plain", "none"])
     return p
 
 
@@ -92,7 +95,8 @@ def _render_dataset(args) -> int:
         _emit({"event": "progress", "done": done, "total": total, "message": message})
 
     ds = render.render_dataset(args.scene, config, args.out, progress=progress, scale=args.scale,
-                               scale_longest=args.scale_longest, bake_resolution=args.bake_resolution)
+                               scale_longest=args.scale_longest, bake_resolution=args.bake_resolution,
+                               ground=args.ground)
     _emit({"event": "done", "dataset": str(Path(ds.root).resolve()), "frames": len(ds.frames)})
     return 0
 
@@ -100,7 +104,7 @@ def _render_dataset(args) -> int:
 def _scene_info(args) -> int:
     from .blender import scene_io
 
-    info = scene_io.load_scene(args.scene, scale_longest=args.scale_longest, scale=args.scale)
+    info = scene_io.load_scene(args.scene, scale_longest=args.scale_longest, scale=args.scale, ground=args.ground)
     _emit({"event": "scene", **info})
     return 0
 

@@ -377,8 +377,24 @@ def ground_material(seed: int = 0):
     return m
 
 
-def add_ground(seed: int = 0, size: float = GROUND_SIZE, name: str | None = None):
-    """A ``size`` x ``size`` m ground square at z = 0 (UVs in metres) in the collection ``Ground``."""
+def plain_ground_material():
+    """A uniform, untextured grey-green ground (for feature-poor scenes: nothing to match on the ground)."""
+    key = "ground.plain"
+    m = bpy.data.materials.get(key) or bpy.data.materials.new(key)
+    m["building_pose_material"] = "ground"
+    g = _Nodes(m)
+    g.finish((0.22, 0.24, 0.18, 1.0), 0.95)
+    m.diffuse_color = (0.22, 0.24, 0.18, 1.0)
+    return m
+
+
+def add_ground(seed: int = 0, size: float = GROUND_SIZE, name: str | None = None, style: str = "textured"):
+    """A ``size`` x ``size`` m ground square at z = 0 (UVs in metres) in the collection ``Ground``.
+
+    ``style``: ``"textured"`` (procedural grass / soil / gravel) or ``"plain"`` (one flat colour).
+    """
+    if style not in ("textured", "plain"):
+        raise ValueError(f"unknown ground style {style!r}: use 'textured' or 'plain'")
     gb = _MeshBuilder()
     s = size / 2
     gb.poly([(-s, -s, 0.0), (s, -s, 0.0), (s, s, 0.0), (-s, s, 0.0)], [(-s, -s), (s, -s), (s, s), (-s, s)], 0,
@@ -387,7 +403,8 @@ def add_ground(seed: int = 0, size: float = GROUND_SIZE, name: str | None = None
     old = bpy.data.objects.get(gname)
     if old is not None:
         bpy.data.objects.remove(old)
-    ground = gb.to_object(gname, [ground_material(seed)], ensure_collection(bpy.context, GROUND_COLLECTION))
+    mat = ground_material(seed) if style == "textured" else plain_ground_material()
+    ground = gb.to_object(gname, [mat], ensure_collection(bpy.context, GROUND_COLLECTION))
     ground["building_pose_part"] = "ground"
     return ground
 

@@ -257,10 +257,28 @@ def setup_lighting(lighting: dict, scene=None) -> None:
     bg.inputs["Strength"].default_value = lighting["world_strength"]
 
 
+def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur of an [H, W, C] float image (kernel radius 3 sigma, edges replicated)."""
+    r = max(1, int(np.ceil(3.0 * sigma)))
+    x = np.arange(-r, r + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (x / sigma) ** 2)
+    k /= k.sum()
+    out = img.astype(np.float64)
+    for axis in (0, 1):
+        pad = [(0, 0)] * out.ndim
+        pad[axis] = (r, r)
+        p = np.pad(out, pad, mode="edge")
+        n = out.shape[axis]
+        out = sum(w * np.take(p, np.arange(i, i + n), axis=axis) for i, w in enumerate(k))
+    return out.astype(np.float32)
+
+
 def render_frame(scene, png_path: Path, depth_path: Optional[Path], noise_std: float = 0.0,
-                 noise_seed=None, normals_path: Optional[Path] = None, mask_path: Optional[Path] = None) -> None:
-    """Render the scene's camera; write an 8-bit RGB PNG (view transform applied), planar depth and, when asked,
-    world-space normals and the instance mask (object ``pass_index``), all atomically."""
+                 noise_seed=None, normals_path: Optional[Path] = None, mask_path: Optional[Path] = None,
+                 blur_px: float = 0.0) -> None:
+    """Render the scene's camera; write an 8-bit RGB PNG (view transform applied; Gaussian blur of ``blur_px``
+    then noise of ``noise_std`` grey levels when asked), planar depth and, when asked, world-space normals and the
+    instance mask (object ``pass_index``), all atomically."""
     png_path = Path(png_path)
     png_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_png = png_path.parent / f".{png_path.stem}.part.png"
@@ -289,8 +307,10 @@ def render_frame(scene, png_path: Path, depth_path: Optional[Path], noise_std: f
             ims.color_depth = "8"
             ims.compression = 15
             result.save_render(str(tmp_png), scene=scene)
-        if noise_std > 0:
+        if noise_std > 0 or blur_px > 0:
             img = _read_png(str(tmp_png)).astype(np.float32)
+            if blur_px > 0:
+                img = gaussian_blur(img, blur_px)
             rng = np.random.default_rng(noise_seed)
             img = np.clip(np.round(img + rng.normal(0.0, noise_std, img.shape)), 0, 255).astype(np.uint8)
             _write_png(str(tmp_noisy), img)
@@ -312,12 +332,13 @@ def render_frame(scene, png_path: Path, depth_path: Optional[Path], noise_std: f
 
 
 # ----------------------------------------------------------------------------------------------- datasets
-def scene_key(scene_spec: str, scale: Optional[float], scale_longest: float) -> str:
-    """What identifies the scene in the config digest (a mesh path counts by its absolute path)."""
+def scene_key(scene_spec: str, scale: Optional[float], scale_longest: float, ground: str = "textured") -> str:
+    """What identifies the scene in the config digest (a mesh path counts by its absolute path; the default
+    ground is left out so that older datasets keep their digest)."""
     spec = scene_spec.strip()
     if not spec.startswith("procedural"):
         spec = str(Path(spec).expanduser().resolve())
-    return f"{spec}|scale={scale}|longest={scale_longest}"
+    return f"{spec}|scale={scale}|longest={scale_longest}" + ("" if ground == "textured" else f"|ground={ground}")
 
 
 class DatasetRender:
@@ -420,10 +441,10 @@ class DatasetRender:
         noise_seed = [int(g.sampler.seed) & 0xFFFFFFFF, i, zlib.crc32(g.split.encode()), 23]
         render_frame(self.scene, self.out / image_rel, self.out / depth_rel if depth_rel else None, g.noise_std,
                      noise_seed, self.out / normals_rel if normals_rel else None,
-                     self.out / mask_rel if mask_rel else None)
+                     self.out / mask_rel if mask_rel else None, g.blur_px)
         extras = {"group": g.split, "index": i, "lighting": lighting, "noise_std": g.noise_std,
                   "render_s": round(time.time() - t1, 3)}
-        extras.update({k: v for k, v in (("normals", normals_rel), ("mask", mask_rel)) if v})
+        extras.update({k: v for k, v in (("normals", normals_rel), ("mask", mask_rel), ("blur_px", g.blur_px)) if v})
         self.ds.add_frame(Frame(fid, g.split, image_rel, depth_rel, self.intr, T, extras))
         self.ds.save()
         self.todo.pop(0)
@@ -442,7 +463,7 @@ class DatasetRender:
 
 def render_dataset(scene_spec: str, config: RenderConfig, out_dir, progress: Progress = None,
                    scale: Optional[float] = None, scale_longest: float = 15.0,
-                   bake_resolution: int = 1024) -> Dataset:
+                   bake_resolution: int = 1024, ground: str = "textured") -> Dataset:
     """Load ``scene_spec`` and render ``config``'s groups into ``out_dir``; resumes a matching partial dataset.
 
     Args:
@@ -451,19 +472,22 @@ def render_dataset(scene_spec: str, config: RenderConfig, out_dir, progress: Pro
         out_dir: dataset folder (created).
         progress: ``progress(done, total, message)`` after every frame (and once at the start).
         scale: explicit scale factor for a mesh file (default: longest side -> ``scale_longest`` metres).
+        ground: ``textured``, ``plain`` or ``none`` (see :func:`.scene_io.load_scene`).
 
     Raises:
         DatasetMismatchError: ``out_dir`` holds a dataset rendered from another scene or config.
         FileNotFoundError / ValueError: the scene cannot be loaded.
     """
     config.validate()
-    key = scene_key(scene_spec, scale, scale_longest)
+    key = scene_key(scene_spec, scale, scale_longest, ground)
     out = Path(out_dir)
     if (out / core_dataset.MANIFEST).is_file():  # refuse a mismatching folder before the slow scene load
         DatasetRender._open_existing(type("_", (), {"out": out})(), config.digest(key))
     t0 = time.time()
-    info = scene_io.load_scene(scene_spec, scale_longest=scale_longest, scale=scale)
+    info = scene_io.load_scene(scene_spec, scale_longest=scale_longest, scale=scale, ground=ground)
     scene_info = {k: info[k] for k in ("name", "source", "scale", "bounds", "target", "boxes")}
+    if ground != "textured":
+        scene_info["ground"] = ground
     if "params" in info:
         scene_info["params"] = info["params"]
     job = DatasetRender(config, out, scene_info, key, scene_io.building_vertices(),

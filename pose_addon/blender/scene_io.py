@@ -7,6 +7,9 @@ Scene specs:
   Z-up), scaled so that the longest side of its bounding box is ``scale_longest`` metres (or by ``scale``),
   centred in x/y, standing on z = 0, with a ground plane added.
 
+The ground is ``textured`` (procedural grass / soil / gravel, the default), ``plain`` (one flat colour, so that a
+flat-coloured model stays feature-poor) or ``none`` (the building floats against the sky).
+
 The returned info dict is what the dataset manifest stores under ``scene`` (plus ``boxes`` for the sampler).
 """
 from __future__ import annotations
@@ -24,10 +27,11 @@ from . import building
 from .building import BUILDING_COLLECTION, GROUND_COLLECTION
 
 __all__ = ["SceneError", "reset_scene", "load_scene", "building_objects", "ground_objects",
-           "building_vertices", "export_scene_gltf", "MESH_EXTENSIONS"]
+           "building_vertices", "export_scene_gltf", "MESH_EXTENSIONS", "GROUND_STYLES"]
 
 MESH_EXTENSIONS = (".glb", ".gltf", ".obj", ".ply")
 BAKE_UV = "BakeUV"
+GROUND_STYLES = ("textured", "plain", "none")
 
 
 class SceneError(ValueError):
@@ -114,14 +118,18 @@ def _import_mesh(path: Path) -> list:
     return new
 
 
-def load_scene(spec: str, scale_longest: float = 15.0, scale: float | None = None) -> dict:
+def load_scene(spec: str, scale_longest: float = 15.0, scale: float | None = None, ground: str = "textured") -> dict:
     """Clear the current file and load ``spec``; returns the scene info (world metres, Z up).
+
+    ``ground``: one of :data:`GROUND_STYLES`.
 
     Raises:
         FileNotFoundError: a mesh path that does not exist.
         SceneError (a ValueError): an unknown extension or a file the importer cannot read.
     """
     kind, arg = _parse_spec(spec)
+    if ground not in GROUND_STYLES:
+        raise SceneError(f"unknown ground {ground!r}: use one of {', '.join(GROUND_STYLES)}")
     if kind == "file":
         path = Path(arg).expanduser()
         if not path.is_file():
@@ -135,6 +143,11 @@ def load_scene(spec: str, scale_longest: float = 15.0, scale: float | None = Non
     if kind == "procedural":
         info = building.build_procedural_building(arg)
         info.update({"source": spec, "scale": 1.0})
+        if ground != "textured":
+            for g in ground_objects():
+                bpy.data.objects.remove(g)
+            info["ground"] = (None if ground == "none" else
+                              building.add_ground(0, name="Ground.0", style="plain").name)
         return info
 
     path = path.resolve()
@@ -162,13 +175,14 @@ def load_scene(spec: str, scale_longest: float = 15.0, scale: float | None = Non
     boxes = np.stack([_world_aabb(o) for o in meshes])
     lo, hi = boxes[:, 0].min(0), boxes[:, 1].max(0)
     ground_size = max(building.GROUND_SIZE, 6.0 * float((hi - lo)[:2].max()))
-    ground = building.add_ground(0, size=ground_size, name="Ground")
+    ground_obj = (None if ground == "none" else
+                  building.add_ground(0, size=ground_size, name="Ground", style=ground))
     return {
         "name": path.stem,
         "source": str(path),
         "scale": factor,
         "objects": [o.name for o in meshes],
-        "ground": ground.name,
+        "ground": ground_obj.name if ground_obj is not None else None,
         "bounds": [lo.tolist(), hi.tolist()],
         "target": ((lo + hi) / 2).tolist(),
         "boxes": boxes.tolist(),

@@ -49,15 +49,20 @@ class RenderGroup:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     lighting: LightingConfig = field(default_factory=LightingConfig)
     noise_std: float = 0.0  # Gaussian sensor noise, standard deviation in 8-bit grey levels
+    blur_px: float = 0.0  # Gaussian blur (sigma in pixels) applied before the noise; 0 = sharp
 
     def to_dict(self) -> dict:
-        return {"split": self.split, "sampler": self.sampler.to_dict(), "lighting": self.lighting.to_dict(),
-                "noise_std": self.noise_std}
+        d = {"split": self.split, "sampler": self.sampler.to_dict(), "lighting": self.lighting.to_dict(),
+             "noise_std": self.noise_std}
+        if self.blur_px:  # added after the first release: absent at its default so digests stay stable
+            d["blur_px"] = self.blur_px
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "RenderGroup":
         return cls(d["split"], SamplerConfig.from_dict(d.get("sampler", {})),
-                   LightingConfig.from_dict(d.get("lighting", {})), float(d.get("noise_std", 0.0)))
+                   LightingConfig.from_dict(d.get("lighting", {})), float(d.get("noise_std", 0.0)),
+                   float(d.get("blur_px", 0.0)))
 
 
 @dataclass
@@ -98,6 +103,9 @@ class RenderConfig:
             raise ValueError(f"each group needs its own split name, got {splits}")
         for g in self.groups:
             g.sampler.validate()
+            if g.noise_std < 0 or g.blur_px < 0:
+                raise ValueError(f"group {g.split!r}: noise_std and blur_px must be >= 0, got {g.noise_std}, "
+                                 f"{g.blur_px}")
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -170,6 +170,26 @@ def test_imported_mesh_is_scaled_and_grounded(tmp_path):
     assert scene_io.ground_objects()
     info2 = scene_io.load_scene(str(obj), scale=2.0)
     assert info2["scale"] == 2.0
+    plain = scene_io.load_scene(str(obj), ground="plain")
+    (g,) = scene_io.ground_objects()
+    assert plain["ground"] == g.name and g.active_material.name == "ground.plain"
+    nodes = {n.bl_idname for n in g.active_material.node_tree.nodes}
+    assert nodes == {"ShaderNodeOutputMaterial", "ShaderNodeBsdfPrincipled"}  # no texture at all
+    assert scene_io.load_scene("procedural", ground="none")["ground"] is None and not scene_io.ground_objects()
+    with pytest.raises(scene_io.SceneError, match="unknown ground"):
+        scene_io.load_scene(str(obj), ground="grass")
+
+
+def test_gaussian_blur_matches_a_reference_kernel():
+    img = np.zeros((21, 25, 3), np.float32)
+    img[10, 12] = 100.0
+    out = render.gaussian_blur(img, 1.5)
+    assert out.sum() == pytest.approx(300.0, rel=1e-4)  # mass kept away from the borders
+    x = np.arange(-5, 6)  # radius ceil(3 sigma)
+    g = np.exp(-0.5 * (x / 1.5) ** 2)
+    g /= g.sum()
+    np.testing.assert_allclose(out[10, 7:18, 0], 100.0 * g[5] * g, rtol=1e-4)  # separable Gaussian, centre row
+    np.testing.assert_allclose(out[..., 0], out[..., 2])
 
 
 def test_headless_render_command(tmp_path, capsys):

@@ -112,3 +112,18 @@ def test_render_config_round_trip_and_stable_digest():
                                                                                            hdri_dir="/maps"))])
     back = RenderConfig.from_dict(json.loads(json.dumps(jit.to_dict())))
     assert back.groups[0].lighting.hdri_dir == "/maps" and back.digest("s") == jit.digest("s") != base.digest("s")
+    assert "blur_px" not in json.dumps(base.to_dict())
+    blur = RenderConfig(groups=[RenderGroup("query", SamplerConfig(n=5), noise_std=3.0, blur_px=1.5)])
+    back = RenderConfig.from_dict(json.loads(json.dumps(blur.to_dict())))
+    assert back.groups[0].blur_px == 1.5 and back.digest("s") == blur.digest("s")
+
+
+def test_render_config_rejects_negative_blur_and_noise():
+    import pytest
+
+    from pose_addon.core.render_config import RenderConfig, RenderGroup
+    from pose_addon.core.sampling import SamplerConfig
+
+    for kw in ({"blur_px": -1.0}, {"noise_std": -2.0}):
+        with pytest.raises(ValueError, match="must be >= 0"):
+            RenderConfig(groups=[RenderGroup("query", SamplerConfig(n=1), **kw)]).validate()

@@ -31,3 +31,14 @@ def test_mesh_paths(tmp_path):
     p.write_text("v 0 0 0\nv 2 0 0\nv 0 4 0\nf 1 2 3\n")
     assert parse_scene(str(p), scale=5.0).key() != k1  # content hash in the key
     assert parse_scene(str(p)).longest_side_m() == 15.0  # Blender scales the longest side to 15 m
+
+
+def test_ground_style_is_part_of_the_key(tmp_path):
+    assert parse_scene("procedural").key() == "procedural:0"  # default ground: old caches keep their key
+    assert parse_scene("procedural", ground="plain").key() == "procedural:0|ground=plain"
+    p = tmp_path / "house.obj"
+    p.write_text("v 0 0 0\nv 2 0 0\nv 0 3 0\nf 1 2 3\n")
+    keys = {parse_scene(str(p), ground=g).key() for g in ("textured", "plain", "none")}
+    assert len(keys) == 3
+    with pytest.raises(SceneSpecError, match="unknown ground 'grass'"):
+        parse_scene("procedural", ground="grass")
