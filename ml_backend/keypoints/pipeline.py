@@ -5,7 +5,8 @@ Cache layout (``cache`` is the bench's cache, default ``<checkout>/.cache/ml_bac
 
     cache/ultralytics/                     YOLO_CONFIG_DIR: settings, Arial.ttf, nothing in $HOME
     cache/datasets/<scene>-<digest>/       training renders (train / val splits), see :mod:`.render`
-    cache/keypoints/<scene>-<key>/yolo/    Ultralytics pose dataset (labels, data.yaml, keypoints.json)
+    cache/keypoints/<scene>-<key>/yolo/    Ultralytics pose dataset (labels, data.yaml for evaluation, train.yaml
+                                           with the loss's wider OKS sigma, keypoints.json)
     cache/keypoints/<scene>-<key>/model/   run/ (resumable), model.pt, train.json
     cache/keypoints/<dataset>.detector.json  the detector's error on a dataset's queries (for the oracle's noise)
 """
@@ -25,8 +26,8 @@ from pose_addon.core.dataset import Dataset, atomic_write_json
 
 from ..blender_runner import REPO_ROOT
 from . import yolo
-from .labels import (OCCLUDED, VISIBLE, KeypointSet, YoloSource, frame_keypoints, from_yolo_pixels,
-                     keypoint_set_for_dataset, write_yolo_dataset)
+from .labels import (OCCLUDED, TRAIN_OKS_SIGMA, VISIBLE, KeypointSet, YoloSource, frame_keypoints,
+                     from_yolo_pixels, keypoint_set_for_dataset, train_yaml_path, write_yolo_dataset)
 from .pose import solve_keypoint_pose
 from .render import ensure_training_renders
 
@@ -110,7 +111,8 @@ def ensure_model(dataset: Dataset, conf: Optional[dict] = None,
     w_, h_ = c["train_size"]
     train_args = dict(yolo.DEFAULT_TRAIN_ARGS, **c["train"])
     key = json.dumps({"kp": kset.digest(), "ds": dataset.root.name, "views": [c["train_views"], c["val_views"],
-                      w_, h_, c["train_samples"]], "model": c["model"], "train": train_args}, sort_keys=True)
+                      w_, h_, c["train_samples"]], "model": c["model"], "train": train_args,
+                      "loss_sigma": TRAIN_OKS_SIGMA}, sort_keys=True)
     name = f"{dataset.root.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
     root = cache / "keypoints" / name
     model_dir = root / "model"
@@ -139,8 +141,8 @@ def ensure_model(dataset: Dataset, conf: Optional[dict] = None,
     _log(c, f"[keypoints] labels for {len(kset)} keypoints in {time.time() - t1:.1f} s: {data_yaml}")
     device = c["device"] or yolo.default_device()
     t2 = time.time()
-    weights = yolo.train(data_yaml, model_dir, cache / "ultralytics", c["model"], c["train"], device,
-                         _relay(c, on_event), int(c["threads"]))
+    weights = yolo.train(train_yaml_path(data_yaml), model_dir, cache / "ultralytics", c["model"], c["train"],
+                         device, _relay(c, on_event), int(c["threads"]))
     info = json.loads((model_dir / "train.json").read_text())
     info.update({"render_s": round(t_render, 1), "train_wall_s": round(time.time() - t2, 1), "device": device})
     atomic_write_json(model_dir / "train.json", info)

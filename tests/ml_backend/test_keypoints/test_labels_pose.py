@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import yaml
 
-from ml_backend.keypoints.labels import (OCCLUDED, OUTSIDE, VISIBLE, KeypointSet, YoloSource, frame_keypoints,
-                                         keypoint_set_for_dataset, parse_label_line, write_yolo_dataset)
+from ml_backend.keypoints.labels import (OCCLUDED, OUTSIDE, TRAIN_OKS_SIGMA, VISIBLE, KeypointSet, YoloSource,
+                                         frame_keypoints, keypoint_set_for_dataset, parse_label_line,
+                                         train_yaml_path, write_yolo_dataset)
 from ml_backend.keypoints.pose import solve_keypoint_pose
 from ml_backend.evaluation import pose_error
 from ..synthetic import BOX_MAX, BOX_MIN
@@ -32,6 +33,9 @@ def test_labels_reproject_to_half_pixel_and_flag_occlusion(synth_dataset, kset, 
     data = yaml.safe_load(yaml_path.read_text())
     assert data["kpt_shape"] == [8, 3] and data["flip_idx"] == list(range(8)) and data["fliplr"] == 0.0
     assert data["kpt_oks_sigmas"] == [pytest.approx(0.03)] * 8 and data["test"] == "images/test"
+    train = yaml.safe_load(train_yaml_path(yaml_path).read_text())  # the loss's wider sigma, same data otherwise
+    assert train.pop("kpt_oks_sigmas") == [pytest.approx(TRAIN_OKS_SIGMA)] * 8 and TRAIN_OKS_SIGMA > 0.03
+    assert train == {k: v for k, v in data.items() if k != "kpt_oks_sigmas"}
     n_occ = 0
     for fr in synth_dataset.frames:
         split = {"reference": "train" if int(fr.id[-4:]) < 12 else "val", "query": "test"}[fr.split]
