@@ -2,7 +2,9 @@
 
 The noise matches the detector: per-axis sigma = (the ``keypoints`` method's median keypoint error (over all keypoints in the image) on this
 dataset's queries) / sqrt(2 ln 2), read from the cache when that method ran first; else ``conf["noise_px"]``
-(default 2 px). It separates detector error from geometry (keypoint layout, PnP).
+(default 2 px). It separates detector error from geometry (keypoint layout, PnP). The method's details
+(``method_metrics.json``) also hold a sweep at fixed noise (``conf["noise_sweep_px"]``, default 1, 2, 3, 5 px): the
+detector accuracy each pose threshold needs with this keypoint layout.
 """
 from __future__ import annotations
 
@@ -28,7 +30,14 @@ def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
         med = json.loads(det.read_text()).get("median_err_px")
         if med is not None:
             noise, source = float(med) / pipeline.RAYLEIGH_MEDIAN, str(det)
+    from ..evaluation import evaluate_results
+
     rows = pipeline.oracle_queries(dataset, kset, noise, c)
+    sweep = {}
+    for n in c.get("noise_sweep_px", (1.0, 2.0, 3.0, 5.0)):
+        m, _ = evaluate_results(pipeline.oracle_queries(dataset, kset, float(n), c), dataset)
+        sweep[f"{float(n):g}px"] = {"recall": m["recall"], "median_t_m": m["median_t_m"],
+                                    "median_R_deg": m["median_R_deg"]}
     atomic_write_json(Path(workdir) / "method_metrics.json", {"noise_px": noise, "noise_from": source,
-                                                              "n_keypoints": len(kset)})
+                                                              "n_keypoints": len(kset), "fixed_noise": sweep})
     return rows

@@ -114,6 +114,9 @@ def test_methods_through_run_method(trained, synth_dataset, tmp_path, net_block)
         assert od["noise_px"] == pytest.approx(det["median_err_px"] / pipeline.RAYLEIGH_MEDIAN)
     else:
         assert od["noise_from"] == "conf" and od["noise_px"] == 2.0
+    sweep = od["fixed_noise"]  # same seed: the noise draws scale with the sigma, so do the errors
+    assert list(sweep) == ["1px", "2px", "3px", "5px"]
+    assert sweep["1px"]["median_t_m"] < sweep["5px"]["median_t_m"]
     table = format_table({"scene": "s", "n_references": 16, "n_queries": 4, "methods": {
         "keypoints": {"recall": {k: 0.0 for k in ("0.05m,1deg", "0.25m,2deg", "0.5m,5deg", "5m,10deg")},
                       "median_t_m": None, "median_R_deg": None, "localized": 0.0, "ms_per_query": 1.0,
