@@ -8,9 +8,12 @@ affine function of the pixel coordinates, so this is exact on planar surfaces. A
 pixel of the 3x3 window around the nearest pixel has no surface, when depths in that window differ by more than
 ``max_depth_ratio``, or when the inverse depth bends (largest second difference along any row or column of the window, relative to
 its value) by more than ``max_curvature`` -- occlusion edges and creases, where interpolating would mix surfaces.
-On a plane 1/Z is affine, so its second differences vanish however oblique the plane is; a tight curvature
-tolerance therefore costs nothing on planar facades but needs depth sampled at pixel centres (Cycles with a
-tiny ``filter_width``); loosen it for depth sampled at jittered positions.
+On a plane 1/Z is affine, so its second differences vanish however oblique the plane is. At a crease (a wall
+corner, a window frame: a kink, not a jump) interpolating across the two faces errs by at most about a quarter of
+the kink, i.e. ``max_curvature / 4`` of the depth. The default 0.02 (at most 0.5 %, typically a few centimetres at
+30 m) keeps crease points: on flat-coloured models corners and frames are nearly the only features, and a
+tolerance of 0.001 dropped 95 % of ALIKED's matches on a Kenney house (5 of 88 lifted against 83 of 88).
+It needs depth sampled at pixel centres (Cycles with a tiny ``filter_width``); loosen it for jittered samples.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ __all__ = ["default_conf", "interpolate_depth", "backproject", "lift_keypoints"]
 
 default_conf: dict[str, Any] = {
     "max_depth_ratio": 1.05,  # max/min depth over the 3x3 window
-    "max_curvature": 0.001,  # largest |second difference of 1/Z| in the window / (1/Z)
+    "max_curvature": 0.02,  # largest |second difference of 1/Z| in the window / (1/Z): creases up to this kink
 }
 
 

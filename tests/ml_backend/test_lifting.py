@@ -41,12 +41,37 @@ def test_rejects_no_surface_edges_and_borders():
     assert z[0] == 10.0 and np.all(z[~valid] == 0)
 
 
+def test_crease_points_lift_within_a_quarter_of_the_kink():
+    """A convex corner: 1/Z = a + b |x - 20| (two planes). The corner column lifts (it is where corner detectors
+    put their keypoints) with a depth error below max_curvature / 4; a strict tolerance rejects it."""
+    a = 1.0 / 30.0
+    kink = 0.008  # second difference of 1/Z at the crease relative to 1/Z
+    b = kink * a / 2.0
+    x = np.arange(41, dtype=np.float64)
+    depth = np.tile(1.0 / (a + b * np.abs(x - 20.0)), (41, 1))
+    xy = np.array([[20.0, 20.0], [20.3, 12.0], [10.0, 10.0]])
+    z, valid = interpolate_depth(depth, xy)
+    assert valid.all()
+    truth = 1.0 / (a + b * np.abs(xy[:, 0] - 20.0))
+    assert np.all(np.abs(z - truth) / truth <= kink / 4 + 1e-12)
+    assert z[2] == truth[2]  # away from the crease: exact
+    _, strict = interpolate_depth(depth, xy, {"max_curvature": 0.001})
+    assert strict.tolist() == [False, False, True]
+    _, sharp = interpolate_depth(depth, xy, {"max_curvature": kink / 2})  # a sharper kink than allowed
+    assert sharp.tolist() == [False, False, True]
+
+
 def test_lifted_reference_points_on_model(synth_dataset):
     faces = make_faces(0)
     fr = synth_dataset.split("reference")[0]
     f = sift.extract(sift.load_image_gray(synth_dataset.path(fr.image)))
-    pts, valid = lift_keypoints(f.keypoints, synth_dataset.read_depth(fr), fr.intrinsics, fr.cam_from_world)
+    depth = synth_dataset.read_depth(fr)
+    pts, valid = lift_keypoints(f.keypoints, depth, fr.intrinsics, fr.cam_from_world, {"max_curvature": 0.001})
     assert valid.mean() > 0.5
     dist = np.array([plane_of_point(faces, p) for p in pts[valid]])
-    assert np.max(dist) < 1e-3  # mm agreement with the analytic planes
+    assert np.max(dist) < 1e-3  # off creases: mm agreement with the analytic planes
     assert np.isnan(pts[~valid]).all()
+    pts, loose = lift_keypoints(f.keypoints, depth, fr.intrinsics, fr.cam_from_world)  # default: creases too
+    assert loose.sum() >= valid.sum()
+    dist = np.array([plane_of_point(faces, p) for p in pts[loose]])
+    assert np.quantile(dist, 0.9) < 1e-3 and dist.max() < 0.05  # crease points: centimetres at worst
