@@ -178,6 +178,8 @@ def run_bench(opts: BenchOptions, dataset_dir: Optional[Path] = None) -> dict:
     scene_label = opts.scene if rendered else str(ds.scene.get("source") or ds.scene.get("name") or ds.root.name)
     results = {"scene": scene_label, "n_references": len(ds.split("reference")),
                "n_queries": len(ds.split("query")), "methods": {}}
+    if rendered:  # how the scene and queries were rendered, when this run rendered them
+        results.update(ground=opts.ground, query_blur_px=opts.query_blur_px)
     per_query = {}
     for name in opts.methods:
         conf = {"database": str(db_path), "progress": opts.progress, "cache": str(cache)}
