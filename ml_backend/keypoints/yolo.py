@@ -31,10 +31,12 @@ class YoloError(RuntimeError):
 
 
 #: Training arguments: at most 0.45 h (ultralytics fits the epochs and LR schedule to the time; pass "time": None
-#: to train exactly "epochs"); augmentations without horizontal flips (keypoints are not mirror-symmetric).
+#: to train exactly "epochs"); augmentations without horizontal flips (keypoints are not mirror-symmetric) and
+#: without mosaic: one building per image at the queries' scale learns much faster (27 CPU-minutes on the
+#: procedural building: median keypoint error 28 px without mosaic, 42 px with mosaic 0.5 closed for 10 epochs).
 DEFAULT_TRAIN_ARGS: dict = {
     "epochs": 300, "time": 0.45, "imgsz": 320, "batch": 16, "workers": 0, "amp": False, "pretrained": False,
-    "fliplr": 0.0, "flipud": 0.0, "mosaic": 0.5, "close_mosaic": 10, "mixup": 0.0, "degrees": 3.0, "translate": 0.15,
+    "fliplr": 0.0, "flipud": 0.0, "mosaic": 0.0, "close_mosaic": 0, "mixup": 0.0, "degrees": 3.0, "translate": 0.15,
     "scale": 0.35, "hsv_h": 0.02, "hsv_s": 0.6, "hsv_v": 0.5, "plots": False, "val": True, "patience": 100,
     "seed": 0, "deterministic": False, "verbose": False, "cos_lr": False, "warmup_epochs": 2,
 }
