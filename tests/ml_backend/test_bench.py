@@ -25,7 +25,8 @@ def test_bench_renders_once_and_writes_results(fake_blender, tmp_path):
     res = run_bench(opts)
     text = (tmp_path / "out" / "results.json").read_text()
     assert "Infinity" not in text and json.loads(text) == res
-    assert set(res) == {"scene", "n_references", "n_queries", "methods"}
+    assert set(res) == {"scene", "n_references", "n_queries", "methods", "ground", "query_blur_px"}
+    assert (res["ground"], res["query_blur_px"]) == ("textured", 0.0)
     assert (res["scene"], res["n_references"], res["n_queries"]) == ("procedural", 10, 3)
     assert set(res["methods"]) == {"retrieval_nn", "sift"}
     s = res["methods"]["sift"]
