@@ -147,6 +147,14 @@ def _v_build_database(params: dict, work_dir: Path) -> dict:
     return {"dataset": str(ds), "out": str(out), "conf": conf}
 
 
+def _v_scene_look(params: dict) -> dict:
+    """``ground`` (textured / plain / none) and ``query_blur`` (Gaussian sigma in px, >= 0) of a rendered scene."""
+    from ..scenes import GROUND_STYLES
+
+    return {"ground": _get(params, "ground", str, "textured", lambda v: v in GROUND_STYLES),
+            "query_blur": float(_get(params, "query_blur", (int, float), 0.0, lambda v: v >= 0))}
+
+
 def _v_render(params: dict, work_dir: Path) -> dict:
     pos = lambda v: v > 0  # noqa: E731
     out = {"scene": _get(params, "scene", str, "procedural"),
@@ -157,7 +165,7 @@ def _v_render(params: dict, work_dir: Path) -> dict:
            "engine": _get(params, "engine", str, "CYCLES",
                           lambda v: v in ("CYCLES", "BLENDER_EEVEE", "BLENDER_WORKBENCH")),
            "samples": _get(params, "samples", int, 16, pos),
-           "scale": _get(params, "scale", (int, float), None)}
+           "scale": _get(params, "scale", (int, float), None), **_v_scene_look(params)}
     if out["n_references"] + out["n_queries"] == 0:
         raise ParamError("invalid_params", "nothing to render: n_references + n_queries is 0")
     return out
@@ -181,7 +189,7 @@ def _v_benchmark(params: dict, work_dir: Path) -> dict:
             "n_queries": _get(params, "n_queries", int, 60, pos),
             "width": _get(params, "width", int, 640, pos), "height": _get(params, "height", int, 480, pos),
             "engine": _get(params, "engine", str, "CYCLES"), "samples": _get(params, "samples", int, 16, pos),
-            "cache": _get(params, "cache", str, None)}
+            "cache": _get(params, "cache", str, None), **_v_scene_look(params)}
 
 
 def _v_estimate(params: dict, work_dir: Path) -> dict:
@@ -233,9 +241,9 @@ def _run_render(p: dict) -> dict:
     from ..bench import make_render_config
     from ..scenes import parse_scene
 
-    spec = parse_scene(p["scene"], p["scale"])
+    spec = parse_scene(p["scene"], p["scale"], p["ground"])
     cfg = make_render_config(spec, max(1, p["n_references"]), max(1, p["n_queries"]), p["width"], p["height"],
-                             p["engine"], p["samples"])
+                             p["engine"], p["samples"], p["query_blur"])
     cfg.groups = [g for g in cfg.groups if (g.split == "reference" and p["n_references"] > 0)
                   or (g.split == "query" and p["n_queries"] > 0)]
     out = Path(p["out"])
@@ -250,6 +258,8 @@ def _run_render(p: dict) -> dict:
     cmd = ["render-dataset", "--scene", spec.spec, "--config", str(cfg_path), "--out", str(out)]
     if spec.scale is not None:
         cmd += ["--scale", repr(float(spec.scale))]
+    if spec.ground != "textured":
+        cmd += ["--ground", spec.ground]
     report(0.0, "render", "starting Blender", force=True)
     ev = blender_runner.run_headless(cmd, Path(p.get("cache") or out.parent / ".blender-cache"), progress=False,
                                      on_event=on_event, desc="render")
@@ -262,7 +272,8 @@ def _run_benchmark(p: dict) -> dict:
     opts = BenchOptions(scene=p["scene"], methods=tuple(p["methods"]), out=Path(p["out"]),
                         n_references=p["n_references"], n_queries=p["n_queries"], width=p["width"],
                         height=p["height"], engine=p["engine"], samples=p["samples"],
-                        cache=Path(p["cache"]) if p["cache"] else None, progress=True, viz=False)
+                        cache=Path(p["cache"]) if p["cache"] else None, progress=True, viz=False,
+                        ground=p["ground"], query_blur_px=p["query_blur"])
     results = run_bench(opts, Path(p["dataset"]) if p["dataset"] else None)
     return {"results": results, "table": format_table(results), "out": str(Path(p["out"]) / "results.json")}
 

@@ -403,3 +403,21 @@ def test_render_queries_and_benchmark_jobs(fake_blender, tmp_path):
         assert st["state"] == "done", st["error"]
         assert st["result"]["results"]["n_queries"] == 2 and "retrieval_nn" in st["result"]["table"]
         assert Path(st["result"]["out"]).is_file()
+
+
+def test_render_job_passes_ground_and_query_blur(fake_blender, tmp_path):
+    with WorkerClient.spawn(data_dir=str(tmp_path / "w")) as w:
+        with pytest.raises(RemoteError) as e:
+            w.start_job("render_queries", scene="procedural", out=str(tmp_path / "x"), ground="grass")
+        assert e.value.code == "invalid_params" and "ground" in str(e.value)
+        with pytest.raises(RemoteError) as e:
+            w.start_job("render_queries", scene="procedural", out=str(tmp_path / "x"), query_blur=-1)
+        assert e.value.code == "invalid_params" and "query_blur" in str(e.value)
+        st = w.wait_job(w.start_job("render_queries", scene="procedural", out=str(tmp_path / "ds"), n_references=2,
+                                    n_queries=1, width=96, height=72, samples=1, ground="plain",
+                                    query_blur=1.5)["id"], timeout=120)
+        assert st["state"] == "done", st["error"]
+    call = json.loads(fake_blender.read_text().strip().splitlines()[-1])["argv"]
+    assert call[call.index("--ground") + 1] == "plain"
+    cfg = json.loads(Path(call[call.index("--config") + 1]).read_text())
+    assert {g["split"]: g.get("blur_px", 0.0) for g in cfg["groups"]} == {"reference": 0.0, "query": 1.5}
