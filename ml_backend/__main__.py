@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from pose_addon.core.render_config import GROUND_STYLES
+
 __all__ = ["main", "build_parser"]
 
 
@@ -30,7 +32,7 @@ def _bench_args(p: argparse.ArgumentParser, out_default: Optional[str]) -> None:
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--scale", type=float, default=None, help="explicit scale factor of a mesh file")
-    p.add_argument("--ground", default="textured", choices=["textured", "plain", "none"],
+    p.add_argument("--ground", default="textured", choices=GROUND_STYLES,
                    help="ground under the building: procedural texture (default), one flat colour, or none")
     p.add_argument("--query-blur", type=float, default=0.0, help="Gaussian blur sigma (px) of the query images")
     p.add_argument("--cache", default=None, help="cache folder (default: <checkout>/.cache/ml_backend)")

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from pose_addon.core.render_config import GROUND_STYLES
+
 __all__ = ["SceneSpecError", "SceneSpec", "parse_scene", "MESH_EXTENSIONS", "DEFAULT_LONGEST_M", "GROUND_STYLES"]
 
 MESH_EXTENSIONS = (".glb", ".gltf", ".obj", ".ply")
-GROUND_STYLES = ("textured", "plain", "none")  # pose_addon.blender.scene_io.GROUND_STYLES
 DEFAULT_LONGEST_M = 15.0  # Blender side's --scale-longest default; also the procedural building's size class
 
 

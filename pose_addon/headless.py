@@ -20,6 +20,8 @@ import argparse
 import json
 import sys
 
+from .core.render_config import GROUND_STYLES
+
 __all__ = ["main", "build_parser"]
 
 
@@ -50,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--scale-longest", type=float, default=15.0,
                    help="metres of the mesh's longest side when --scale is not given (default 15)")
     r.add_argument("--bake-resolution", type=int, default=1024, help="texture size of scene.glb (default 1024)")
-    r.add_argument("--ground", default="textured", choices=["textured", "plain", "none"],
+    r.add_argument("--ground", default="textured", choices=GROUND_STYLES,
                    help="ground under the building: procedural texture (default), one flat colour, or none")
     m = sub.add_parser("sample", help="sample cameras around a scene and write their poses as JSON")
     m.add_argument("--scene", required=True)
@@ -73,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scene", required=True)
     s.add_argument("--scale", type=float, default=None)
     s.add_argument("--scale-longest", type=float, default=15.0)
-    s.add_argument("--ground", default="textured", choices=["textured", "plain", "none"])
+    s.add_argument("--ground", default="textured", choices=GROUND_STYLES)
     return p
 
 

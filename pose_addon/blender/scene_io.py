@@ -22,6 +22,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
+from ..core.render_config import GROUND_STYLES
 from ..scene_utils import ensure_collection
 from . import building
 from .building import BUILDING_COLLECTION, GROUND_COLLECTION
@@ -31,7 +32,6 @@ __all__ = ["SceneError", "reset_scene", "load_scene", "building_objects", "groun
 
 MESH_EXTENSIONS = (".glb", ".gltf", ".obj", ".ply")
 BAKE_UV = "BakeUV"
-GROUND_STYLES = ("textured", "plain", "none")
 
 
 class SceneError(ValueError):

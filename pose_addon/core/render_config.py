@@ -12,9 +12,11 @@ from dataclasses import asdict, dataclass, field
 from .cameras import BlenderCameraSettings, Intrinsics, intrinsics_from_blender
 from .sampling import SamplerConfig
 
-__all__ = ["LightingConfig", "RenderGroup", "RenderConfig", "ENGINES"]
+__all__ = ["LightingConfig", "RenderGroup", "RenderConfig", "ENGINES", "GROUND_STYLES"]
 
 ENGINES = ("CYCLES", "BLENDER_EEVEE", "BLENDER_WORKBENCH")
+#: ground under a loaded scene: procedural texture (default), one flat colour (feature-poor), or none
+GROUND_STYLES = ("textured", "plain", "none")
 
 
 @dataclass
