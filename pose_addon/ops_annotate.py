@@ -93,7 +93,7 @@ def active_photo_camera(context):
 class POSE_OT_add_photo_camera(bpy.types.Operator):
     """Create a camera with a photo as its background, ready to annotate"""
 
-    bl_idname = "pose.add_photo_camera"
+    bl_idname = "building_pose.add_photo_camera"
     bl_label = "Add Photo Camera"
     bl_options = {"REGISTER", "UNDO"}
 
@@ -117,7 +117,7 @@ class POSE_OT_add_photo_camera(bpy.types.Operator):
 class POSE_OT_annotate_point(bpy.types.Operator):
     """Click where the active keypoint is in the photo (camera view); Esc to stop. Headless: give 'Pixel'"""
 
-    bl_idname = "pose.annotate_point"
+    bl_idname = "building_pose.annotate_point"
     bl_label = "Annotate Keypoint"
     bl_options = {"REGISTER", "UNDO"}
 
@@ -206,7 +206,7 @@ def update_errors(context, cam_obj) -> float:
 class POSE_OT_solve_annotation(bpy.types.Operator):
     """Solve the photo camera's pose from its annotated keypoints (4+; 6+ also estimates the focal length)"""
 
-    bl_idname = "pose.solve_annotation"
+    bl_idname = "building_pose.solve_annotation"
     bl_label = "Solve Camera"
     bl_options = {"REGISTER", "UNDO"}
 
@@ -272,7 +272,7 @@ def robust_solve(context, cam_obj, names, uv, xyz, intr: Intrinsics, threshold_p
 class POSE_OT_update_annotation_errors(bpy.types.Operator):
     """Recompute the per-point reprojection errors after nudging the camera or the keypoints"""
 
-    bl_idname = "pose.update_annotation_errors"
+    bl_idname = "building_pose.update_annotation_errors"
     bl_label = "Update Errors"
 
     @classmethod
@@ -288,7 +288,7 @@ class POSE_OT_update_annotation_errors(bpy.types.Operator):
 class POSE_OT_export_annotation(bpy.types.Operator):
     """Export the photo camera as a ground-truth pose (JSON) and a YOLO pose label (TXT)"""
 
-    bl_idname = "pose.export_annotation"
+    bl_idname = "building_pose.export_annotation"
     bl_label = "Export Annotation"
 
     directory: StringProperty(subtype="DIR_PATH", default="//annotations")

@@ -12,7 +12,7 @@ COLLECTION = "Sampled Cameras"
 class POSE_OT_sample_cameras(bpy.types.Operator):
     """Sample cameras around the selected objects (or the whole scene) with the panel's settings"""
 
-    bl_idname = "pose.sample_cameras"
+    bl_idname = "building_pose.sample_cameras"
     bl_label = "Sample Cameras"
     bl_options = {"REGISTER", "UNDO"}
 
@@ -69,7 +69,7 @@ def clear_sampled(context) -> int:
 class POSE_OT_clear_cameras(bpy.types.Operator):
     """Remove the sampled cameras and the pose list"""
 
-    bl_idname = "pose.clear_cameras"
+    bl_idname = "building_pose.clear_cameras"
     bl_label = "Clear"
     bl_options = {"REGISTER", "UNDO"}
 

@@ -47,7 +47,7 @@ class POSE_OT_render_dataset(bpy.types.Operator):
     """Render RGB, depth and poses of the train/val/test views into the output folder.
     Resumes a matching partial dataset; Esc cancels and keeps the finished frames"""
 
-    bl_idname = "pose.render_dataset"
+    bl_idname = "building_pose.render_dataset"
     bl_label = "Render Dataset"
 
     _job = None

@@ -10,7 +10,7 @@ from .core.dataset import DatasetError
 class POSE_OT_compare_estimates(bpy.types.Operator):
     """Compute every estimated camera's translation and rotation error against the truth camera or dataset"""
 
-    bl_idname = "pose.compare_estimates"
+    bl_idname = "building_pose.compare_estimates"
     bl_label = "Compare"
 
     @classmethod
@@ -35,7 +35,7 @@ class POSE_OT_compare_estimates(bpy.types.Operator):
 class POSE_OT_export_estimates_csv(bpy.types.Operator):
     """Write the table of estimated cameras and their errors to CSV"""
 
-    bl_idname = "pose.export_estimates_csv"
+    bl_idname = "building_pose.export_estimates_csv"
     bl_label = "Export CSV"
 
     filepath: bpy.props.StringProperty(subtype="FILE_PATH", default="")
@@ -60,7 +60,7 @@ class POSE_OT_export_estimates_csv(bpy.types.Operator):
 class POSE_OT_clear_estimates(bpy.types.Operator):
     """Delete all estimated cameras"""
 
-    bl_idname = "pose.clear_estimates"
+    bl_idname = "building_pose.clear_estimates"
     bl_label = "Clear Estimates"
     bl_options = {"REGISTER", "UNDO"}
 
@@ -116,7 +116,7 @@ class POSE_OT_estimate_camera(bpy.types.Operator):
     """Estimate the camera of a photo (or of every photo in a folder) with the worker, as a job with progress;
     each result becomes a camera in "Estimated Cameras" with the photo as background. Esc cancels"""
 
-    bl_idname = "pose.estimate_camera"
+    bl_idname = "building_pose.estimate_camera"
     bl_label = "Estimate Camera from Photo"
 
     _timer = None
@@ -131,7 +131,7 @@ class POSE_OT_estimate_camera(bpy.types.Operator):
             return False
         sup = ops_worker.SUPERVISOR
         if sup.state in ("stopped", "error"):
-            if "CANCELLED" in bpy.ops.pose.worker_start():
+            if "CANCELLED" in bpy.ops.building_pose.worker_start():
                 return False
         self._reply = None
         self._params = params

@@ -75,7 +75,7 @@ class POSE_OT_place_keypoint(bpy.types.Operator):
     """Click on a mesh surface to place a named keypoint (Esc or right click to stop).
     Headless: place it where the ray through 'Pixel' of the scene camera hits the surface"""
 
-    bl_idname = "pose.place_keypoint"
+    bl_idname = "building_pose.place_keypoint"
     bl_label = "Place Keypoint"
     bl_options = {"REGISTER", "UNDO"}
 
@@ -142,7 +142,7 @@ class POSE_OT_place_keypoint(bpy.types.Operator):
 class POSE_OT_remove_keypoint(bpy.types.Operator):
     """Delete the active keypoint"""
 
-    bl_idname = "pose.remove_keypoint"
+    bl_idname = "building_pose.remove_keypoint"
     bl_label = "Remove Keypoint"
     bl_options = {"REGISTER", "UNDO"}
 
@@ -163,7 +163,7 @@ class POSE_OT_remove_keypoint(bpy.types.Operator):
 class POSE_OT_move_keypoint(bpy.types.Operator):
     """Move the active keypoint up or down in the list (the order is the keypoint index in labels)"""
 
-    bl_idname = "pose.move_keypoint"
+    bl_idname = "building_pose.move_keypoint"
     bl_label = "Move Keypoint"
     bl_options = {"REGISTER", "UNDO"}
 
@@ -186,7 +186,7 @@ class POSE_OT_move_keypoint(bpy.types.Operator):
 class POSE_OT_select_keypoint(bpy.types.Operator):
     """Select the keypoint's empty in the viewport"""
 
-    bl_idname = "pose.select_keypoint"
+    bl_idname = "building_pose.select_keypoint"
     bl_label = "Select Keypoint"
     bl_options = {"REGISTER", "UNDO"}
 
@@ -223,7 +223,7 @@ def current_keypoints(context) -> list[Keypoint]:
 class POSE_OT_export_keypoints(bpy.types.Operator):
     """Write the keypoints to JSON (world and object-relative coordinates)"""
 
-    bl_idname = "pose.export_keypoints"
+    bl_idname = "building_pose.export_keypoints"
     bl_label = "Export Keypoints"
 
     filepath: StringProperty(subtype="FILE_PATH", default="")
@@ -246,7 +246,7 @@ class POSE_OT_export_keypoints(bpy.types.Operator):
 class POSE_OT_import_keypoints(bpy.types.Operator):
     """Replace the keypoints with those of a JSON file (object-relative coordinates win when the object exists)"""
 
-    bl_idname = "pose.import_keypoints"
+    bl_idname = "building_pose.import_keypoints"
     bl_label = "Import Keypoints"
     bl_options = {"REGISTER", "UNDO"}
 
@@ -280,7 +280,7 @@ def clear_keypoints(context) -> None:
 class POSE_OT_suggest_keypoints(bpy.types.Operator):
     """Propose well-spread salient keypoints (corners on sharp edges, farthest-point sampling) on the target"""
 
-    bl_idname = "pose.suggest_keypoints"
+    bl_idname = "building_pose.suggest_keypoints"
     bl_label = "Suggest Keypoints"
     bl_options = {"REGISTER", "UNDO"}
 

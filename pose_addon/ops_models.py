@@ -51,7 +51,7 @@ def store_models(scene, models: list) -> None:
 class POSE_OT_refresh_models(bpy.types.Operator):
     """Ask the worker which datasets, databases and checkpoints it has"""
 
-    bl_idname = "pose.refresh_models"
+    bl_idname = "building_pose.refresh_models"
     bl_label = "Refresh"
 
     def execute(self, context):
@@ -75,7 +75,7 @@ class POSE_OT_refresh_models(bpy.types.Operator):
 class POSE_OT_use_model(bpy.types.Operator):
     """Use this database, dataset or checkpoint in "Estimate Camera from Photo\""""
 
-    bl_idname = "pose.use_model"
+    bl_idname = "building_pose.use_model"
     bl_label = "Use for Estimation"
 
     index: IntProperty(default=-1)
@@ -107,7 +107,7 @@ class POSE_OT_use_model(bpy.types.Operator):
 class POSE_OT_start_model_job(bpy.types.Operator):
     """Build or train a model for a dataset as a worker job"""
 
-    bl_idname = "pose.start_model_job"
+    bl_idname = "building_pose.start_model_job"
     bl_label = "Build"
 
     kind: EnumProperty(name="What", items=JOB_KINDS)
@@ -133,7 +133,7 @@ class POSE_OT_start_model_job(bpy.types.Operator):
 class POSE_OT_cancel_model_job(bpy.types.Operator):
     """Cancel the running model job (finished outputs stay; nothing half-written is kept)"""
 
-    bl_idname = "pose.cancel_model_job"
+    bl_idname = "building_pose.cancel_model_job"
     bl_label = "Cancel Job"
 
     @classmethod

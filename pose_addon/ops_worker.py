@@ -81,7 +81,7 @@ def wait_until(predicate, timeout=30.0):
 
 
 class POSE_OT_worker_start(bpy.types.Operator):
-    bl_idname = "pose.worker_start"
+    bl_idname = "building_pose.worker_start"
     bl_label = "Start Worker"
     bl_description = "Start the pose worker with the interpreter set in the preferences"
 
@@ -100,7 +100,7 @@ class POSE_OT_worker_start(bpy.types.Operator):
 
 
 class POSE_OT_worker_stop(bpy.types.Operator):
-    bl_idname = "pose.worker_stop"
+    bl_idname = "building_pose.worker_stop"
     bl_label = "Stop Worker"
     bl_description = "Shut the pose worker down (running jobs are cancelled)"
 
@@ -112,7 +112,7 @@ class POSE_OT_worker_stop(bpy.types.Operator):
 
 
 class POSE_OT_worker_restart(bpy.types.Operator):
-    bl_idname = "pose.worker_restart"
+    bl_idname = "building_pose.worker_restart"
     bl_label = "Restart Worker"
     bl_description = "Stop the worker if it runs and start a new one once it is gone"
 
@@ -129,7 +129,7 @@ class POSE_OT_worker_restart(bpy.types.Operator):
 
 
 class POSE_OT_worker_ping(bpy.types.Operator):
-    bl_idname = "pose.worker_ping"
+    bl_idname = "building_pose.worker_ping"
     bl_label = "Ping Worker"
     bl_description = "Measure the round trip to the worker"
 
@@ -144,7 +144,7 @@ class POSE_OT_worker_ping(bpy.types.Operator):
 
 
 class POSE_OT_worker_open_log(bpy.types.Operator):
-    bl_idname = "pose.worker_open_log"
+    bl_idname = "building_pose.worker_open_log"
     bl_label = "Open Worker Log"
     bl_description = "Open the worker's log file"
 
@@ -181,13 +181,13 @@ def draw_panel(layout, context):
     row = layout.row(align=True)
     alive = s.proc is not None and s.proc.alive()
     if alive:
-        row.operator("pose.worker_stop", icon="CANCEL", text="Stop")
+        row.operator("building_pose.worker_stop", icon="CANCEL", text="Stop")
     else:
-        row.operator("pose.worker_start", icon="PLAY", text="Start")
-    row.operator("pose.worker_restart", icon="FILE_REFRESH", text="Restart")
+        row.operator("building_pose.worker_start", icon="PLAY", text="Start")
+    row.operator("building_pose.worker_restart", icon="FILE_REFRESH", text="Restart")
     row = layout.row(align=True)
-    row.operator("pose.worker_ping", icon="LINKED", text="Ping")
-    row.operator("pose.worker_open_log", icon="TEXT", text="Log")
+    row.operator("building_pose.worker_ping", icon="LINKED", text="Ping")
+    row.operator("building_pose.worker_open_log", icon="TEXT", text="Log")
 
 
 def unregister_runtime():

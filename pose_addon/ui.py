@@ -1,11 +1,11 @@
-"""Sidebar panels: the "Pose" tab of the 3D viewport."""
+"""Sidebar panels: the "Building Pose" tab of the 3D viewport."""
 import bpy
 
 
 class _PosePanel:
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
-    bl_category = "Pose"
+    bl_category = "Building Pose"
 
 
 class POSE_PT_cameras(_PosePanel, bpy.types.Panel):
@@ -37,8 +37,8 @@ class POSE_PT_cameras(_PosePanel, bpy.types.Panel):
         if s.output == "POSES":
             col.prop(context.scene.pose_tools, "show_frustums")
         row = self.layout.row(align=True)
-        row.operator("pose.sample_cameras", icon="OUTLINER_OB_CAMERA")
-        row.operator("pose.clear_cameras", icon="X")
+        row.operator("building_pose.sample_cameras", icon="OUTLINER_OB_CAMERA")
+        row.operator("building_pose.clear_cameras", icon="X")
 
 
 class POSE_PT_dataset(_PosePanel, bpy.types.Panel):
@@ -82,7 +82,7 @@ class POSE_PT_dataset(_PosePanel, bpy.types.Panel):
             self.layout.prop(r, "progress", text=r.status or "Rendering", slider=True)
             self.layout.label(text="Esc cancels; finished frames are kept", icon="INFO")
         else:
-            self.layout.operator("pose.render_dataset", icon="RENDER_ANIMATION")
+            self.layout.operator("building_pose.render_dataset", icon="RENDER_ANIMATION")
             if r.status:
                 self.layout.label(text=r.status)
 
@@ -103,20 +103,20 @@ class POSE_PT_keypoints(_PosePanel, bpy.types.Panel):
         row = layout.row()
         row.template_list("POSE_UL_keypoints", "", k, "items", k, "active_index", rows=4)
         col = row.column(align=True)
-        col.operator("pose.place_keypoint", icon="ADD", text="")
-        col.operator("pose.remove_keypoint", icon="REMOVE", text="")
+        col.operator("building_pose.place_keypoint", icon="ADD", text="")
+        col.operator("building_pose.remove_keypoint", icon="REMOVE", text="")
         col.separator()
-        col.operator("pose.move_keypoint", icon="TRIA_UP", text="").direction = "UP"
-        col.operator("pose.move_keypoint", icon="TRIA_DOWN", text="").direction = "DOWN"
-        col.operator("pose.select_keypoint", icon="RESTRICT_SELECT_OFF", text="")
+        col.operator("building_pose.move_keypoint", icon="TRIA_UP", text="").direction = "UP"
+        col.operator("building_pose.move_keypoint", icon="TRIA_DOWN", text="").direction = "DOWN"
+        col.operator("building_pose.select_keypoint", icon="RESTRICT_SELECT_OFF", text="")
         layout.prop(k, "snap_to_vertex")
         row = layout.row(align=True)
         row.prop(k, "suggest_count")
-        row.operator("pose.suggest_keypoints", icon="SHADERFX")
+        row.operator("building_pose.suggest_keypoints", icon="SHADERFX")
         layout.prop(k, "json_path")
         row = layout.row(align=True)
-        row.operator("pose.import_keypoints", icon="IMPORT")
-        row.operator("pose.export_keypoints", icon="EXPORT")
+        row.operator("building_pose.import_keypoints", icon="IMPORT")
+        row.operator("building_pose.export_keypoints", icon="EXPORT")
 
 
 class POSE_PT_annotate(_PosePanel, bpy.types.Panel):
@@ -127,24 +127,24 @@ class POSE_PT_annotate(_PosePanel, bpy.types.Panel):
         import json
 
         layout = self.layout
-        layout.operator("pose.add_photo_camera", icon="IMAGE_BACKGROUND")
+        layout.operator("building_pose.add_photo_camera", icon="IMAGE_BACKGROUND")
         cam = context.scene.camera
         if cam is None or "pose_annotation" not in cam:
             layout.label(text="Make a photo camera the scene camera to annotate")
             return
         ann = json.loads(cam["pose_annotation"])
         layout.label(text=f"{cam.name}: {len(ann.get('points', {}))} points annotated")
-        layout.operator("pose.annotate_point", icon="RESTRICT_SELECT_OFF")
+        layout.operator("building_pose.annotate_point", icon="RESTRICT_SELECT_OFF")
         row = layout.row(align=True)
-        row.operator("pose.solve_annotation", icon="CON_CAMERASOLVER").estimate_focal = False
-        row.operator("pose.solve_annotation", text="Solve + Focal").estimate_focal = True
-        layout.operator("pose.update_annotation_errors", icon="FILE_REFRESH")
+        row.operator("building_pose.solve_annotation", icon="CON_CAMERASOLVER").estimate_focal = False
+        row.operator("building_pose.solve_annotation", text="Solve + Focal").estimate_focal = True
+        layout.operator("building_pose.update_annotation_errors", icon="FILE_REFRESH")
         errors = ann.get("errors_px", {})
         if errors:
             box = layout.box()
             for name, e in errors.items():
                 box.label(text=f"{name}: {e:.2f} px", icon="ERROR" if e > 5 else "CHECKMARK")
-        layout.operator("pose.export_annotation", icon="EXPORT")
+        layout.operator("building_pose.export_annotation", icon="EXPORT")
 
 
 class POSE_PT_estimates(_PosePanel, bpy.types.Panel):
@@ -173,7 +173,7 @@ class POSE_PT_estimates(_PosePanel, bpy.types.Panel):
             row.prop(e, "preset", text="")
         elif e.intrinsics == "calibration":
             box.prop(e, "calibration")
-        box.operator("pose.estimate_camera", icon="VIEW_CAMERA")
+        box.operator("building_pose.estimate_camera", icon="VIEW_CAMERA")
         if e.status:
             box.prop(e, "progress", text=e.status, slider=True)
         layout.prop(settings, "show_estimates")
@@ -181,8 +181,8 @@ class POSE_PT_estimates(_PosePanel, bpy.types.Panel):
         layout.prop(c, "truth_camera")
         layout.prop(c, "dataset_dir")
         row = layout.row(align=True)
-        row.operator("pose.compare_estimates", icon="DRIVER_DISTANCE")
-        row.operator("pose.clear_estimates", icon="X", text="")
+        row.operator("building_pose.compare_estimates", icon="DRIVER_DISTANCE")
+        row.operator("building_pose.clear_estimates", icon="X", text="")
         cams = estimates.estimated_cameras()
         if cams:
             box = layout.box()
@@ -195,7 +195,7 @@ class POSE_PT_estimates(_PosePanel, bpy.types.Panel):
                 grid.label(text=f"{obj['pose_t_err_m']:.3f}" if "pose_t_err_m" in obj else "-")
                 grid.label(text=f"{obj['pose_R_err_deg']:.2f}" if "pose_R_err_deg" in obj else "-")
         layout.prop(c, "csv_path")
-        layout.operator("pose.export_estimates_csv", icon="EXPORT")
+        layout.operator("building_pose.export_estimates_csv", icon="EXPORT")
 
 
 class POSE_PT_worker(_PosePanel, bpy.types.Panel):
@@ -231,14 +231,14 @@ class POSE_PT_models(_PosePanel, bpy.types.Panel):
         for kind, label, _ in (("build_database", "Build Matching Database", ""),
                                ("train_regression", "Train Regression", ""),
                                ("train_keypoints", "Train Keypoints", "")):
-            col.operator("pose.start_model_job", text=label).kind = kind
+            col.operator("building_pose.start_model_job", text=label).kind = kind
         if s.models_job:
-            layout.operator("pose.cancel_model_job", icon="CANCEL")
+            layout.operator("building_pose.cancel_model_job", icon="CANCEL")
         row = layout.row()
         row.template_list("POSE_UL_models", "", s, "models", s, "models_index", rows=4)
         col = row.column(align=True)
-        col.operator("pose.refresh_models", icon="FILE_REFRESH", text="")
-        col.operator("pose.use_model", icon="CHECKMARK", text="")
+        col.operator("building_pose.refresh_models", icon="FILE_REFRESH", text="")
+        col.operator("building_pose.use_model", icon="CHECKMARK", text="")
 
 
 classes = (POSE_PT_cameras, POSE_PT_dataset, POSE_UL_keypoints, POSE_PT_keypoints, POSE_PT_annotate,

@@ -64,7 +64,7 @@ r.output_dir, r.width, r.height, r.samples = out, 320, 240, 4
 r.n_train, r.n_val, r.n_test = 16, 3, 0
 for o in bpy.context.scene.objects:
     o.select_set(False)
-assert "FINISHED" in bpy.ops.pose.render_dataset()
+assert "FINISHED" in bpy.ops.building_pose.render_dataset()
 '''
 
 

@@ -26,7 +26,7 @@ def scene(tmp_path_factory):
     img.file_format = "PNG"
     img.save()
     bpy.context.scene.pose_tools.keypoints.suggest_count = 14
-    assert "FINISHED" in bpy.ops.pose.suggest_keypoints()
+    assert "FINISHED" in bpy.ops.building_pose.suggest_keypoints()
     yield photo
     pose_addon.unregister()
 
@@ -36,7 +36,7 @@ def _truth():
 
 
 def _annotate(photo, noise=0.0, lens=None):
-    assert "FINISHED" in bpy.ops.pose.add_photo_camera(filepath=str(photo))
+    assert "FINISHED" in bpy.ops.building_pose.add_photo_camera(filepath=str(photo))
     cam = bpy.context.scene.camera
     if lens is not None:
         cam.data.lens = lens
@@ -47,7 +47,7 @@ def _annotate(photo, noise=0.0, lens=None):
     for name, p in kps:
         uv, z = project_points(K_TRUE, T, p[None])
         if z[0] > 0 and 0 <= uv[0, 0] < W and 0 <= uv[0, 1] < H:
-            assert "FINISHED" in bpy.ops.pose.annotate_point(keypoint=name, pixel=tuple(uv[0] + rng.normal(0, noise, 2)))
+            assert "FINISHED" in bpy.ops.building_pose.annotate_point(keypoint=name, pixel=tuple(uv[0] + rng.normal(0, noise, 2)))
             n += 1
     return cam, T, n
 
@@ -55,7 +55,7 @@ def _annotate(photo, noise=0.0, lens=None):
 def test_solve_pose_with_known_focal(scene):
     cam, T, n = _annotate(scene, noise=0.5, lens=300.0 * 36.0 / W)
     assert n >= 6
-    assert "FINISHED" in bpy.ops.pose.solve_annotation(estimate_focal=False)
+    assert "FINISHED" in bpy.ops.building_pose.solve_annotation(estimate_focal=False)
     est = bcam.get_cam_from_world(cam)
     assert np.linalg.norm(camera_center(est) - camera_center(T)) < 0.3
     assert rotation_angle_deg(est[:3, :3], T[:3, :3]) < 0.5
@@ -65,12 +65,12 @@ def test_solve_pose_with_known_focal(scene):
 
 def test_solve_focal_and_export(scene, tmp_path):
     cam, T, n = _annotate(scene, noise=0.0, lens=50.0)  # wrong initial focal
-    assert "FINISHED" in bpy.ops.pose.solve_annotation(estimate_focal=True)
+    assert "FINISHED" in bpy.ops.building_pose.solve_annotation(estimate_focal=True)
     intr = bcam.intrinsics_from_camera(cam, bpy.context.scene)
     assert intr.fx == pytest.approx(300.0, rel=1e-3)
     est = bcam.get_cam_from_world(cam)
     assert np.linalg.norm(camera_center(est) - camera_center(T)) < 0.02
-    assert "FINISHED" in bpy.ops.pose.export_annotation(directory=str(tmp_path))
+    assert "FINISHED" in bpy.ops.building_pose.export_annotation(directory=str(tmp_path))
     gt = json.loads((tmp_path / "photo.pose.json").read_text())
     np.testing.assert_allclose(gt["cam_from_world"], est, atol=1e-9)
     label = (tmp_path / "labels" / "photo.txt").read_text().split()
@@ -81,14 +81,14 @@ def test_solve_focal_and_export(scene, tmp_path):
 
 
 def test_too_few_points_is_a_clear_error(scene):
-    bpy.ops.pose.add_photo_camera(filepath=str(scene))
+    bpy.ops.building_pose.add_photo_camera(filepath=str(scene))
     names = [it.name for it in bpy.context.scene.pose_tools.keypoints.items][:3]
     for i, name in enumerate(names):
-        bpy.ops.pose.annotate_point(keypoint=name, pixel=(10.0 * i + 5, 20.0))
+        bpy.ops.building_pose.annotate_point(keypoint=name, pixel=(10.0 * i + 5, 20.0))
     with pytest.raises(RuntimeError, match="at least 4"):
-        bpy.ops.pose.solve_annotation()
+        bpy.ops.building_pose.solve_annotation()
     with pytest.raises(RuntimeError, match="photo not found"):
-        bpy.ops.pose.add_photo_camera(filepath="/nonexistent/photo.jpg")
+        bpy.ops.building_pose.add_photo_camera(filepath="/nonexistent/photo.jpg")
 
 
 def test_estimated_cameras_compare_and_csv(scene, tmp_path):
@@ -106,7 +106,7 @@ def test_estimated_cameras_compare_and_csv(scene, tmp_path):
                                             {"inliers": 321, "reproj_error_px": 0.8, "timings": {"total_s": 0.3}})
     assert bcam.intrinsics_at_size(obj, W, H).fx == pytest.approx(300.0)
     bpy.context.scene.pose_tools.compare.truth_camera = truth
-    assert "FINISHED" in bpy.ops.pose.compare_estimates()
+    assert "FINISHED" in bpy.ops.building_pose.compare_estimates()
     assert obj["pose_t_err_m"] == pytest.approx(0.5, abs=1e-6) and obj["pose_R_err_deg"] < 1e-6
     segs = estimate_segments()
     assert len(segs) == 3  # estimate frustum, truth frustum, link line
@@ -117,8 +117,8 @@ def test_estimated_cameras_compare_and_csv(scene, tmp_path):
     np.testing.assert_allclose(np.sort(uv, axis=0)[[0, -1]], [[-0.5, -0.5], [W - 0.5, H - 0.5]], atol=2e-3)  # float32 matrices
     np.testing.assert_allclose(segs[2][1], [camera_center(shifted), camera_center(T)], atol=1e-4)
     csv_path = tmp_path / "est.csv"
-    assert "FINISHED" in bpy.ops.pose.export_estimates_csv(filepath=str(csv_path))
+    assert "FINISHED" in bpy.ops.building_pose.export_estimates_csv(filepath=str(csv_path))
     lines = csv_path.read_text().splitlines()
     assert lines[0].startswith("camera,method") and "sift" in lines[1] and "321" in lines[1]
-    assert "FINISHED" in bpy.ops.pose.clear_estimates()
+    assert "FINISHED" in bpy.ops.building_pose.clear_estimates()
     assert not estimates.estimated_cameras()

@@ -63,16 +63,16 @@ def call(ops, method, params=None, timeout=60.0):
 
 def test_start_ready_ping(ops):
     assert _state() == "stopped"
-    assert "FINISHED" in bpy.ops.pose.worker_start()
+    assert "FINISHED" in bpy.ops.building_pose.worker_start()
     assert _state() == "starting"
     assert ops.wait_until(lambda: _state() == "ready", 60), ops.SUPERVISOR.message
-    assert "FINISHED" in bpy.ops.pose.worker_start()  # a second start does not spawn a second worker
+    assert "FINISHED" in bpy.ops.building_pose.worker_start()  # a second start does not spawn a second worker
     box = {}
     ops.SUPERVISOR.ping(lambda r, e: box.update(r=r, e=e))
     assert ops.wait_until(lambda: box, 10) and box["r"]["pong"] is True
     assert ops.SUPERVISOR.last_ping_ms is not None
     assert ops.SUPERVISOR.log_path.is_file()
-    assert "FINISHED" in bpy.ops.pose.worker_open_log()
+    assert "FINISHED" in bpy.ops.building_pose.worker_open_log()
 
 
 def test_database_job_and_estimate_pose(ops, dataset):
@@ -115,13 +115,13 @@ def test_estimate_camera_operator_and_compare(ops, dataset, tmp_path):
     e = bpy.context.scene.pose_tools.estimate
     e.photo, e.method, e.dataset = str(dataset.path(q.image)), "sift", str(dataset.root)
     e.intrinsics, e.calibration = "calibration", str(calib)
-    assert "FINISHED" in bpy.ops.pose.estimate_camera()
+    assert "FINISHED" in bpy.ops.building_pose.estimate_camera()
     est = importlib.import_module(PKG + ".estimates")
     cams = est.estimated_cameras()
     assert len(cams) == 1 and cams[0]["pose_method"] == "sift" and cams[0]["pose_inliers"] > 10
     assert cams[0].data.background_images[0].image is not None
     bpy.context.scene.pose_tools.compare.dataset_dir = str(dataset.root)
-    assert "FINISHED" in bpy.ops.pose.compare_estimates()
+    assert "FINISHED" in bpy.ops.building_pose.compare_estimates()
     assert cams[0]["pose_t_err_m"] < 0.25 and cams[0]["pose_R_err_deg"] < 2.0
     intr = importlib.import_module(PKG + ".blender.camera").intrinsics_at_size(cams[0], q.intrinsics.width,
                                                                               q.intrinsics.height)
@@ -130,28 +130,28 @@ def test_estimate_camera_operator_and_compare(ops, dataset, tmp_path):
     assert len(pts) >= 10 and (pts >= -0.5).all() and (pts[:, 0] < q.intrinsics.width).all() \
         and (pts[:, 1] < q.intrinsics.height).all()
     e.method = "retrieval_nn"  # every other method available here runs end to end and makes its camera
-    assert "FINISHED" in bpy.ops.pose.estimate_camera()
+    assert "FINISHED" in bpy.ops.building_pose.estimate_camera()
     assert [c["pose_method"] for c in est.estimated_cameras()].count("retrieval_nn") == 1
     e.photo = str(tmp_path / "missing.jpg")
     with pytest.raises(RuntimeError, match="not found"):
-        bpy.ops.pose.estimate_camera()
+        bpy.ops.building_pose.estimate_camera()
 
 
 def test_models_panel_jobs_and_list(ops, dataset):
     """Build a database from the Models panel as a job, list it, pick it for estimation."""
     bpy.context.scene.pose_tools.render.output_dir = str(dataset.root)  # the panel's dataset folder
-    assert "FINISHED" in bpy.ops.pose.start_model_job(kind="build_database", dataset=str(dataset.root))
+    assert "FINISHED" in bpy.ops.building_pose.start_model_job(kind="build_database", dataset=str(dataset.root))
     job = bpy.context.scene.pose_tools.models_job
     assert ops.wait_until(lambda: any(j["id"] == job and j["state"] in ("done", "failed")
                                       for j in ops.SUPERVISOR.jobs), 120)
-    assert "FINISHED" in bpy.ops.pose.refresh_models()
+    assert "FINISHED" in bpy.ops.building_pose.refresh_models()
     items = bpy.context.scene.pose_tools.models
     dbs = [i for i, m in enumerate(items) if m.kind == "database"]
     assert dbs and any(m.kind == "dataset" for m in items)
-    assert "FINISHED" in bpy.ops.pose.use_model(index=dbs[0])
+    assert "FINISHED" in bpy.ops.building_pose.use_model(index=dbs[0])
     assert bpy.context.scene.pose_tools.estimate.database == items[dbs[0]].path
     with pytest.raises(RuntimeError, match="not found"):
-        bpy.ops.pose.start_model_job(kind="train_regression", dataset="/no/such/dataset")
+        bpy.ops.building_pose.start_model_job(kind="train_regression", dataset="/no/such/dataset")
 
 
 def test_manual_annotation_uses_the_workers_robust_pnp(ops, tmp_path):
@@ -166,8 +166,8 @@ def test_manual_annotation_uses_the_workers_robust_pnp(ops, tmp_path):
     img.save()
     kps = bpy.context.scene.pose_tools.keypoints
     kps.suggest_count = 12
-    bpy.ops.pose.suggest_keypoints()
-    assert "FINISHED" in bpy.ops.pose.add_photo_camera(filepath=str(tmp_path / "photo.png"))
+    bpy.ops.building_pose.suggest_keypoints()
+    assert "FINISHED" in bpy.ops.building_pose.add_photo_camera(filepath=str(tmp_path / "photo.png"))
     cam = bpy.context.scene.camera
     cam.data.lens = 300.0 * 36.0 / 320
     K = np.array([[300.0, 0, 159.5], [0, 300.0, 119.5], [0, 0, 1]])
@@ -177,10 +177,10 @@ def test_manual_annotation_uses_the_workers_robust_pnp(ops, tmp_path):
         uv, z = cams.project_points(K, T, np.array(it.empty.location)[None])
         if z[0] > 0 and 0 <= uv[0, 0] < 320 and 0 <= uv[0, 1] < 240:
             px = uv[0] + (np.array([40.0, -30.0]) if not names else 0.0)  # the first click is wrong by 50 px
-            bpy.ops.pose.annotate_point(keypoint=it.name, pixel=tuple(px))
+            bpy.ops.building_pose.annotate_point(keypoint=it.name, pixel=tuple(px))
             names.append(it.name)
     assert len(names) >= 8
-    assert "FINISHED" in bpy.ops.pose.solve_annotation()
+    assert "FINISHED" in bpy.ops.building_pose.solve_annotation()
     ann = json.loads(cam["pose_annotation"])
     assert ann["solve"]["solver"] == "worker-poselib-ransac" and ann["outliers"] == [names[0]]
     est = importlib.import_module(PKG + ".blender.camera").get_cam_from_world(cam)
@@ -195,11 +195,11 @@ def test_killed_worker_is_reported_and_restart_works(ops):
     assert "killed" in msg and "SIGKILL" in msg and "Restart" in msg
     lines = _panel_labels(ops)
     assert any("Error" in x for x in lines) and any("killed" in x for x in lines)
-    assert "FINISHED" in bpy.ops.pose.worker_restart()
+    assert "FINISHED" in bpy.ops.building_pose.worker_restart()
     assert ops.wait_until(lambda: _state() == "ready", 60), ops.SUPERVISOR.message
     assert ops.SUPERVISOR.proc.pid != pid
     assert call(ops, "ping")["pong"] is True
-    assert "FINISHED" in bpy.ops.pose.worker_stop()
+    assert "FINISHED" in bpy.ops.building_pose.worker_stop()
     assert ops.wait_until(lambda: _state() == "stopped", 15)
     assert not _pid_alive(pid)
 
@@ -210,7 +210,7 @@ def test_bad_interpreter_is_explained(ops, ext):
     prefs.worker_python = "/no/such/python"
     try:
         with pytest.raises(RuntimeError, match="does not exist"):
-            bpy.ops.pose.worker_start()
+            bpy.ops.building_pose.worker_start()
     finally:
         prefs.worker_python = good
 
