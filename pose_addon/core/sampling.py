@@ -10,6 +10,13 @@ elevation 0..90, a full shell -90..90) with one of three layouts:
 Each camera looks at the target (plus ``jitter_m`` of random offset) with world +Z up, then is rolled about
 its optical axis by up to ``roll_deg``. Candidates inside geometry (``inside_fn``) or where the target covers
 less than ``min_coverage`` of the frame are rejected and replaced.
+
+With ``eye_height_m`` set, cameras stand at that height above ``ground_z`` instead of on the shell: ``distance`` is
+then the horizontal distance from the target and only the azimuth of the layout is used (street-level photos).
+
+:func:`placement_preset` gives scale-aware configs from a model's bounding box: ``orbit`` (a shell 25-40 m away
+for a 15 m building, 5-35 deg up), ``street`` (eye height 1.5-2 m, close enough to frame the facades) and
+``aerial`` (40-70 deg up, farther away).
 """
 from __future__ import annotations
 
@@ -21,9 +28,14 @@ import numpy as np
 from .cameras import Intrinsics, project_points
 from .poses import axis_angle_to_matrix, make_pose
 
-__all__ = ["SamplerConfig", "look_at", "sample_cameras", "coverage", "aabb_inside_fn"]
+__all__ = ["SamplerConfig", "look_at", "sample_cameras", "coverage", "aabb_inside_fn", "placement_preset",
+           "PRESETS", "in_band"]
 
 LAYOUTS = ("fibonacci", "rings", "random")
+#: camera placement presets of :func:`placement_preset`
+PRESETS = ("orbit", "street", "aerial")
+#: the building size the fixed distances of the ``orbit`` and ``aerial`` presets were chosen for (longest side, m)
+REFERENCE_SIZE_M = 15.0
 
 
 @dataclass
@@ -40,14 +52,20 @@ class SamplerConfig:
     rings: int = 3
     min_coverage: float = 0.05
     seed: int = 0
+    eye_height_m: tuple = ()  # (lo, hi) above ground_z: cameras at eye height, distance horizontal; () = shell
+    ground_z: float = 0.0  # world z of the ground the eye height is measured from
+
+    #: fields added after the first release: left out of ``to_dict`` at their defaults so digests stay stable
+    _OPTIONAL = {"eye_height_m": (), "ground_z": 0.0}
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        return {k: v for k, v in d.items() if k not in self._OPTIONAL or v != self._OPTIONAL[k]}
 
     @classmethod
     def from_dict(cls, d: dict) -> "SamplerConfig":
         d = dict(d)
-        for k in ("distance", "elevation_deg", "azimuth_deg"):
+        for k in ("distance", "elevation_deg", "azimuth_deg", "eye_height_m"):
             if k in d:
                 d[k] = tuple(float(x) for x in d[k])
         return cls(**d)
@@ -61,6 +79,61 @@ class SamplerConfig:
             raise ValueError(f"distance range must be positive and ordered, got {self.distance}")
         if not (-90 <= self.elevation_deg[0] <= self.elevation_deg[1] <= 90):
             raise ValueError(f"elevation range must lie in [-90, 90] and be ordered, got {self.elevation_deg}")
+        if self.eye_height_m and not (len(self.eye_height_m) == 2 and self.eye_height_m[0] <= self.eye_height_m[1]):
+            raise ValueError(f"eye_height_m must be an ordered (lo, hi) pair, got {self.eye_height_m}")
+
+
+def placement_preset(name: str, bounds_min, bounds_max, n: int = 100, seed: int = 0,
+                     layout: str = "fibonacci", eye_height_m: tuple = (1.5, 2.0)) -> SamplerConfig:
+    """A scale-aware :class:`SamplerConfig` for a building with world bounding box ``bounds_min..bounds_max`` ``[3]``.
+
+    * ``orbit``: a shell 25-40 m away for a building whose longest side is 15 m (scaled with it), 5-35 deg up;
+    * ``street``: eye height ``eye_height_m`` above the bounding box's floor, around the building, horizontally
+      from just outside its footprint (radius ``r`` of the footprint circle + 15% of the longest side) to ``r`` +
+      the longest side: close enough that the facades fill the frame;
+    * ``aerial``: 40-70 deg up, 30-50 m away for a 15 m building (scaled).
+
+    The cameras look at the bounding box's centre (pass it as ``target`` to :func:`sample_cameras`).
+    """
+    lo, hi = np.asarray(bounds_min, np.float64), np.asarray(bounds_max, np.float64)
+    ext = hi - lo
+    if ext.shape != (3,) or not np.all(np.isfinite(ext)) or ext.max() <= 0:
+        raise ValueError(f"bounds must be two ordered 3D points, got {bounds_min}, {bounds_max}")
+    longest = float(ext.max())
+    f = longest / REFERENCE_SIZE_M
+    if name == "orbit":
+        return SamplerConfig(n=n, layout=layout, distance=(25.0 * f, 40.0 * f), elevation_deg=(5.0, 35.0), seed=seed)
+    if name == "aerial":
+        return SamplerConfig(n=n, layout=layout, distance=(30.0 * f, 50.0 * f), elevation_deg=(40.0, 70.0),
+                             seed=seed)
+    if name == "street":
+        r = 0.5 * float(np.hypot(ext[0], ext[1]))
+        return SamplerConfig(n=n, layout=layout, distance=(r + 0.15 * longest, r + longest), elevation_deg=(0.0, 0.0),
+                             seed=seed, eye_height_m=tuple(float(x) for x in eye_height_m), ground_z=float(lo[2]))
+    raise ValueError(f"unknown placement preset {name!r}; choose one of {', '.join(PRESETS)}")
+
+
+def in_band(cfg: SamplerConfig, target, cam_from_world: np.ndarray, margin: float = 0.25) -> tuple[bool, str]:
+    """Whether a camera lies in the band ``cfg`` samples (distance, and elevation or eye height, widened by
+    ``margin`` of each range's width plus a little); returns ``(inside, reason when outside)``."""
+    T = np.asarray(cam_from_world, np.float64)
+    centre = -T[:3, :3].T @ T[:3, 3]
+    v = centre - np.asarray(target, np.float64)
+
+    def check(value: float, rng: tuple, what: str, unit: str) -> str:
+        pad = margin * (rng[1] - rng[0]) + margin * max(abs(rng[0]), abs(rng[1]), 1.0) * 0.2
+        if value < rng[0] - pad or value > rng[1] + pad:
+            return f"{what} {value:.1f}{unit} outside the references' {rng[0]:.1f}-{rng[1]:.1f}{unit}"
+        return ""
+
+    if cfg.eye_height_m:
+        why = check(float(np.hypot(v[0], v[1])), cfg.distance, "horizontal distance", " m") or \
+            check(float(centre[2] - cfg.ground_z), cfg.eye_height_m, "height", " m")
+    else:
+        dist = float(np.linalg.norm(v))
+        el = float(np.degrees(np.arcsin(np.clip(v[2] / max(dist, 1e-9), -1, 1))))
+        why = check(dist, cfg.distance, "distance", " m") or check(el, cfg.elevation_deg, "elevation", " deg")
+    return (not why, why)
 
 
 def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0]),
@@ -161,7 +234,13 @@ def sample_cameras(cfg: SamplerConfig, target: np.ndarray, intr: Intrinsics,
     def try_direction(d: np.ndarray) -> Optional[np.ndarray]:
         for _ in range(max_tries):
             dist = rng.uniform(*cfg.distance)
-            eye = target + d * dist
+            if cfg.eye_height_m:  # standing on the ground: the direction's azimuth, a horizontal distance
+                h = np.array([d[0], d[1], 0.0])
+                h = h / np.linalg.norm(h) if np.linalg.norm(h) > 1e-9 else np.array([1.0, 0.0, 0.0])
+                eye = np.array([target[0], target[1], 0.0]) + h * dist
+                eye[2] = cfg.ground_z + rng.uniform(*cfg.eye_height_m)
+            else:
+                eye = target + d * dist
             aim = target + rng.normal(0, cfg.jitter_m, 3) if cfg.jitter_m > 0 else target
             roll = rng.uniform(-cfg.roll_deg, cfg.roll_deg) if cfg.roll_deg > 0 else 0.0
             if inside_fn is not None and bool(inside_fn(eye[None])[0]):

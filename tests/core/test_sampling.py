@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from pose_addon.core.cameras import Intrinsics, camera_center
-from pose_addon.core.sampling import SamplerConfig, aabb_inside_fn, coverage, sample_cameras
+from pose_addon.core.sampling import (SamplerConfig, aabb_inside_fn, coverage, in_band, placement_preset,
+                                     sample_cameras)
 
 INTR = Intrinsics(640, 480, 500.0, 500.0, 319.5, 239.5)
 TARGET = np.array([0.0, 0.0, 5.0])
@@ -61,3 +62,28 @@ def test_bad_config_is_refused():
         sample_cameras(SamplerConfig(layout="spiral"), TARGET, INTR)
     with pytest.raises(ValueError, match="elevation"):
         sample_cameras(SamplerConfig(elevation_deg=(10, 120)), TARGET, INTR)
+
+
+def test_placement_presets_scale_with_the_building_and_street_stands_at_eye_height():
+    lo, hi = np.array([-7.5, -5.0, 0.0]), np.array([7.5, 5.0, 8.0])
+    target = (lo + hi) / 2
+    street = placement_preset("street", lo, hi, n=24, seed=0)
+    T = sample_cameras(street, target, INTR, inside_fn=aabb_inside_fn(np.stack([lo, hi])[None], 0.5))
+    centres = np.array([-t[:3, :3].T @ t[:3, 3] for t in T])
+    assert np.all((centres[:, 2] >= 1.5) & (centres[:, 2] <= 2.0))
+    horiz = np.hypot(centres[:, 0], centres[:, 1])
+    assert horiz.min() >= street.distance[0] - 1e-9 and horiz.max() <= street.distance[1] + 1e-9
+    assert horiz.max() < 30.0  # much closer than the orbit shell
+    assert all(in_band(street, target, t)[0] for t in T)
+    orbit = placement_preset("orbit", lo, hi)
+    assert orbit.distance == (25.0, 40.0) and orbit.elevation_deg == (5.0, 35.0)
+    big = placement_preset("orbit", lo * 2, hi * 2)
+    assert big.distance == (50.0, 80.0)
+    aerial = placement_preset("aerial", lo, hi, n=10)
+    Ta = sample_cameras(aerial, target, INTR)
+    assert not in_band(street, target, Ta[0])[0] and "outside" in in_band(street, target, Ta[0])[1]
+    assert aerial.to_dict() == SamplerConfig.from_dict(aerial.to_dict()).to_dict()
+    assert "eye_height_m" not in orbit.to_dict()  # digests of shell configs unchanged
+    assert SamplerConfig.from_dict(street.to_dict()) == street
+    with pytest.raises(ValueError, match="unknown placement preset"):
+        placement_preset("drone", lo, hi)
