@@ -1,8 +1,8 @@
-"""HDF5 feature database of a dataset's reference split: SIFT keypoints lifted to 3D, poses and global descriptors.
+"""HDF5 feature database of a dataset's reference frames: keypoints lifted to 3D, poses and global descriptors.
 
 File layout (one group per reference frame, only keypoints with a valid 3D point are kept)::
 
-    /                       attrs: format, version, conf (JSON), conf_name, dataset, split
+    /                       attrs: format, version, conf (JSON), conf_name, dataset, split, dataset_digest
     /frames/<frame_id>/
         keypoints   [N, 2]   float32  OpenCV pixel convention
         descriptors [N, D] float32  (RootSIFT by default; D per extractor)
@@ -13,6 +13,11 @@ File layout (one group per reference frame, only keypoints with a valid 3D point
 The build is resumable and crash-safe: it writes ``<name>.partial``, skips frames already complete there, and
 renames it to the final name only when every frame is in. No pickle anywhere.
 
+The references are the dataset's :meth:`~pose_addon.core.dataset.Dataset.reference_splits` unless the conf names
+``split`` (a split name or a list). The database records the digest of the reference frames it was built from
+(``dataset_digest``); in a folder the file name carries it, so databases of different datasets never collide, and
+:func:`check_database` refuses a database of other references (the message names both).
+
 There is one preset per local feature type (``sift``, ``colmap`` and one per feature-based matcher preset of
 :mod:`.matchers`, same name); the preset's extractor conf fixes the resolution the network sees. Reads are lazy:
 a :class:`RefFrame` reads its arrays from the file only when asked, so large databases never sit in memory.
@@ -22,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -36,7 +40,8 @@ from pose_addon.core.dataset import Dataset, DatasetError
 from . import lifting, retrieval
 from .features import sift
 
-__all__ = ["FORMAT", "confs", "resolve_conf", "database_path", "build_database", "FeatureDatabase", "RefFrame"]
+__all__ = ["FORMAT", "confs", "resolve_conf", "database_path", "build_database", "FeatureDatabase", "RefFrame",
+           "check_database", "reference_digest"]
 
 FORMAT = "ml_backend-feature-db"
 VERSION = 1
@@ -45,14 +50,14 @@ VERSION = 1
 confs: dict[str, dict[str, Any]] = {
     "sift": {
         "output": "sift-n4000",
-        "split": "reference",
+        "split": None,
         "features": {"max_keypoints": 4000, "root_sift": True},
         "lifting": {},
         "retrieval": {},
     },
     "sift_fast": {
         "output": "sift-n2000",
-        "split": "reference",
+        "split": None,
         "features": {"max_keypoints": 2000, "root_sift": True},
         "lifting": {},
         "retrieval": {},
@@ -69,7 +74,7 @@ def _matcher_presets() -> None:
         if f is None or name in confs:
             continue
         tag = f["name"] + "-n" + str(f.get("max_keypoints")) + (f"-r{f['resize_max']}" if f.get("resize_max") else "")
-        confs[name] = {"output": tag.replace("_", "-"), "split": "reference", "features": dict(f),
+        confs[name] = {"output": tag.replace("_", "-"), "split": None, "features": dict(f),
                        "lifting": {}, "retrieval": {}}
 
 
@@ -109,13 +114,37 @@ def _conf_json(conf: dict) -> str:
     return json.dumps(conf, sort_keys=True)
 
 
-def database_path(out: Path | str, conf: dict) -> Path:
-    """File name encoding the conf: ``db-<output>-<hash8>.h5`` inside ``out`` (a folder), or ``out`` if it is a .h5."""
+def reference_digest(ds: Dataset, splits=None) -> str:
+    """Digest of the reference frames of ``ds`` (``splits``: as :meth:`Dataset.reference_splits` takes them)."""
+    return ds.digest(ds.reference_frames(splits))
+
+
+def database_path(out: Path | str, conf: dict, dataset_digest: str = "") -> Path:
+    """File name encoding the conf and the references: ``db-<output>-<hash8>[-<digest8>].h5`` inside ``out``
+    (a folder), or ``out`` itself if it is a .h5."""
     out = Path(out)
     if out.suffix in (".h5", ".hdf5"):
         return out
     digest = hashlib.sha256(_conf_json(conf).encode()).hexdigest()[:8]
-    return out / f"db-{conf['output']}-{digest}.h5"
+    tail = f"-{dataset_digest[:8]}" if dataset_digest else ""
+    return out / f"db-{conf['output']}-{digest}{tail}.h5"
+
+
+def check_database(db_path: Path | str, ds: Dataset, splits=None) -> None:
+    """Refuse a database built from other references than ``ds``'s (raises DatasetError naming both)."""
+    with h5py.File(db_path, "r") as f:
+        recorded = str(f.attrs.get("dataset_digest", ""))
+        source = str(f.attrs.get("dataset", "?"))
+        split = f.attrs.get("split")
+    try:
+        split = json.loads(split) if isinstance(split, str) and split.startswith("[") else split
+    except ValueError:
+        pass
+    want = reference_digest(ds, splits if splits is not None else split)
+    if recorded != want:
+        raise DatasetError(f"feature database {db_path} was built from {source} (digest {recorded or 'none'}), "
+                           f"not from the references of {ds.root} (digest {want}): rebuild it (build-db) or "
+                           "pass the dataset it was built from")
 
 
 def _complete_ids(f: h5py.File) -> set[str]:
@@ -125,14 +154,13 @@ def _complete_ids(f: h5py.File) -> set[str]:
     return {k for k, g in grp.items() if g.attrs.get("complete", False)}
 
 
-def _open_partial(tmp: Path, conf_json: str, final: Path) -> h5py.File:
-    """Open (or create) the partial file; start over if it is corrupt or built with another conf."""
-    if not tmp.exists() and final.exists():
-        shutil.copyfile(final, tmp)  # add frames to a finished database (e.g. the dataset grew)
+def _open_partial(tmp: Path, conf_json: str, final: Path, digest: str) -> h5py.File:
+    """Open (or create) the partial file; start over if it is corrupt or built with another conf or dataset."""
     if tmp.exists():
         try:
             f = h5py.File(tmp, "a")
-            if f.attrs.get("conf") == conf_json and f.attrs.get("format") == FORMAT:
+            if f.attrs.get("conf") == conf_json and f.attrs.get("format") == FORMAT and \
+                    f.attrs.get("dataset_digest") == digest:
                 return f
             f.close()
         except OSError:
@@ -142,18 +170,24 @@ def _open_partial(tmp: Path, conf_json: str, final: Path) -> h5py.File:
     f.attrs["format"] = FORMAT
     f.attrs["version"] = VERSION
     f.attrs["conf"] = conf_json
+    f.attrs["dataset_digest"] = digest
     f.create_group("frames")
     return f
 
 
-def _final_is_complete(final: Path, conf_json: str, ids: list[str]) -> bool:
+def _final_state(final: Path, conf_json: str, ids: list[str], digest: str, dataset: str) -> str:
+    """``missing``, ``ok`` (complete, same conf and references), ``stale`` (another conf, incomplete, or an
+    earlier state of the same dataset folder) or ``foreign:<digest> <dataset>`` (another dataset's)."""
     if not final.exists():
-        return False
+        return "missing"
     try:
         with h5py.File(final, "r") as f:
-            return f.attrs.get("conf") == conf_json and set(ids) <= _complete_ids(f)
+            if f.attrs.get("dataset_digest") != digest and f.attrs.get("dataset") != dataset:
+                return f"foreign:{f.attrs.get('dataset_digest', 'none')} {f.attrs.get('dataset', '?')}"
+            same = f.attrs.get("conf") == conf_json and f.attrs.get("dataset_digest") == digest
+            return "ok" if same and set(ids) <= _complete_ids(f) else "stale"
     except OSError:
-        return False
+        return "stale"
 
 
 def extract_any(path: Path, gray: np.ndarray, fconf: dict) -> "sift.Features":
@@ -189,33 +223,43 @@ def extract_frame(ds: Dataset, frame, conf: dict) -> dict[str, np.ndarray]:
 
 def build_database(dataset_dir: Path | str, out_path: Path | str, conf: Optional[dict | str] = None,
                    progress: bool = True) -> Path:
-    """Build (or finish) the feature database of ``dataset_dir``'s reference split.
+    """Build (or finish) the feature database of ``dataset_dir``'s reference frames.
 
     Args:
         dataset_dir: a dataset folder (:mod:`pose_addon.core.dataset`) with planar depth for its references.
-        out_path: a folder (the file name then encodes the conf) or an explicit ``.h5`` path.
-        conf: preset name or conf dict (see :func:`resolve_conf`).
+        out_path: a folder (the file name then encodes the conf and the references' digest) or a ``.h5`` path.
+        conf: preset name or conf dict (see :func:`resolve_conf`); its ``split`` (a name or a list) picks the
+            references, default the dataset's :meth:`~pose_addon.core.dataset.Dataset.reference_splits`.
 
     Returns:
-        Path of the complete HDF5 file. Frames already in it (or in a ``.partial`` left by an interrupted
-        build) are not recomputed.
+        Path of the complete HDF5 file. Frames already in a ``.partial`` left by an interrupted build of the
+        same references are not recomputed.
+
+    Raises:
+        DatasetError: no reference frames, or an explicit ``.h5`` path that holds the database of other
+            references (the message names both).
     """
     conf = resolve_conf(conf)
     ds = Dataset.load(dataset_dir)
-    refs = ds.split(conf["split"])
-    if not refs:
-        raise DatasetError(f"dataset {ds.root} has no '{conf['split']}' frames (splits: {ds.splits() or 'none'})")
-    final = database_path(out_path, conf)
+    conf["split"] = ds.reference_splits(conf["split"])
+    refs = ds.reference_frames(conf["split"])
+    digest = ds.digest(refs)
+    final = database_path(out_path, conf, digest)
     final.parent.mkdir(parents=True, exist_ok=True)
     cj = _conf_json(conf)
     ids = [f.id for f in refs]
-    if _final_is_complete(final, cj, ids):
+    state = _final_state(final, cj, ids, digest, str(ds.root.resolve()))
+    if state == "ok":
         return final
+    if state.startswith("foreign:"):
+        old, _, src = state[len("foreign:"):].partition(" ")
+        raise DatasetError(f"{final} holds the feature database of {src} (digest {old}), not of {ds.root} "
+                           f"(digest {digest}): choose another output or delete it")
     tmp = final.with_name(final.name + ".partial")
-    with _open_partial(tmp, cj, final) as f:
+    with _open_partial(tmp, cj, final, digest) as f:
         f.attrs["conf_name"] = conf["name"]
         f.attrs["dataset"] = str(ds.root.resolve())
-        f.attrs["split"] = conf["split"]
+        f.attrs["split"] = json.dumps(conf["split"])
         done = _complete_ids(f)
         todo = [fr for fr in refs if fr.id not in done]
         for fr in tqdm(todo, desc="database", unit="img", disable=not progress or not todo):
@@ -274,6 +318,8 @@ class FeatureDatabase:
             self._f.close()
             raise DatasetError(f"{self.path} is not a {FORMAT} file")
         self.conf = json.loads(self._f.attrs["conf"])
+        self.dataset_digest = str(self._f.attrs.get("dataset_digest", ""))
+        self.dataset = str(self._f.attrs.get("dataset", ""))
         self.ids = sorted(_complete_ids(self._f))
         self.frames = [RefFrame(self._f["frames"][i], i) for i in self.ids]
         self.global_descriptors = (np.stack([self._f["frames"][i]["global"][()] for i in self.ids])

@@ -92,13 +92,20 @@ class Localizer:
                 raise ValueError("retrieval 'votes' needs SIFT descriptors: pass conf 'retrieval_db' (a SIFT "
                                  "database of the same references) or use retrieval 'global'/'net'")
             self._rdb = FeatureDatabase(self.conf["retrieval_db"])
-            if self._rdb.ids != self.db.ids:
-                raise ValueError(f"retrieval database {self.conf['retrieval_db']} holds other references")
+            if self._rdb.ids != self.db.ids or self._rdb.dataset_digest != self.db.dataset_digest:
+                raise ValueError(f"retrieval database {self.conf['retrieval_db']} (references of "
+                                 f"{self._rdb.dataset}, digest {self._rdb.dataset_digest or 'none'}) holds other "
+                                 f"references than {db_path} ({self.db.dataset}, digest "
+                                 f"{self.db.dataset_digest or 'none'})")
         self._gindex = None
         if self.conf["retrieval"] == "net":
             if not self.conf["global_index"]:
                 raise ValueError("retrieval 'net' needs conf 'global_index' (see retrieval.build_global_index)")
             self._gindex = retrieval.GlobalIndex.load(self.conf["global_index"])
+            if self._gindex.dataset_digest and self._gindex.dataset_digest != self.db.dataset_digest:
+                raise ValueError(f"global index {self.conf['global_index']} describes {self._gindex.dataset} "
+                                 f"(digest {self._gindex.dataset_digest}), not the references of {db_path} "
+                                 f"({self.db.dataset}, digest {self.db.dataset_digest})")
             self._gorder = np.array([self._gindex.ids.index(i) for i in self.db.ids])
         self._cache: dict[str, tuple[Features, np.ndarray]] = {}
         self._votes: Optional[retrieval.VotingIndex] = None
@@ -156,7 +163,12 @@ class Localizer:
         from pose_addon.core.dataset import Dataset
 
         if self._ds is None:
-            self._ds = Dataset.load(self.db._f.attrs["dataset"])
+            from .database import reference_digest
+
+            ds = Dataset.load(self.db.dataset)
+            if reference_digest(ds, self.db.conf.get("split")) != self.db.dataset_digest:
+                raise ValueError(f"dataset {ds.root} changed since {self.db.path} was built from it: rebuild it")
+            self._ds = ds
         fr = self._ds.frame(self.db.ids[i])
         gray_r = sift.load_image_gray(self._ds.path(fr.image))
         xq, xr = self.matcher.match_images(gray_q, gray_r)

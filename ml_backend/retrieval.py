@@ -170,6 +170,8 @@ class GlobalIndex:
         set_torch_threads()
         self.ids: list[str] = []
         self.descriptors = np.zeros((0, 0), np.float32)
+        self.dataset_digest = ""  # digest of the dataset frames described (see Dataset.digest), "" when unknown
+        self.dataset = ""
         self._model = None
 
     def _net(self):
@@ -241,6 +243,8 @@ class GlobalIndex:
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = "ml_backend-global-index"
             f.attrs["conf"] = json.dumps(self.conf, sort_keys=True)
+            f.attrs["dataset_digest"] = self.dataset_digest
+            f.attrs["dataset"] = self.dataset
             f.create_dataset("descriptors", data=self.descriptors)
             f.create_dataset("ids", data=np.array(self.ids, dtype=h5py.string_dtype()))
         os.replace(tmp, path)
@@ -258,33 +262,41 @@ class GlobalIndex:
             raise FileNotFoundError(f"global descriptor index not found: {path}")
         with h5py.File(path, "r") as f:
             idx = cls(json.loads(f.attrs["conf"]))
+            idx.dataset_digest = str(f.attrs.get("dataset_digest", ""))
+            idx.dataset = str(f.attrs.get("dataset", ""))
             idx.descriptors = f["descriptors"][()]
             idx.ids = [s.decode() if isinstance(s, bytes) else str(s) for s in f["ids"][()]]
         return idx
 
 
 def build_global_index(dataset_dir: Path | str, out_path: Path | str, conf: Optional[dict] = None,
-                       split: str = "reference") -> Path:
-    """Global descriptors of a dataset split, cached: an existing index with the same conf and ids is reused."""
+                       split=None) -> Path:
+    """Global descriptors of a dataset's reference frames (``split``: a name or list, default the dataset's
+    reference splits), cached: an existing index with the same conf and the same frames' digest is reused, one
+    of another state of the same dataset is rebuilt, one of another dataset is refused (the message names both)."""
     import json
 
     import h5py
 
-    from pose_addon.core.dataset import Dataset
+    from pose_addon.core.dataset import Dataset, DatasetError
 
     ds = Dataset.load(dataset_dir)
-    frames = ds.split(split)
+    frames = ds.reference_frames(split)
     out_path = Path(out_path)
     index = GlobalIndex(conf)
+    index.dataset_digest, index.dataset = ds.digest(frames), str(ds.root.resolve())
     if out_path.is_file():
         try:
             with h5py.File(out_path, "r") as f:
                 same = f.attrs.get("conf") == json.dumps(index.conf, sort_keys=True)
-                ids = [s.decode() if isinstance(s, bytes) else str(s) for s in f["ids"][()]]
-            if same and ids == [fr.id for fr in frames]:
-                return out_path
+                digest, source = str(f.attrs.get("dataset_digest", "")), str(f.attrs.get("dataset", ""))
         except OSError:
-            pass
+            same, digest, source = False, "", index.dataset
+        if same and digest == index.dataset_digest:
+            return out_path
+        if source and source != index.dataset:
+            raise DatasetError(f"{out_path} holds the global index of {source} (digest {digest or 'none'}), not "
+                               f"of {ds.root} (digest {index.dataset_digest}): choose another output or delete it")
     for fr in frames:
         bgr = cv2.imread(str(ds.path(fr.image)), cv2.IMREAD_COLOR)
         if bgr is None:

@@ -8,17 +8,20 @@ import numpy as np
 
 from pose_addon.core.dataset import Dataset
 
-from ..database import build_database
+from ..database import build_database, check_database
 
 __all__ = ["ensure_database", "result_row", "photo_row", "photo_database", "localize_photos"]
 
 
-def ensure_database(dataset: Dataset, workdir: Path, conf: dict) -> Path:
-    """``conf["database"]`` if given, else the (cached) database of ``dataset`` under ``workdir``."""
+def ensure_database(dataset: Optional[Dataset], workdir: Path, conf: dict) -> Path:
+    """``conf["database"]`` if given (refused when built from other references than ``dataset``'s), else the
+    (cached) database of ``dataset`` under ``workdir``."""
     if conf.get("database"):
         p = Path(conf["database"])
         if not p.is_file():
             raise FileNotFoundError(f"feature database not found: {p}")
+        if dataset is not None:
+            check_database(p, dataset)
         return p
     return build_database(dataset.root, Path(workdir) / "db", conf.get("db_conf", "sift"),
                           progress=conf.get("progress", True))

@@ -54,16 +54,17 @@ def augment_image(img: np.ndarray, rng: np.random.Generator, conf: dict) -> np.n
     return np.clip(x, 0, 255).astype(np.uint8)
 
 
-def _conf_key(extractor: Extractor, augment: dict, dataset: Path, split: str) -> tuple[str, str]:
+def _conf_key(extractor: Extractor, augment: dict, dataset: Path, split: str, digest: str) -> tuple[str, str]:
     conf = {"extractor": extractor.meta(), "augment": augment, "dataset": str(Path(dataset).resolve()),
-            "split": split}
+            "split": split, "dataset_digest": digest}
     cj = json.dumps(conf, sort_keys=True)
     return cj, hashlib.sha1(cj.encode()).hexdigest()[:10]
 
 
-def features_path(out_dir: Path | str, extractor: Extractor, augment: dict, dataset: Path | str, split: str) -> Path:
-    """File name encoding the extractor, the augmentation and the dataset/split."""
-    _, h = _conf_key(extractor, augment, Path(dataset), split)
+def features_path(out_dir: Path | str, extractor: Extractor, augment: dict, dataset: Path | str, split: str,
+                  digest: str) -> Path:
+    """File name encoding the extractor, the augmentation, the dataset/split and the frames' digest."""
+    _, h = _conf_key(extractor, augment, Path(dataset), split, digest)
     return Path(out_dir) / f"feats-{extractor.name.replace(':', '_')}-{split}-v{augment['n_views']}-{h}.h5"
 
 
@@ -99,8 +100,9 @@ def extract_features(dataset_dir: Path | str, out_dir: Path | str, extractor: Ex
         raise ValueError(f"dataset {ds.root} has no frames in split {split!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cj, _ = _conf_key(extractor, aug, ds.root, split)
-    final = features_path(out_dir, extractor, aug, ds.root, split)
+    digest = ds.digest(frames)
+    cj, _ = _conf_key(extractor, aug, ds.root, split, digest)
+    final = features_path(out_dir, extractor, aug, ds.root, split, digest)
     ids = [f.id for f in frames]
     if final.is_file():
         with h5py.File(final, "r") as f:
@@ -138,7 +140,7 @@ def extract_features(dataset_dir: Path | str, out_dir: Path | str, extractor: Ex
     meta = extractor.meta()
     _write_h5(final, merged, {"conf": cj, "extractor": meta["name"], "extractor_version": meta["version"],
                               "preprocessing": json.dumps(meta["preprocessing"]), "augment": json.dumps(aug),
-                              "dataset": str(ds.root.resolve()), "split": split})
+                              "dataset": str(ds.root.resolve()), "split": split, "dataset_digest": digest})
     for ci in range(len(chunks)):
         (shard_dir / f"{ci:05d}.h5").unlink(missing_ok=True)
     shard_dir.rmdir()

@@ -1,7 +1,9 @@
 """Glue for the bench methods: the training dataset, cached features and a trained checkpoint, built on demand.
 
 Everything lands under ``conf["regression_dir"]`` (the bench passes ``<cache>/regression/<dataset>``; default
-``<workdir>/regression``) so ``regression`` and ``regression+refine`` share one trained model.
+``<workdir>/regression``) so ``regression`` and ``regression+refine`` share one trained model. The training set
+records the digest of the references it copies, the features and the run folder carry the training set's digest,
+so nothing trained on another dataset is reused.
 """
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ def ensure_checkpoint(dataset: Dataset, workdir: Path, conf: dict) -> tuple[Path
         return Path(conf["checkpoint"]), train_ds
     c = {**default_pipeline_conf, **conf}
     root = _root(dataset, workdir, conf)
-    run = root / f"run-{c['extractor'].replace(':', '_')}-aug{c['n_aug_views']}"
+    digest = Dataset.load(train_ds).digest()  # a model trained on other data is never reused
+    run = root / f"run-{c['extractor'].replace(':', '_')}-aug{c['n_aug_views']}-{digest[:10]}"
     best = run / "best.pt"
     if best.is_file() and (run / "metrics.csv").is_file():
         return best, train_ds

@@ -32,11 +32,11 @@ def build_train_dataset(dataset_dir: Path | str, out_dir: Path | str, n_render: 
 
     src = Dataset.load(dataset_dir)
     out = Path(out_dir)
-    refs = src.split("reference")
+    refs = src.reference_frames()
     if not refs:
         raise ValueError(f"{src.root} has no reference frames to train on")
-    plan = {"source_dataset": str(Path(dataset_dir).resolve()), "n_blender": len(refs), "n_gl": int(n_render),
-            "seed": int(seed)}
+    plan = {"source_dataset": str(Path(dataset_dir).resolve()), "source_digest": src.digest(refs),
+            "n_blender": len(refs), "n_gl": int(n_render), "seed": int(seed)}
     try:
         ds = Dataset.load(out)
         if ds.complete and ds.manifest.get("render", {}).get("train_plan") == plan:
@@ -72,9 +72,8 @@ def build_train_dataset(dataset_dir: Path | str, out_dir: Path | str, n_render: 
     with SceneRenderer(tmp / "scene.glb") as r:
         for i, T in enumerate(tqdm(poses, desc="train views", unit="view", disable=not progress)):
             el, az = np.radians(rng.uniform(25, 70)), np.radians(rng.uniform(0, 360))
-            r.prog["light_dir"].value = (float(np.cos(el) * np.cos(az)), float(np.cos(el) * np.sin(az)),
-                                         float(np.sin(el)))
-            r.prog["ambient"].value = float(rng.uniform(0.35, 0.7))
+            r.set_lighting((float(np.cos(el) * np.cos(az)), float(np.cos(el) * np.sin(az)), float(np.sin(el))),
+                           float(rng.uniform(0.35, 0.7)))
             rgb, depth = r.render(T, intr)
             sky = rng.uniform(0.5, 0.65) * np.array([1.0, 1.0, rng.uniform(1.0, 1.1)]) * 255
             img = np.where((depth > 0)[..., None], rgb.astype(np.float32) * rng.uniform(0.8, 1.2), sky)

@@ -12,7 +12,18 @@ Layout of a dataset folder::
       keypoints.json         # optional semantic keypoints (see :func:`save_keypoints`)
 
 Every frame stores ``intrinsics`` (OpenCV pixel convention) and ``cam_from_world`` (4x4, OpenCV camera axes,
-world = Blender world, Z up, metres). Files appear only complete (written to a temporary name, then renamed), so
+world = Blender world, Z up, metres). ``scene["model_from_world"]`` (when present) is the 4x4 transform from that
+render world back to the model file's own frame (the inverse of the scale, centring and up-axis change applied on
+import), so poses can be exported in the model's frame.
+
+**Identity.** :meth:`Dataset.digest` hashes the manifest's scene and render entries and, per frame, its manifest
+entry and the size and modification time of its files. Everything derived from a dataset (feature databases,
+global indexes, training sets, trained models) records the digest of the frames it was built from and is rebuilt
+or refused when the dataset no longer matches.
+
+**References.** :meth:`Dataset.reference_splits` says which splits serve as references: the manifest's
+``reference_splits`` when set, else ``reference`` when that split exists, else every split except ``query``
+(a dataset rendered with train/val/test splits uses all of them). Files appear only complete (written to a temporary name, then renamed), so
 an interrupted render leaves no half-written frame and a rerun renders only what is missing.
 """
 from __future__ import annotations
@@ -32,7 +43,7 @@ from .poses import matrix_to_quat
 
 __all__ = [
     "FORMAT", "VERSION", "CONVENTIONS", "DatasetError", "Frame", "Dataset", "Keypoint",
-    "atomic_write_bytes", "atomic_write_json", "json_safe", "write_array", "write_depth", "read_depth",
+    "atomic_write_bytes", "atomic_write_json", "QUERY_SPLIT", "json_safe", "write_array", "write_depth", "read_depth",
     "save_keypoints", "load_keypoints", "export_colmap", "export_nerfstudio",
 ]
 
@@ -46,6 +57,9 @@ CONVENTIONS = {
     "depth": "npz key 'depth', float32 [H, W], planar Z along the optical axis in metres, 0 = no surface",
     "quaternion": "(w, x, y, z)",
 }
+
+
+QUERY_SPLIT = "query"  # the split of held-out views a benchmark localizes; never a reference by default
 
 
 class DatasetError(RuntimeError):
@@ -205,6 +219,58 @@ class Dataset:
 
     def splits(self) -> list[str]:
         return sorted({f.split for f in self.frames})
+
+    def reference_splits(self, requested: Optional[Iterable[str]] = None) -> list[str]:
+        """Splits whose frames serve as references: ``requested`` (checked), else the manifest's
+        ``reference_splits``, else ``["reference"]`` when present, else every split but ``query``.
+
+        Raises:
+            DatasetError: a requested split is empty or the dataset has no usable frames.
+        """
+        have = self.splits()
+        if requested is not None:
+            if isinstance(requested, str):
+                requested = [s for s in requested.split(",") if s.strip()]
+            wanted = [str(s).strip() for s in requested]
+            missing = [s for s in wanted if s not in have]
+            if missing or not wanted:
+                raise DatasetError(f"dataset {self.root} has no frames in split(s) {missing or wanted} "
+                                   f"(splits: {', '.join(have) or 'none'})")
+            return wanted
+        declared = self.manifest.get("reference_splits")
+        if declared:
+            return self.reference_splits(declared)
+        if "reference" in have:
+            return ["reference"]
+        out = [s for s in have if s != QUERY_SPLIT]
+        if not out:
+            raise DatasetError(f"dataset {self.root} has no reference frames (splits: {', '.join(have) or 'none'})")
+        return out
+
+    def reference_frames(self, requested: Optional[Iterable[str]] = None) -> list[Frame]:
+        """The frames of :meth:`reference_splits`, in manifest order."""
+        splits = set(self.reference_splits(requested))
+        return [f for f in self.frames if f.split in splits]
+
+    def digest(self, frames: Optional[Iterable[Frame]] = None) -> str:
+        """Identity of the dataset (or of ``frames`` of it): 16 hex digits over the manifest's scene and render
+        entries and, per frame, its manifest entry and the size and mtime of its image and depth files."""
+        import hashlib
+
+        h = hashlib.sha256()
+        head = {"scene": self.manifest.get("scene", {}), "render": self.manifest.get("render", {})}
+        h.update(json.dumps(json_safe(head), sort_keys=True).encode())
+        for f in (self.frames if frames is None else frames):
+            stats = []
+            for rel in (f.image, f.depth):
+                if rel:
+                    try:
+                        st = os.stat(self.root / rel)
+                        stats.append([rel, st.st_size, st.st_mtime_ns])
+                    except OSError:
+                        stats.append([rel, None, None])
+            h.update(json.dumps(json_safe([f.to_dict(), stats]), sort_keys=True).encode())
+        return h.hexdigest()[:16]
 
     def frame(self, frame_id: str) -> Frame:
         for f in self.frames:
