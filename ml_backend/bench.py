@@ -3,12 +3,14 @@
 Everything is cached under ``--cache`` by content: the dataset folder by ``RenderConfig.digest(scene key)``
 (the scene key holds the mesh file's hash and the scale), the feature database by its conf. Each method runs in
 its own process (``python -m ml_backend run-method``) so process-wide state (thread pools, imports) never leaks
-between methods; a method that cannot run is reported as ``{"skipped": reason}``.
+between methods; a method that cannot run here (missing package or weights) is reported as
+``{"skipped": reason}``, one that crashed, failed or timed out as ``{"failed": reason, "exit_code": int|None}``.
 """
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -108,7 +110,12 @@ def ensure_dataset(spec: SceneSpec, cfg: RenderConfig, cache: Path, progress: bo
 
 def run_method_subprocess(name: str, dataset_dir: Path, workdir: Path, conf: dict, out_json: Path,
                           timeout_s: Optional[float] = None) -> dict:
-    """Run one method in a fresh worker process; returns ``{"rows": [...]}`` or ``{"skipped": reason}``."""
+    """Run one method in a fresh worker process.
+
+    Returns ``{"rows": [...]}``, ``{"skipped": reason}`` (the method cannot run here: exit code
+    :data:`EXIT_UNAVAILABLE`) or ``{"failed": reason, "exit_code": rc}`` (it crashed, failed or timed out; a
+    signal is a negative ``rc``, e.g. -11 for a segmentation fault, reported by a shell as 139).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "ml_backend", "run-method", "--method", name, "--dataset", str(dataset_dir),
            "--workdir", str(workdir), "--conf", json.dumps(conf), "--out", str(out_json)]
@@ -119,7 +126,7 @@ def run_method_subprocess(name: str, dataset_dir: Path, workdir: Path, conf: dic
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout_s,
                               env=env)
     except subprocess.TimeoutExpired:
-        return {"skipped": f"timed out after {timeout_s} s"}
+        return {"failed": f"timed out after {timeout_s} s", "exit_code": None}
     if proc.stderr and conf.get("progress", True):
         sys.stderr.write(proc.stderr[-2000:] if proc.returncode else "")
     if proc.returncode == 0 and out_json.is_file():
@@ -127,7 +134,15 @@ def run_method_subprocess(name: str, dataset_dir: Path, workdir: Path, conf: dic
     if proc.returncode == EXIT_UNAVAILABLE and out_json.is_file():
         return json.loads(out_json.read_text())
     last = " | ".join([x for x in proc.stderr.strip().splitlines() if x.strip()][-3:])
-    return {"skipped": f"failed with exit code {proc.returncode}: {last}"}
+    rc = proc.returncode
+    if rc < 0:
+        try:
+            how = f"killed by {signal.Signals(-rc).name} (exit code {128 - rc} in a shell)"
+        except ValueError:
+            how = f"killed by signal {-rc}"
+    else:
+        how = f"exit code {rc}"
+    return {"failed": f"{'crashed' if rc < 0 else 'failed'}: {how}" + (f": {last}" if last else ""), "exit_code": rc}
 
 
 def format_table(results: dict) -> str:
@@ -144,6 +159,9 @@ def format_table(results: dict) -> str:
     for name, m in results["methods"].items():
         if "skipped" in m:
             lines.append(f"{name:<14}skipped: {m['skipped']}")
+            continue
+        if "failed" in m:
+            lines.append(f"{name:<14}FAILED: {m['failed']}")
             continue
         sub = f" (first {m['n_queries_evaluated']} queries)" if m.get("n_queries_evaluated") else ""
         lines.append(f"{name:<14}" + "".join(f"{fmt(m['recall'][k], '.3f'):>12}" for k in keys)
@@ -189,8 +207,9 @@ def run_bench(opts: BenchOptions, dataset_dir: Optional[Path] = None) -> dict:
         if name in TRAINING_METHODS:  # one training set and model shared by these methods, cached
             conf.update(regression_dir=str(cache / "regression" / ds.root.name), n_gl_views=opts.n_gl_views)
         res = run_method_subprocess(name, ds.root, out / "work" / name, conf, out / f"{name}_queries.json")
-        if "skipped" in res:
-            results["methods"][name] = {"skipped": res["skipped"]}
+        if "skipped" in res or "failed" in res:
+            results["methods"][name] = res
+            sys.stderr.write(f"{name}: {res.get('failed') or 'skipped: ' + res['skipped']}\n")
             continue
         metrics, rows = evaluate_results(res["rows"], _QuerySubset(ds, n_sub) if n_sub else ds)
         metrics.pop("n_queries", None)

@@ -23,8 +23,6 @@ MATCHER = "sift+bf-ratio (OpenCV RootSIFT, poselib PnP)"
 
 def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
     """Per-query results; ``conf["refine"]`` overrides :data:`ml_backend.regression.refine.default_conf`."""
-    import timm  # noqa: F401 -- torchvision/timm must be imported before the EGL context (see ml_backend.render)
-
     from ..regression.refine import refine_pose
     from ..render import RendererUnavailable, SceneRenderer
 

@@ -11,8 +11,13 @@ Depth is written by the fragment shader as the interpolated camera-space Z (plan
 metres) into a float32 colour attachment -- not read back from the non-linear depth buffer -- so it is the same
 quantity Blender's Z pass stores. Pixels without a surface are 0.
 
-Trap: importing torchvision (e.g. through timm) *after* a Mesa llvmpipe EGL context exists in the process
-segfaults (both bring LLVM code); import the torch stack first, then create the renderer.
+This module draws in the calling process (:class:`GLRenderer`); the rest of the worker uses
+:class:`ml_backend.render.process.SceneRenderer`, which runs it in a child process. Reason: creating a Mesa
+llvmpipe EGL context loads the system's ``libLLVM`` into the process's global symbol scope (Mesa opens its
+driver with ``RTLD_GLOBAL``); ``triton``'s ``libtriton.so`` (imported by ``torch._dynamo``, which torchvision and
+timm import) carries its own, different LLVM whose exported symbols then bind to Mesa's copy, and its static
+initializers crash (SIGSEGV, exit 139). Keeping the GL context out of processes that import torch removes the
+collision instead of depending on import order.
 
 Colour is the baked base-colour texture (unlit), optionally with a simple Lambert term; it is not a photometric
 match of Cycles, only good enough for local-feature matching.
@@ -27,7 +32,7 @@ import numpy as np
 
 from pose_addon.core.cameras import Intrinsics
 
-__all__ = ["RendererUnavailable", "MeshData", "load_scene_meshes", "opencv_projection", "SceneRenderer"]
+__all__ = ["RendererUnavailable", "MeshData", "load_scene_meshes", "opencv_projection", "GLRenderer"]
 
 
 class RendererUnavailable(RuntimeError):
@@ -159,8 +164,11 @@ void main() {
 """
 
 
-class SceneRenderer:
-    """Renders a scene mesh at OpenCV poses: ``render(cam_from_world, intrinsics) -> (rgb, depth)``.
+class GLRenderer:
+    """Renders a scene mesh at OpenCV poses in this process: ``render(cam_from_world, intrinsics) -> (rgb, depth)``.
+
+    Never create one in a process that imports (or will import) torch: see the module docstring and
+    :class:`ml_backend.render.process.SceneRenderer`.
 
     Args:
         scene: path of a glTF/GLB, or meshes from :func:`load_scene_meshes`.
@@ -210,6 +218,12 @@ class SceneRenderer:
             self._items.append((vao, tex, m.color))
         self._fbo = None
         self._size = None
+
+    def set_lighting(self, light_dir: tuple, ambient: float) -> None:
+        """Lambert light direction (world axes, normalized here) and ambient level in [0, 1]."""
+        ld = np.asarray(light_dir, np.float64)
+        self.prog["light_dir"].value = tuple((ld / np.linalg.norm(ld)).tolist())
+        self.prog["ambient"].value = float(ambient)
 
     def _framebuffer(self, w: int, h: int):
         if self._size != (w, h):
@@ -271,7 +285,7 @@ class SceneRenderer:
         """Free the OpenGL context."""
         self.ctx.release()
 
-    def __enter__(self) -> "SceneRenderer":
+    def __enter__(self) -> "GLRenderer":
         return self
 
     def __exit__(self, *exc) -> None:

@@ -52,4 +52,4 @@ def test_unknown_and_failing_methods(synth_dataset, tmp_path):
         run_bench(BenchOptions(methods=("nope",), out=tmp_path / "o"), synth_dataset.root)
     res = run_method_subprocess("sift", synth_dataset.root, tmp_path / "w", {"database": str(tmp_path / "x.h5")},
                                 tmp_path / "rows.json")
-    assert "skipped" in res and "feature database not found" in res["skipped"]
+    assert res["exit_code"] == 1 and "feature database not found" in res["failed"], res
