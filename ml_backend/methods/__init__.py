@@ -14,7 +14,6 @@ REGISTRY: dict[str, str] = {
     "retrieval_nn": "ml_backend.methods.retrieval_nn",  # pose of the top-1 retrieved reference (baseline)
     "sift": "ml_backend.methods.sift",  # retrieval + SIFT matching + PnP on depth-lifted points
     "regression": "ml_backend.methods.regression",  # BuildingPoseNetCached: one forward pass (issue 6)
-    "regression+refine": "ml_backend.methods.regression_refine",  # + render-and-compare (worker-side render)
     "retrieval_nn_train": "ml_backend.methods.retrieval_nn_train",  # NN over exactly the regression's training set
     "keypoints": "ml_backend.methods.keypoints",  # YOLO pose keypoints (trained on renders) + PnP
     "keypoints_oracle": "ml_backend.methods.keypoints_oracle",  # PnP from ground-truth keypoints + matched noise
@@ -27,6 +26,9 @@ REGISTRY: dict[str, str] = {
     "loftr": "ml_backend.methods.loftr",
     "ensemble": "ml_backend.methods.ensemble",
 }
+#: every method + refinement by rendering at its estimate (``ml_backend.refine``), e.g. ``sift+refine``
+REGISTRY.update({f"{name}+refine": "ml_backend.methods.refined" for name in list(REGISTRY)
+                 if name not in ("keypoints_oracle",)})
 
 
 class MethodUnavailable(RuntimeError):
@@ -38,9 +40,14 @@ def available() -> list[str]:
 
 
 def get_method(name: str) -> ModuleType:
-    """The module implementing ``name``; raises KeyError for unknown names, MethodUnavailable on import failure."""
+    """The module implementing ``name`` (for ``METHOD+refine``, a namespace with ``run``/``estimate_images``);
+    raises KeyError for unknown names, MethodUnavailable on import failure."""
     if name not in REGISTRY:
         raise KeyError(f"unknown method {name!r}; available: {', '.join(REGISTRY)}")
+    if name.endswith("+refine"):
+        from .refined import for_method
+
+        return for_method(name[: -len("+refine")])
     try:
         return importlib.import_module(REGISTRY[name])
     except ImportError as e:
