@@ -44,7 +44,7 @@ from .poses import matrix_to_quat
 __all__ = [
     "FORMAT", "VERSION", "CONVENTIONS", "DatasetError", "Frame", "Dataset", "Keypoint",
     "atomic_write_bytes", "atomic_write_json", "QUERY_SPLIT", "json_safe", "write_array", "write_depth", "read_depth",
-    "save_keypoints", "load_keypoints", "export_colmap", "export_nerfstudio",
+    "save_keypoints", "load_keypoints", "export_colmap", "export_nerfstudio", "write_colmap", "write_nerfstudio",
 ]
 
 FORMAT = "pose-dataset"
@@ -346,14 +346,18 @@ def load_keypoints(path: Path | str) -> list[Keypoint]:
 
 # ----------------------------------------------------------------------------------------------- exports
 def export_colmap(ds: Dataset, out_dir: Path | str, split: Optional[str] = None) -> Path:
-    """Write a COLMAP text model (cameras.txt, images.txt, empty points3D.txt) of ``ds`` (or one split).
+    """Write a COLMAP text model (cameras.txt, images.txt, empty points3D.txt) of ``ds`` (or one split)."""
+    return write_colmap(ds.frames if split is None else ds.split(split), out_dir)
+
+
+def write_colmap(frames: Iterable[Frame], out_dir: Path | str) -> Path:
+    """A COLMAP text model of ``frames`` (image names: each frame's ``image``), with an empty points3D.txt.
 
     COLMAP's principal point is OpenCV's + 0.5 (pixel centres at x + 0.5); its qvec is (w, x, y, z) of
     ``cam_from_world`` and tvec its translation, which is exactly our stored pose.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    frames = ds.frames if split is None else ds.split(split)
     cams: dict[tuple, int] = {}
     cam_lines, img_lines = [], []
     for i, f in enumerate(frames, start=1):
@@ -377,20 +381,49 @@ def export_colmap(ds: Dataset, out_dir: Path | str, split: Optional[str] = None)
     return out
 
 
-def export_nerfstudio(ds: Dataset, out_path: Path | str, split: Optional[str] = None) -> Path:
-    """Write a nerfstudio ``transforms.json``: ``transform_matrix`` is world_from_cam in OpenGL/Blender axes.
+#: nerfstudio reads a ``.npy`` depth and multiplies it by its ``depth_unit_scale_factor`` (default 1e-3)
+NERFSTUDIO_DEPTH_DIR = "depth_mm"
 
-    nerfstudio samples pixel centres at +0.5, so its ``cx, cy`` are OpenCV's + 0.5.
+
+def export_nerfstudio(ds: Dataset, out_path: Path | str, split: Optional[str] = None) -> Path:
+    """Write a nerfstudio ``transforms.json`` of ``ds`` (or one split), with ``depth_file_path`` for frames that
+    have depth (see :func:`write_nerfstudio`)."""
+    return write_nerfstudio(ds.frames if split is None else ds.split(split), out_path, ds.root,
+                            extra={"building_pose_dataset": ds.manifest.get("render", {}).get("digest")})
+
+
+def write_nerfstudio(frames: Iterable[Frame], out_path: Path | str, root: Path | str, extra: Optional[dict] = None
+                     ) -> Path:
+    """A nerfstudio ``transforms.json``: ``transform_matrix`` is world_from_cam in OpenGL/Blender axes.
+
+    ``file_path`` points at each frame's image under ``root`` (relative to the JSON when it is a relative path).
+    A frame with depth gets ``depth_file_path``: its depth as float32 millimetres in
+    ``<json folder>/depth_mm/<frame id, / as _>.npy`` (nerfstudio's default ``depth_unit_scale_factor`` of 1e-3 turns it
+    into metres; 0 = no surface). nerfstudio samples pixel centres at +0.5, so its ``cx, cy`` are OpenCV's + 0.5.
     """
-    frames = ds.frames if split is None else ds.split(split)
+    import io
+
     out_path = Path(out_path)
-    rel_root = os.path.relpath(ds.root, out_path.parent)
+    root = Path(root)
     items = []
     for f in frames:
         k = f.intrinsics
         cx, cy = opencv_to_colmap_principal_point(k.cx, k.cy)
-        items.append({"file_path": os.path.join(rel_root, f.image), "transform_matrix":
-                      blender_matrix_world_from_cam_from_world(f.cam_from_world).tolist(),
-                      "fl_x": k.fx, "fl_y": k.fy, "cx": cx, "cy": cy, "w": k.width, "h": k.height})
-    atomic_write_json(out_path, {"camera_model": "OPENCV", "frames": items})
+        image = Path(f.image)
+        file_path = str(image) if image.is_absolute() else os.path.relpath(root / image, out_path.parent)
+        item = {"file_path": file_path, "transform_matrix":
+                blender_matrix_world_from_cam_from_world(f.cam_from_world).tolist(),
+                "fl_x": k.fx, "fl_y": k.fy, "cx": cx, "cy": cy, "w": k.width, "h": k.height}
+        if f.depth:
+            buf = io.BytesIO()
+            np.save(buf, (read_depth(root / f.depth) * 1000.0).astype(np.float32))
+            rel = f"{NERFSTUDIO_DEPTH_DIR}/{f.id.replace('/', '_')}.npy"
+            atomic_write_bytes(out_path.parent / rel, buf.getvalue())
+            item["depth_file_path"] = rel
+        items.append(item)
+    doc = {"camera_model": "OPENCV", "frames": items}
+    if any("depth_file_path" in it for it in items):
+        doc["depth_unit_scale_factor"] = 1e-3
+    doc.update({k: v for k, v in (extra or {}).items() if v is not None})
+    atomic_write_json(out_path, doc)
     return out_path

@@ -98,6 +98,11 @@ def test_nerfstudio_export(tmp_path):
     np.testing.assert_allclose(M, blender_matrix_world_from_cam_from_world(ds.frames[0].cam_from_world))
     assert data["frames"][0]["cx"] == INTR.cx + 0.5
     assert (tmp_path / data["frames"][0]["file_path"]).exists()
+    # depth as float32 millimetres in .npy, which nerfstudio scales by its default depth_unit_scale_factor
+    assert data["depth_unit_scale_factor"] == 1e-3
+    for i, fr in enumerate(data["frames"]):
+        d = np.load(tmp_path / fr["depth_file_path"])
+        assert d.dtype == np.float32 and d.shape == (48, 64) and d[0, 0] == pytest.approx(1000.0 * (5.0 + i))
 
 
 def test_render_config_round_trip_and_stable_digest():
