@@ -35,6 +35,12 @@ def _bench_args(p: argparse.ArgumentParser, out_default: Optional[str]) -> None:
     p.add_argument("--ground", default="textured", choices=GROUND_STYLES,
                    help="ground under the building: procedural texture (default), one flat colour, or none")
     p.add_argument("--query-blur", type=float, default=0.0, help="Gaussian blur sigma (px) of the query images")
+    p.add_argument("--query-style", default="render", choices=("render", "photo"),
+                   help="queries rendered like the references, or like photos (materials, sky, lens distortion, "
+                        "exposure, white balance, vignetting, blur, JPEG, occluders; see PhotoStyle)")
+    p.add_argument("--photo-seed", type=int, default=0, help="seed of the photo-style effects")
+    p.add_argument("--band", default="orbit", choices=("orbit", "street"),
+                   help="camera band of references and queries (placement presets)")
     p.add_argument("--cache", default=None, help="cache folder (default: <checkout>/.cache/ml_backend)")
     p.add_argument("--engine", default="CYCLES", choices=["CYCLES", "BLENDER_EEVEE", "BLENDER_WORKBENCH"])
     p.add_argument("--samples", type=int, default=16)
@@ -83,7 +89,8 @@ def _bench(args) -> int:
                         n_queries=args.n_queries, width=args.width, height=args.height, scale=args.scale,
                         cache=Path(args.cache) if args.cache else None, engine=args.engine, samples=args.samples,
                         progress=not args.quiet, viz=not args.no_viz, method_queries=mq or None,
-                        ground=args.ground, query_blur_px=args.query_blur)
+                        ground=args.ground, query_blur_px=args.query_blur, query_style=args.query_style,
+                        photo_seed=args.photo_seed, band=args.band)
     results = run_bench(opts, Path(args.dataset) if args.dataset else None)
     print(format_table(results))
     print(f"results: {Path(args.out) / 'results.json'}")

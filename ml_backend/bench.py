@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Optional
 
 from pose_addon.core.dataset import Dataset, DatasetError, atomic_write_json
-from pose_addon.core.render_config import LightingConfig, RenderConfig, RenderGroup
-from pose_addon.core.sampling import SamplerConfig
+from pose_addon.core.render_config import LightingConfig, PhotoStyle, RenderConfig, RenderGroup
+from pose_addon.core.sampling import SamplerConfig, placement_preset
 
 from . import blender_runner
 from .database import build_database
@@ -55,25 +55,60 @@ class BenchOptions:
     n_gl_views: int = 300  # worker-rendered training views added to the references for TRAINING_METHODS
     ground: str = "textured"  # ground under a mesh / the building: textured, plain (feature-poor) or none
     query_blur_px: float = 0.0  # Gaussian blur (sigma, px) of the query images, before their sensor noise
+    query_style: str = "render"  # "render" (like the references) or "photo" (PhotoStyle effects, seeded)
+    photo_seed: int = 0  # PhotoStyle.seed of photo-style queries
+    band: str = "orbit"  # camera band of references and queries: a placement preset (orbit, street)
+
+
+def _scene_bounds(spec: SceneSpec) -> tuple:
+    """World bounding box ``(min [3], max [3])`` of the building as Blender places it (centred on the origin,
+    floor at z = 0, longest side scaled to ``spec``'s): read from the mesh file; a 15 x 10 x 10 m box for the
+    procedural building."""
+    longest = spec.longest_side_m()
+    if spec.kind == "procedural":
+        ext = [longest, longest * 2 / 3, longest * 2 / 3]
+    else:
+        import trimesh
+
+        b = trimesh.load(spec.path, force="scene").bounds
+        e = b[1] - b[0]
+        up_y = str(spec.path).lower().endswith((".glb", ".gltf"))  # glTF is Y up; Blender's import makes it Z up
+        ext = [e[0], e[2], e[1]] if up_y else list(e)
+        ext = [float(x) * longest / float(max(e)) for x in ext]
+    return (-ext[0] / 2, -ext[1] / 2, 0.0), (ext[0] / 2, ext[1] / 2, ext[2])
 
 
 def make_render_config(spec: SceneSpec, n_references: int, n_queries: int, width: int, height: int,
-                       engine: str = "CYCLES", samples: int = 16, query_blur_px: float = 0.0) -> RenderConfig:
+                       engine: str = "CYCLES", samples: int = 16, query_blur_px: float = 0.0,
+                       query_style: str = "render", photo_seed: int = 0, band: str = "orbit") -> RenderConfig:
     """References on a fibonacci shell, queries at random between them with other lighting, sensor noise and
-    (``query_blur_px`` > 0) Gaussian blur.
+    (``query_blur_px`` > 0) Gaussian blur; ``query_style="photo"`` adds :class:`PhotoStyle` effects (seed
+    ``photo_seed``) to the queries.
 
-    Distances 25-40 m and elevations 5-35 deg for a building of 15 m, distances scaled with its longest side.
+    ``band="orbit"``: distances 25-40 m and elevations 5-35 deg for a building of 15 m, distances scaled with its
+    longest side (queries 26-39 m, 7-33 deg, between the references). Other bands are the placement presets of
+    :func:`pose_addon.core.sampling.placement_preset` (``street``: eye height around the building), references
+    on a fibonacci layout (seed 0), queries at random in the same band (seed 1).
     """
+    if query_style not in ("render", "photo"):
+        raise ValueError(f"unknown query style {query_style!r}; choose render or photo")
     f = spec.longest_side_m() / DEFAULT_LONGEST_M
-    ref = RenderGroup("reference", SamplerConfig(n=n_references, layout="fibonacci", distance=(25.0 * f, 40.0 * f),
-                                                 elevation_deg=(5.0, 35.0), seed=0),
-                      LightingConfig(), noise_std=0.0)
-    qry = RenderGroup("query", SamplerConfig(n=n_queries, layout="random", distance=(26.0 * f, 39.0 * f),
-                                             elevation_deg=(7.0, 33.0), seed=1),
+    if band == "orbit":
+        ref_s = SamplerConfig(n=n_references, layout="fibonacci", distance=(25.0 * f, 40.0 * f),
+                              elevation_deg=(5.0, 35.0), seed=0)
+        qry_s = SamplerConfig(n=n_queries, layout="random", distance=(26.0 * f, 39.0 * f), elevation_deg=(7.0, 33.0),
+                              seed=1)
+    else:
+        lo, hi = _scene_bounds(spec)
+        ref_s = placement_preset(band, lo, hi, n=n_references, seed=0, layout="fibonacci")
+        qry_s = placement_preset(band, lo, hi, n=n_queries, seed=1, layout="random")
+    ref = RenderGroup("reference", ref_s, LightingConfig(), noise_std=0.0)
+    qry = RenderGroup("query", qry_s,
                       LightingConfig(sun_elevation_deg=(25.0, 70.0), sun_azimuth_deg=(0.0, 360.0),
                                      sun_strength=(2.5, 4.5), world_strength=(0.3, 0.7),
                                      world_color=(0.85, 0.85, 0.95)),
-                      noise_std=3.0, blur_px=float(query_blur_px))
+                      noise_std=3.0, blur_px=float(query_blur_px),
+                      photo=PhotoStyle(seed=int(photo_seed)) if query_style == "photo" else None)
     cfg = RenderConfig(groups=[ref, qry], width=width, height=height, engine=engine, samples=samples)
     cfg.validate()
     return cfg
@@ -189,7 +224,7 @@ def run_bench(opts: BenchOptions, dataset_dir: Optional[Path] = None) -> dict:
     if rendered:
         spec = parse_scene(opts.scene, opts.scale, opts.ground)  # fails on a missing mesh before Blender starts
         cfg = make_render_config(spec, opts.n_references, opts.n_queries, opts.width, opts.height, opts.engine,
-                                 opts.samples, opts.query_blur_px)
+                                 opts.samples, opts.query_blur_px, opts.query_style, opts.photo_seed, opts.band)
         dataset_dir = ensure_dataset(spec, cfg, cache, opts.progress)
     ds = Dataset.load(dataset_dir)
     db_path = build_database(ds.root, cache / "features" / ds.root.name, opts.db_conf, progress=opts.progress)
@@ -197,14 +232,17 @@ def run_bench(opts: BenchOptions, dataset_dir: Optional[Path] = None) -> dict:
     results = {"scene": scene_label, "n_references": len(ds.split("reference")),
                "n_queries": len(ds.split("query")), "methods": {}}
     if rendered:  # how the scene and queries were rendered, when this run rendered them
-        results.update(ground=opts.ground, query_blur_px=opts.query_blur_px)
+        results.update(ground=opts.ground, query_blur_px=opts.query_blur_px, query_style=opts.query_style,
+                       band=opts.band)
+        if opts.query_style == "photo":
+            results["photo_seed"] = opts.photo_seed
     per_query = {}
     for name in opts.methods:
         conf = {"database": str(db_path), "progress": opts.progress, "cache": str(cache)}
         n_sub = (opts.method_queries or {}).get(name)
         if n_sub:
             conf["max_queries"] = int(n_sub)
-        if name in TRAINING_METHODS:  # one training set and model shared by these methods, cached
+        if name.removesuffix("+refine") in TRAINING_METHODS:  # one training set and model shared by these methods, cached
             conf.update(regression_dir=str(cache / "regression" / ds.root.name), n_gl_views=opts.n_gl_views)
         res = run_method_subprocess(name, ds.root, out / "work" / name, conf, out / f"{name}_queries.json")
         if "skipped" in res or "failed" in res:

@@ -6,6 +6,7 @@ scene and config renders only what is missing.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 import os
@@ -275,10 +276,12 @@ def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
 
 def render_frame(scene, png_path: Path, depth_path: Optional[Path], noise_std: float = 0.0,
                  noise_seed=None, normals_path: Optional[Path] = None, mask_path: Optional[Path] = None,
-                 blur_px: float = 0.0) -> None:
+                 blur_px: float = 0.0, photo: Optional[tuple] = None) -> None:
     """Render the scene's camera; write an 8-bit RGB PNG (view transform applied; Gaussian blur of ``blur_px``
     then noise of ``noise_std`` grey levels when asked), planar depth and, when asked, world-space normals and the
-    instance mask (object ``pass_index``), all atomically."""
+    instance mask (object ``pass_index``), all atomically. ``photo`` = ``(parameters, intrinsics)`` of a
+    photo-like frame (:mod:`.photo_style`): the overscanned render becomes the photo, written to ``png_path``
+    (a ``.jpg`` when it is JPEG-compressed), and its depth follows the lens distortion."""
     png_path = Path(png_path)
     png_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_png = png_path.parent / f".{png_path.stem}.part.png"
@@ -307,7 +310,21 @@ def render_frame(scene, png_path: Path, depth_path: Optional[Path], noise_std: f
             ims.color_depth = "8"
             ims.compression = 15
             result.save_render(str(tmp_png), scene=scene)
-        if noise_std > 0 or blur_px > 0:
+        if photo is not None:
+            from . import photo_style
+
+            tmp_photo = png_path.parent / f".{png_path.stem}.photo.part{png_path.suffix}"
+            try:
+                photo_style.write_photo(tmp_photo, photo_style.finish_image(_read_png(str(tmp_png)), photo[0],
+                                                                            photo[1], blur_px, noise_std,
+                                                                            noise_seed), photo[0]["jpeg_quality"])
+                os.replace(tmp_photo, png_path)
+            finally:
+                tmp_photo.unlink(missing_ok=True)
+            tmp_png.unlink()
+            if depth_path is not None:
+                depth = photo_style.finish_depth(depth, photo[0], photo[1])
+        elif noise_std > 0 or blur_px > 0:
             img = _read_png(str(tmp_png)).astype(np.float32)
             if blur_px > 0:
                 img = gaussian_blur(img, blur_px)
@@ -389,6 +406,7 @@ class DatasetRender:
             ds.save()
         self.ds = ds
         target = np.asarray(scene_info["target"], dtype=np.float64)
+        self.target, self.boxes, self.target_points = target, np.asarray(scene_info["boxes"]), target_points
         inside = aabb_inside_fn(np.asarray(scene_info["boxes"]), margin=0.5)
         self.plan = []
         for g in config.groups:
@@ -434,18 +452,33 @@ class DatasetRender:
         lighting = sample_lighting(g.lighting, g.sampler.seed, i, g.split)
         setup_lighting(lighting, self.scene)
         bcam.set_cam_from_world(self.cam_obj, T)
-        image_rel = f"images/{fid}.png"
+        photo, intr, undo_photo, photo_facts = None, self.intr, None, {}
+        if g.photo is not None:
+            from . import photo_style
+
+            photo = photo_style.sample_params(g.photo, g.sampler.seed, i, g.split, self.intr)
+            undo_photo, photo_facts = photo_style.prepare_frame(
+                self.scene, self.cam_obj, photo, lighting, T, self.intr, scene_io.building_objects(),
+                self.target, self.boxes, self.target_points)
+            intr = dataclasses.replace(self.intr, dist=(photo["k1"], photo["k2"], 0.0, 0.0))
+        image_rel = f"images/{fid}.{'jpg' if photo and photo['jpeg_quality'] else 'png'}"
         depth_rel = f"depth/{fid}.npz" if self.config.depth else None
         normals_rel = f"normals/{fid}.npz" if self.config.normals else None
         mask_rel = f"masks/{fid}.npz" if self.config.masks else None
         noise_seed = [int(g.sampler.seed) & 0xFFFFFFFF, i, zlib.crc32(g.split.encode()), 23]
-        render_frame(self.scene, self.out / image_rel, self.out / depth_rel if depth_rel else None, g.noise_std,
-                     noise_seed, self.out / normals_rel if normals_rel else None,
-                     self.out / mask_rel if mask_rel else None, g.blur_px)
+        try:
+            render_frame(self.scene, self.out / image_rel, self.out / depth_rel if depth_rel else None, g.noise_std,
+                         noise_seed, self.out / normals_rel if normals_rel else None,
+                         self.out / mask_rel if mask_rel else None, g.blur_px, (photo, intr) if photo else None)
+        finally:
+            if undo_photo is not None:
+                undo_photo()
         extras = {"group": g.split, "index": i, "lighting": lighting, "noise_std": g.noise_std,
                   "render_s": round(time.time() - t1, 3)}
+        if photo is not None:
+            extras["photo"] = {**photo, **photo_facts}
         extras.update({k: v for k, v in (("normals", normals_rel), ("mask", mask_rel), ("blur_px", g.blur_px)) if v})
-        self.ds.add_frame(Frame(fid, g.split, image_rel, depth_rel, self.intr, T, extras))
+        self.ds.add_frame(Frame(fid, g.split, image_rel, depth_rel, intr, T, extras))
         self.ds.save()
         self.todo.pop(0)
         msg = f"{fid} rendered in {time.time() - t1:.2f} s"
