@@ -2,7 +2,10 @@
 (colour per method, white ground truth, a line from each estimate to its truth, error labels) and, looking
 through an estimated camera, its reprojected keypoints and inlier correspondences over the photo.
 
-Handlers are added on register and removed on unregister; nothing is drawn in background mode.
+A redraw only draws: the line geometry (one batch per colour) and the label anchors are built once and rebuilt
+when the cache's key changes. The key is a version counter bumped by :func:`invalidate` (called by the operators
+that make, move or delete cameras, and by a depsgraph handler when a camera object changes) plus the number of
+cameras. Handlers are added on register and removed on unregister; nothing is drawn in background mode.
 """
 import bpy
 import numpy as np
@@ -10,71 +13,189 @@ import numpy as np
 from .core.cameras import Intrinsics
 
 _handles: list = []
+#: label anchors drawn at most per redraw (the ones nearest the view centre)
+MAX_LABELS = 100
+_state = {"version": 0}
+_cache: dict = {"poses": (None, None), "estimates": (None, None)}
+
+
+def invalidate() -> None:
+    """Mark the cached geometry stale (cameras added, moved, removed or compared)."""
+    _state["version"] += 1
 
 
 def frustum_lines(cam_from_world: np.ndarray, intr: Intrinsics, depth: float = 1.5) -> np.ndarray:
     """Line segments ``[16, 3]`` (world) of a camera frustum: 4 rays from the centre and the image rectangle."""
-    R, t = cam_from_world[:3, :3], cam_from_world[:3, 3]
-    c = -R.T @ t
-    corners_px = np.array([[-0.5, -0.5], [intr.width - 0.5, -0.5], [intr.width - 0.5, intr.height - 0.5],
-                           [-0.5, intr.height - 0.5]])
-    rays = np.c_[(corners_px - [intr.cx, intr.cy]) / [intr.fx, intr.fy], np.ones(4)] * depth
-    pts = rays @ R + c  # R^T applied to row vectors
-    segs = []
+    return frustum_lines_many(np.asarray(cam_from_world, np.float64)[None], intr, depth)[0]
+
+
+def frustum_lines_many(cam_from_world: np.ndarray, intr, depth: float = 1.5) -> np.ndarray:
+    """Frustum segments ``[N, 16, 3]`` (world) of ``N`` cameras ``[N, 4, 4]`` (OpenCV axes) sharing ``intr`` or
+    with one :class:`Intrinsics` each (a list)."""
+    T = np.asarray(cam_from_world, np.float64).reshape(-1, 4, 4)
+    intrs = intr if isinstance(intr, (list, tuple)) else [intr] * len(T)
+    R, t = T[:, :3, :3], T[:, :3, 3]
+    c = -np.einsum("nji,nj->ni", R, t)  # centres: -R^T t
+    rays = np.empty((len(T), 4, 3))
+    for n, k in enumerate(intrs):
+        px = np.array([[-0.5, -0.5], [k.width - 0.5, -0.5], [k.width - 0.5, k.height - 0.5], [-0.5, k.height - 0.5]])
+        rays[n, :, :2] = (px - [k.cx, k.cy]) / [k.fx, k.fy]
+        rays[n, :, 2] = 1.0
+    far = np.einsum("nkj,nji->nki", rays * depth, R) + c[:, None, :]  # R^T applied to row vectors
+    segs = np.empty((len(T), 16, 3))
     for i in range(4):
-        segs += [c, pts[i], pts[i], pts[(i + 1) % 4]]
-    return np.array(segs)
+        segs[:, 4 * i] = c
+        segs[:, 4 * i + 1] = far[:, i]
+        segs[:, 4 * i + 2] = far[:, i]
+        segs[:, 4 * i + 3] = far[:, (i + 1) % 4]
+    return segs
 
 
-def _draw_pose_list():
-    scene = bpy.context.scene
-    settings = getattr(scene, "pose_tools", None)
-    if settings is None or not settings.show_frustums or len(settings.poses) == 0:
-        return
-    import gpu
-    from gpu_extras.batch import batch_for_shader
+def frustum_depth(context=None) -> float:
+    """Frustum length: a tenth of the target's longest side (1.5 m for a 15 m building)."""
+    from .scene_utils import target_objects, world_bounds
 
-    intr = settings.render.to_config(settings.sampling).intrinsics()
-    coords = np.concatenate([frustum_lines(np.array(p.cam_from_world).reshape(4, 4), intr)
-                             for p in settings.poses])
-    shader = gpu.shader.from_builtin("UNIFORM_COLOR")
-    batch = batch_for_shader(shader, "LINES", {"pos": [tuple(map(float, p)) for p in coords]})
-    shader.uniform_float("color", (1.0, 0.6, 0.1, 1.0))
-    batch.draw(shader)
+    context = context or bpy.context
+    objs = target_objects(context, selected_only=False) if context.scene else []
+    if not objs:
+        return 1.5
+    b = world_bounds(objs)
+    return float(np.clip(0.1 * np.max(b[:, 1].max(0) - b[:, 0].min(0)), 0.01, 100.0))
 
 
-def estimate_segments() -> list[tuple[tuple, np.ndarray]]:
+def estimate_segments(depth: float | None = None) -> list[tuple[tuple, np.ndarray]]:
     """(colour, line segments [2K, 3]) for every estimated camera, its truth frustum and the link between them."""
     import json
 
     from . import estimates
     from .blender import camera as bcam
 
+    depth = frustum_depth() if depth is None else depth
+    cams = estimates.estimated_cameras()
+    if not cams:
+        return []
+    T = np.stack([bcam.get_cam_from_world(o) for o in cams])
+    intrs = [bcam.intrinsics_at_size(o, int(o.get("pose_width", 640)), int(o.get("pose_height", 480))) for o in cams]
+    est = frustum_lines_many(T, intrs, depth)
     out = []
-    for obj in estimates.estimated_cameras():
-        intr = bcam.intrinsics_at_size(obj, int(obj.get("pose_width", 640)), int(obj.get("pose_height", 480)))
-        T = bcam.get_cam_from_world(obj)
-        out.append((estimates.method_color(obj.get("pose_method", "")), frustum_lines(T, intr)))
+    for n, obj in enumerate(cams):
+        out.append((estimates.method_color(obj.get("pose_method", "")), est[n]))
         if "pose_truth" in obj:
             Tt = np.array(json.loads(obj["pose_truth"]))
-            out.append((estimates.METHOD_COLORS["truth"], frustum_lines(Tt, intr)))
-            c_est, c_true = -T[:3, :3].T @ T[:3, 3], -Tt[:3, :3].T @ Tt[:3, 3]
+            out.append((estimates.METHOD_COLORS["truth"], frustum_lines(Tt, intrs[n], depth)))
+            c_est, c_true = -T[n, :3, :3].T @ T[n, :3, 3], -Tt[:3, :3].T @ Tt[:3, 3]
             out.append(((1.0, 0.2, 0.2, 1.0), np.array([c_est, c_true])))
     return out
+
+
+def group_by_colour(segments: list[tuple[tuple, np.ndarray]]) -> dict:
+    """``{colour: float32 [M, 3]}``: all segments of one colour in one array (one batch, one draw call)."""
+    groups: dict = {}
+    for colour, segs in segments:
+        groups.setdefault(tuple(colour), []).append(np.asarray(segs, np.float32).reshape(-1, 3))
+    return {k: np.concatenate(v) for k, v in groups.items()}
+
+
+def estimate_labels() -> tuple[np.ndarray, list[str]]:
+    """Label anchors ``[N, 3]`` (camera centres, world) and texts of the estimated cameras."""
+    from . import estimates
+
+    cams = estimates.estimated_cameras()
+    pos = np.array([tuple(o.matrix_world.translation) for o in cams], np.float64).reshape(-1, 3)
+    texts = []
+    for o in cams:
+        text = o.get("pose_method", "")
+        if "pose_t_err_m" in o:
+            text += f"  {o['pose_t_err_m']:.3f} m  {o['pose_R_err_deg']:.2f} deg"
+        texts.append(text)
+    return pos, texts
+
+
+class GeometryCache:
+    """Per-colour line arrays (and GPU batches when a GPU context exists) kept until the key changes."""
+
+    def __init__(self, build):
+        self.build, self.key, self.lines, self.batches, self.extra = build, None, {}, None, None
+
+    def get(self, key, with_gpu: bool):
+        """The cached (lines, batches); rebuilt only when ``key`` differs from the last one."""
+        if key != self.key:
+            self.lines, self.extra = self.build()
+            self.batches, self.key = None, key
+        if with_gpu and self.batches is None:
+            import gpu
+            from gpu_extras.batch import batch_for_shader
+
+            shader = gpu.shader.from_builtin("UNIFORM_COLOR")
+            self.batches = [(colour, batch_for_shader(shader, "LINES", {"pos": pts}))
+                            for colour, pts in self.lines.items() if len(pts)]
+        return self.lines, self.batches
+
+
+def _build_poses():
+    settings = bpy.context.scene.pose_tools
+    T = np.array([p.cam_from_world for p in settings.poses], np.float64).reshape(-1, 4, 4)
+    segs = frustum_lines_many(T, settings.render.intrinsics(), frustum_depth()) if len(T) else np.zeros((0, 16, 3))
+    return {(1.0, 0.6, 0.1, 1.0): segs.reshape(-1, 3).astype(np.float32)}, None
+
+
+def _build_estimates():
+    return group_by_colour(estimate_segments()), estimate_labels()
+
+
+POSES = GeometryCache(_build_poses)
+ESTIMATES = GeometryCache(_build_estimates)
+
+
+def _estimates_key():
+    from . import estimates
+
+    col = bpy.data.collections.get(estimates.COLLECTION)
+    return (_state["version"], len(col.objects) if col else 0)
+
+
+def _draw_batches(batches) -> None:
+    import gpu
+
+    shader = gpu.shader.from_builtin("UNIFORM_COLOR")
+    shader.bind()
+    for colour, batch in batches:
+        shader.uniform_float("color", colour)
+        batch.draw(shader)
+
+
+def _draw_pose_list():
+    settings = getattr(bpy.context.scene, "pose_tools", None)
+    if settings is None or not settings.show_frustums or len(settings.poses) == 0:
+        return
+    _, batches = POSES.get((_state["version"], len(settings.poses), bpy.context.scene.name), True)
+    _draw_batches(batches)
 
 
 def _draw_estimates():
     settings = getattr(bpy.context.scene, "pose_tools", None)
     if settings is None or not settings.show_estimates:
         return
-    import gpu
-    from gpu_extras.batch import batch_for_shader
+    _, batches = ESTIMATES.get(_estimates_key(), True)
+    _draw_batches(batches)
 
-    shader = gpu.shader.from_builtin("UNIFORM_COLOR")
-    for color, segs in estimate_segments():
-        batch = batch_for_shader(shader, "LINES", {"pos": [tuple(map(float, p)) for p in segs]})
-        shader.uniform_float("color", color)
-        batch.draw(shader)
+
+def visible_labels(pos: np.ndarray, perspective_matrix: np.ndarray, width: int, height: int,
+                   limit: int = MAX_LABELS) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, region xy ``[K, 2]``) of the label anchors in front of the view and inside the region, at most
+    ``limit`` of them, the nearest to the region's centre first (one matrix product for all anchors)."""
+    if not len(pos):
+        return np.zeros(0, int), np.zeros((0, 2))
+    h = np.c_[pos, np.ones(len(pos))] @ np.asarray(perspective_matrix, np.float64).T
+    front = h[:, 3] > 1e-6
+    ndc = h[:, :2] / np.where(front, h[:, 3], 1.0)[:, None]
+    xy = (ndc + 1.0) * 0.5 * [width, height]
+    ok = front & (np.abs(ndc) <= 1.0).all(1)
+    idx = np.flatnonzero(ok)
+    if len(idx) > limit:
+        d = np.linalg.norm(ndc[idx], axis=1)
+        idx = idx[np.argsort(d)[:limit]]
+    return idx, xy[idx]
 
 
 def _draw_estimate_labels():
@@ -90,16 +211,13 @@ def _draw_estimate_labels():
     region, rv3d = bpy.context.region, bpy.context.region_data
     if region is None or rv3d is None:
         return
-    for obj in estimates.estimated_cameras():
-        p = location_3d_to_region_2d(region, rv3d, obj.matrix_world.translation)
-        if p is None:
-            continue
-        text = obj.get("pose_method", "")
-        if "pose_t_err_m" in obj:
-            text += f"  {obj['pose_t_err_m']:.3f} m  {obj['pose_R_err_deg']:.2f} deg"
-        blf.position(0, p.x + 6, p.y + 6, 0)
-        blf.size(0, 12)
-        blf.draw(0, text)
+    _, _ = ESTIMATES.get(_estimates_key(), False)
+    pos, texts = ESTIMATES.extra
+    idx, xy = visible_labels(pos, np.array(rv3d.perspective_matrix), region.width, region.height)
+    blf.size(0, 12)
+    for i, (x, y) in zip(idx, xy):
+        blf.position(0, float(x) + 6, float(y) + 6, 0)
+        blf.draw(0, texts[i])
     cam = bpy.context.scene.camera
     if cam is None or rv3d.view_perspective != "CAMERA" or "pose_points" not in cam:
         return
@@ -126,7 +244,25 @@ def _draw_estimate_labels():
             batch.draw(shader)
 
 
+@bpy.app.handlers.persistent
+def _on_depsgraph_update(scene, depsgraph) -> None:
+    """A camera object or camera data changed (moved, edited, added, deleted): the overlay is rebuilt."""
+    for u in depsgraph.updates:
+        idb = u.id
+        if isinstance(idb, bpy.types.Camera) or isinstance(idb, bpy.types.Collection) or \
+                (isinstance(idb, bpy.types.Object) and idb.type == "CAMERA"):
+            invalidate()
+            return
+
+
+@bpy.app.handlers.persistent
+def _on_load(*_args) -> None:
+    invalidate()
+
+
 def register_handlers() -> None:
+    bpy.app.handlers.depsgraph_update_post.append(_on_depsgraph_update)
+    bpy.app.handlers.load_post.append(_on_load)
     if bpy.app.background:
         return
     add = bpy.types.SpaceView3D.draw_handler_add
@@ -136,6 +272,10 @@ def register_handlers() -> None:
 
 
 def unregister_handlers() -> None:
+    for lst, fn in ((bpy.app.handlers.depsgraph_update_post, _on_depsgraph_update),
+                    (bpy.app.handlers.load_post, _on_load)):
+        if fn in lst:
+            lst.remove(fn)
     while _handles:
         handle, region = _handles.pop()
         bpy.types.SpaceView3D.draw_handler_remove(handle, region)

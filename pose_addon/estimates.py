@@ -42,16 +42,9 @@ def create_estimated_camera(context, image_path: str, cam_from_world: np.ndarray
     data = bpy.data.cameras.new(name)
     obj = bpy.data.objects.new(name, data)
     ensure_collection(context, COLLECTION).objects.link(obj)
-    bcam.apply_intrinsics(obj, context.scene, Intrinsics(intr.width, intr.height, intr.fx, intr.fy, intr.cx, intr.cy))
+    set_camera_intrinsics(obj, intr)
     bcam.set_cam_from_world(obj, cam_from_world)
-    if Path(image_path).is_file():
-        try:
-            img = bpy.data.images.load(str(image_path), check_existing=True)
-            data.show_background_images = True
-            bg = data.background_images.new()
-            bg.image, bg.alpha = img, 0.7
-        except RuntimeError:
-            pass  # the camera is still useful without its background
+    add_photo_background(obj, image_path)
     obj["pose_method"] = method
     obj["pose_image"] = str(image_path)
     obj["pose_width"], obj["pose_height"] = intr.width, intr.height
@@ -59,7 +52,37 @@ def create_estimated_camera(context, image_path: str, cam_from_world: np.ndarray
     obj["pose_reproj_px"] = float(info.get("reproj_error_px", float("nan")))
     obj["pose_timings"] = json.dumps(info.get("timings", {}))
     obj["pose_points"] = json.dumps({k: info[k] for k in ("inliers_3d", "keypoints_2d") if info.get(k) is not None})
+    from . import draw
+
+    draw.invalidate()
     return obj
+
+
+def set_camera_intrinsics(cam_obj, intr: Intrinsics) -> None:
+    """Lens, sensor and shift of ``cam_obj`` so that it has ``intr`` at ``intr.width x intr.height`` (read back
+    with :func:`.blender.camera.intrinsics_at_size`); the scene's resolution is left alone. Square pixels:
+    ``fy`` follows ``fx``; distortion is not representable."""
+    from .core.cameras import blender_from_intrinsics
+
+    s = blender_from_intrinsics(Intrinsics(intr.width, intr.height, intr.fx, intr.fx, intr.cx, intr.cy))
+    cam = cam_obj.data
+    cam.type, cam.lens_unit = "PERSP", "MILLIMETERS"
+    cam.sensor_fit, cam.sensor_width, cam.sensor_height = "HORIZONTAL", s.sensor_width_mm, s.sensor_height_mm
+    cam.lens, cam.shift_x, cam.shift_y = s.lens_mm, s.shift_x, s.shift_y
+
+
+def add_photo_background(cam_obj, image_path, alpha: float = 0.7) -> bool:
+    """Show the photo behind ``cam_obj``'s view; False when it cannot be read (the camera stays useful)."""
+    if not image_path or not Path(image_path).is_file():
+        return False
+    try:
+        img = bpy.data.images.load(str(image_path), check_existing=True)
+    except RuntimeError:
+        return False
+    cam_obj.data.show_background_images = True
+    bg = cam_obj.data.background_images.new()
+    bg.image, bg.alpha = img, alpha
+    return True
 
 
 def photo_points(cam_obj) -> dict:
@@ -83,31 +106,49 @@ def estimated_cameras() -> list:
     return sorted([o for o in col.objects if o.type == "CAMERA"], key=lambda o: o.name) if col else []
 
 
+def photo_stem(cam_obj) -> str:
+    """The file stem of the photo a camera stands for: its ``pose_image``, its annotated photo, its first
+    background image, else its name up to the first dot (``IMG_0001.sift`` -> ``IMG_0001``)."""
+    if cam_obj.get("pose_image"):
+        return Path(cam_obj["pose_image"]).stem
+    ann = cam_obj.get("pose_annotation")
+    if ann:
+        image = json.loads(ann).get("image")
+        if image:
+            return Path(image).stem
+    data = cam_obj.data if cam_obj.type == "CAMERA" else None
+    for bg in (data.background_images if data else ()):
+        if bg.image is not None and bg.image.filepath:
+            return Path(bpy.path.abspath(bg.image.filepath)).stem
+    return cam_obj.name.split(".")[0]
+
+
 def truth_for(cam_obj, truth_camera=None, dataset: Dataset | None = None) -> np.ndarray | None:
-    """Ground-truth ``cam_from_world`` of an estimated camera: a chosen camera object, or the dataset frame whose
-    image has the same file name as the estimate's photo."""
-    if truth_camera is not None:
+    """Ground-truth ``cam_from_world`` of an estimated camera: the truth camera when it shows the same photo
+    (same file stem), else the dataset frame whose image has the estimate's photo's stem (``a.jpg`` matches
+    ``images/a.png``); None when nothing matches."""
+    stem = photo_stem(cam_obj)
+    if truth_camera is not None and photo_stem(truth_camera) == stem:
         return bcam.get_cam_from_world(truth_camera)
     if dataset is not None:
-        name = Path(cam_obj.get("pose_image", "")).name
         for f in dataset.frames:
-            if Path(f.image).name == name:
+            if Path(f.image).stem == stem or f.id == stem:
                 return f.cam_from_world
     return None
 
 
 def compare(truth_camera=None, dataset_dir: str | None = None) -> list[dict]:
-    """Errors of every estimated camera against the truth (stored on the objects); returns the table rows."""
-    ds = None
-    if dataset_dir:
-        try:
-            ds = Dataset.load(bpy.path.abspath(dataset_dir))
-        except DatasetError:
-            raise
+    """Errors of every estimated camera against its truth (stored on the objects; estimates of other photos than
+    the truth camera's keep no error); returns the table rows."""
+    ds = Dataset.load(bpy.path.abspath(dataset_dir)) if dataset_dir else None
     rows = []
     for obj in estimated_cameras():
         est = bcam.get_cam_from_world(obj)
         T = truth_for(obj, truth_camera, ds)
+        if T is None:
+            for key in ("pose_t_err_m", "pose_R_err_deg", "pose_truth"):
+                if key in obj:
+                    del obj[key]
         row = {"camera": obj.name, "method": obj.get("pose_method", ""), "image": Path(obj.get("pose_image", "")).name,
                "inliers": obj.get("pose_inliers", 0), "reproj_px": obj.get("pose_reproj_px", float("nan")),
                "t_err_m": float("nan"), "R_err_deg": float("nan")}
@@ -117,6 +158,9 @@ def compare(truth_camera=None, dataset_dir: str | None = None) -> list[dict]:
             obj["pose_t_err_m"], obj["pose_R_err_deg"] = row["t_err_m"], row["R_err_deg"]
             obj["pose_truth"] = json.dumps(np.asarray(T).tolist())
         rows.append(row)
+    from . import draw
+
+    draw.invalidate()
     return rows
 
 

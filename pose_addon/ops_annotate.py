@@ -18,10 +18,13 @@ from .core.cameras import Intrinsics, blender_matrix_world_from_cam_from_world, 
 from .core.dataset import atomic_write_bytes, atomic_write_json
 from .core.pnp import solve_pnp_numpy
 from .ops_keypoints import current_keypoints
+from .paths import resolve
 from .scene_utils import ensure_collection
 
 PROP = "pose_annotation"
 PHOTO_COLLECTION = "Photo Cameras"
+#: a focal solved with a larger RMSE is not applied: some click is wrong
+FOCAL_MAX_RMSE_PX = 4.0
 
 
 def get_annotation(cam_obj) -> dict:
@@ -34,11 +37,11 @@ def set_annotation(cam_obj, ann: dict) -> None:
 
 
 def photo_intrinsics(cam_obj, scene) -> Intrinsics:
-    """Intrinsics of a photo camera at the photo's own size (the scene resolution is set to it)."""
+    """Intrinsics of a photo camera at the photo's own size (the scene's resolution is only read when the
+    annotation has no size)."""
     ann = get_annotation(cam_obj)
     if "width" in ann:
-        scene.render.resolution_x, scene.render.resolution_y = ann["width"], ann["height"]
-        scene.render.resolution_percentage = 100
+        return bcam.intrinsics_at_size(cam_obj, int(ann["width"]), int(ann["height"]))
     return bcam.intrinsics_from_camera(cam_obj, scene)
 
 
@@ -91,38 +94,49 @@ def active_photo_camera(context):
 
 
 class POSE_OT_add_photo_camera(bpy.types.Operator):
-    """Create a camera with a photo as its background, ready to annotate"""
-
     bl_idname = "building_pose.add_photo_camera"
     bl_label = "Add Photo Camera"
+    bl_description = ("Create a camera with a photo as its background, ready to annotate; it becomes the scene "
+                      "camera and the scene resolution is set to the photo's size")
     bl_options = {"REGISTER", "UNDO"}
 
-    filepath: StringProperty(subtype="FILE_PATH")
+    filepath: StringProperty(subtype="FILE_PATH", name="Photo", description="The photo to annotate")
+    filter_image: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"}, name="Filter Images",
+                               description="Show only images in the file browser")
 
     def invoke(self, context, event):
         context.window_manager.fileselect_add(self)
         return {"RUNNING_MODAL"}
 
     def execute(self, context):
+        r = context.scene.render
+        before = (r.resolution_x, r.resolution_y, r.resolution_percentage, context.scene.camera)
         try:
             obj = create_photo_camera(context, self.filepath)
         except (FileNotFoundError, ValueError) as e:
             self.report({"ERROR"}, str(e))
             return {"CANCELLED"}
         context.scene.camera = obj
-        self.report({"INFO"}, f"Camera {obj.name} made for {Path(self.filepath).name}; look through it to annotate")
+        changes = [f"scene camera {before[3].name if before[3] else 'none'} -> {obj.name}"]
+        if (r.resolution_x, r.resolution_y, r.resolution_percentage) != before[:3]:
+            changes.append(f"resolution {before[0]}x{before[1]} ({before[2]}%) -> {r.resolution_x}x"
+                           f"{r.resolution_y} (the photo's size)")
+        self.report({"INFO"}, f"Camera {obj.name} made for {Path(self.filepath).name}; look through it to "
+                              f"annotate. Changed: {'; '.join(changes)}")
         return {"FINISHED"}
 
 
 class POSE_OT_annotate_point(bpy.types.Operator):
-    """Click where the active keypoint is in the photo (camera view); Esc to stop. Headless: give 'Pixel'"""
-
     bl_idname = "building_pose.annotate_point"
     bl_label = "Annotate Keypoint"
+    bl_description = ("Click where the active keypoint is in the photo (camera view), then the next one; Esc to "
+                      "stop. From a script, give the pixel")
     bl_options = {"REGISTER", "UNDO"}
 
     keypoint: StringProperty(name="Keypoint", description="Keypoint name (default: the active one in the list)")
-    pixel: FloatVectorProperty(name="Pixel", size=2, default=(-1.0, -1.0))
+    pixel: FloatVectorProperty(name="Pixel", size=2, default=(-1.0, -1.0),
+                               description="Photo pixel of the keypoint (OpenCV convention: centre of the "
+                                           "top-left pixel at 0, 0)")
     remove: BoolProperty(name="Remove", default=False, description="Remove this keypoint's 2D position (not visible)")
 
     @classmethod
@@ -132,6 +146,9 @@ class POSE_OT_annotate_point(bpy.types.Operator):
     def _name(self, context) -> str | None:
         if self.keypoint:
             return self.keypoint
+        from .ops_keypoints import sync_names
+
+        sync_names(context.scene)
         kps = context.scene.pose_tools.keypoints
         return kps.items[kps.active_index].name if 0 <= kps.active_index < len(kps.items) else None
 
@@ -204,13 +221,22 @@ def update_errors(context, cam_obj) -> float:
 
 
 class POSE_OT_solve_annotation(bpy.types.Operator):
-    """Solve the photo camera's pose from its annotated keypoints (4+; 6+ also estimates the focal length)"""
-
     bl_idname = "building_pose.solve_annotation"
     bl_label = "Solve Camera"
+    bl_description = ("Solve the photo camera's position and orientation from its annotated keypoints (4 or "
+                      "more), keeping its focal length")
     bl_options = {"REGISTER", "UNDO"}
 
-    estimate_focal: BoolProperty(name="Estimate Focal Length", default=False)
+    estimate_focal: BoolProperty(name="Estimate Focal Length", default=False,
+                                 description="Also solve the focal length (6 or more points); a focal solved with "
+                                             "a wrong click among the points is not applied")
+
+    @classmethod
+    def description(cls, context, properties):
+        if properties.estimate_focal:
+            return ("Solve the photo camera's pose and focal length from its annotated keypoints (6 or more); the "
+                    "focal is not applied when the points disagree (a wrong click)")
+        return cls.bl_description
 
     @classmethod
     def poll(cls, context):
@@ -225,17 +251,26 @@ class POSE_OT_solve_annotation(bpy.types.Operator):
         except ValueError as e:
             self.report({"ERROR"}, str(e))
             return {"CANCELLED"}
+        notes = list(sol.notes)
+        if sol.focal_estimated and sol.rmse_px > FOCAL_MAX_RMSE_PX:
+            notes.append(f"focal {sol.K[0, 0]:.1f} px not applied: the points disagree (RMSE {sol.rmse_px:.1f} px "
+                         f"> {FOCAL_MAX_RMSE_PX} px), look for a wrong click")
+            self.report({"WARNING"}, notes[-1])
+            sol = solve_pnp_numpy(uv, xyz, intr.K, (intr.width, intr.height))
         if sol.focal_estimated:
-            bcam.apply_intrinsics(cam, context.scene, Intrinsics.from_K(sol.K, intr.width, intr.height))
+            from .estimates import set_camera_intrinsics
+
+            set_camera_intrinsics(cam, Intrinsics.from_K(sol.K, intr.width, intr.height))
         bcam.set_cam_from_world(cam, sol.cam_from_world)
         ann = get_annotation(cam)
         ann["solve"] = {"solver": "numpy-lm", "n_points": len(names), "rmse_px": sol.rmse_px,
-                        "focal_estimated": sol.focal_estimated, "notes": sol.notes}
+                        "focal_estimated": sol.focal_estimated, "notes": notes,
+                        "previous_K": intr.K.tolist() if sol.focal_estimated else None}
         set_annotation(cam, ann)
         rmse = update_errors(context, cam)
         self.report({"INFO"}, f"Solved from {len(names)} points, RMSE {rmse:.2f} px")
         if len(names) >= 6:  # enough points for RANSAC to flag a wrong click: ask the worker's robust PnP too
-            robust_solve(context, cam, names, uv, xyz, bcam.intrinsics_from_camera(cam, context.scene))
+            robust_solve(context, cam, names, uv, xyz, photo_intrinsics(cam, context.scene))
         return {"FINISHED"}
 
 
@@ -255,11 +290,35 @@ def robust_solve(context, cam_obj, names, uv, xyz, intr: Intrinsics, threshold_p
         cam = bpy.data.objects.get(cam_name)
         if error or cam is None or not result.get("success") or result["n_inliers"] < 6:
             return
-        bcam.set_cam_from_world(cam, np.array(result["cam_from_world"]))
         ann = get_annotation(cam)
-        ann["solve"] = {"solver": "worker-poselib-ransac", "n_points": len(names),
-                        "n_inliers": result["n_inliers"], "threshold_px": threshold_px}
-        ann["outliers"] = [n for n, ok in zip(names, result["inliers"]) if not ok]
+        previous = ann.get("solve", {})
+        inlier = np.asarray(result["inliers"], dtype=bool)
+        outliers = [n for n, ok in zip(names, inlier) if not ok]
+        T = np.array(result["cam_from_world"])
+        solve = {"solver": "worker-poselib-ransac", "n_points": len(names), "n_inliers": result["n_inliers"],
+                 "threshold_px": threshold_px}
+        if outliers and previous.get("focal_estimated"):
+            # the focal was solved with the outliers among the points: solve it again from the inliers alone,
+            # or go back to the focal the camera had before
+            try:
+                sol = solve_pnp_numpy(uv[inlier], xyz[inlier], None, (intr.width, intr.height))
+                ok = sol.rmse_px <= FOCAL_MAX_RMSE_PX
+            except ValueError:
+                ok = False
+            from .estimates import set_camera_intrinsics
+
+            if ok:
+                set_camera_intrinsics(cam, Intrinsics.from_K(sol.K, intr.width, intr.height))
+                T = sol.cam_from_world
+                solve["focal"] = f"solved again from the {int(inlier.sum())} inliers"
+            elif previous.get("previous_K") is not None:
+                K0 = np.array(previous["previous_K"])
+                set_camera_intrinsics(cam, Intrinsics.from_K(K0, intr.width, intr.height))
+                T = solve_pnp_numpy(uv[inlier], xyz[inlier], K0, (intr.width, intr.height)).cam_from_world
+                solve["focal"] = "kept the previous focal: the inliers do not fix it"
+        bcam.set_cam_from_world(cam, T)
+        ann["solve"] = solve
+        ann["outliers"] = outliers
         set_annotation(cam, ann)
         update_errors(bpy.context if bpy.context.scene else scene, cam)
 
@@ -270,7 +329,7 @@ def robust_solve(context, cam_obj, names, uv, xyz, intr: Intrinsics, threshold_p
 
 
 class POSE_OT_update_annotation_errors(bpy.types.Operator):
-    """Recompute the per-point reprojection errors after nudging the camera or the keypoints"""
+    """Recompute the per-point reprojection errors after moving the camera or the keypoints"""
 
     bl_idname = "building_pose.update_annotation_errors"
     bl_label = "Update Errors"
@@ -291,7 +350,8 @@ class POSE_OT_export_annotation(bpy.types.Operator):
     bl_idname = "building_pose.export_annotation"
     bl_label = "Export Annotation"
 
-    directory: StringProperty(subtype="DIR_PATH", default="//annotations")
+    directory: StringProperty(subtype="DIR_PATH", default="//annotations", name="Folder",
+                              description="Where the pose JSON and the label go ('//' is next to the saved .blend)")
 
     @classmethod
     def poll(cls, context):
@@ -303,7 +363,11 @@ class POSE_OT_export_annotation(bpy.types.Operator):
         if not ann.get("points"):
             self.report({"ERROR"}, "Nothing annotated on this camera yet")
             return {"CANCELLED"}
-        out = Path(bpy.path.abspath(self.directory))
+        try:
+            out = resolve(self.directory, "annotation folder")
+        except ValueError as e:
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
         intr = photo_intrinsics(cam, context.scene)
         T = bcam.get_cam_from_world(cam)
         stem = Path(ann.get("image", cam.name)).stem
@@ -336,6 +400,3 @@ def yolo_label(context, cam_obj, intr: Intrinsics) -> str:
             vals += [0, 0, 0]
     return " ".join(f"{x:.6f}" if isinstance(x, float) else str(x) for x in vals)
 
-
-classes = (POSE_OT_add_photo_camera, POSE_OT_annotate_point, POSE_OT_solve_annotation,
-           POSE_OT_update_annotation_errors, POSE_OT_export_annotation)

@@ -5,13 +5,15 @@ import bpy
 
 from . import estimates
 from .core.dataset import DatasetError
+from .paths import resolve
+from .props import runtime
 
 
 class POSE_OT_compare_estimates(bpy.types.Operator):
-    """Compute every estimated camera's translation and rotation error against the truth camera or dataset"""
-
     bl_idname = "building_pose.compare_estimates"
     bl_label = "Compare"
+    bl_description = ("Translation and rotation error of each estimated camera against the truth of its own photo "
+                      "(the truth camera showing the same file stem, or the truth dataset's frame of that stem)")
 
     @classmethod
     def poll(cls, context):
@@ -28,17 +30,22 @@ class POSE_OT_compare_estimates(bpy.types.Operator):
             self.report({"ERROR"}, str(e))
             return {"CANCELLED"}
         matched = sum(1 for r in rows if r["t_err_m"] == r["t_err_m"])
-        self.report({"INFO"}, f"Compared {matched} of {len(rows)} estimated cameras with the truth")
+        if matched == 0:
+            what = (f"photo '{estimates.photo_stem(c.truth_camera)}' of truth camera {c.truth_camera.name}"
+                    if c.truth_camera is not None else "any frame of the truth dataset")
+            self.report({"ERROR"}, f"No estimated camera shows the {what} (photos are matched by file stem)")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Compared {matched} of {len(rows)} estimated cameras with the truth of their photo")
         return {"FINISHED"}
 
 
 class POSE_OT_export_estimates_csv(bpy.types.Operator):
-    """Write the table of estimated cameras and their errors to CSV"""
-
     bl_idname = "building_pose.export_estimates_csv"
     bl_label = "Export CSV"
+    bl_description = "Write the table of estimated cameras and their errors to CSV"
 
-    filepath: bpy.props.StringProperty(subtype="FILE_PATH", default="")
+    filepath: bpy.props.StringProperty(subtype="FILE_PATH", default="", name="File",
+                                       description="CSV file to write (default: the panel's CSV path)")
 
     @classmethod
     def poll(cls, context):
@@ -46,11 +53,11 @@ class POSE_OT_export_estimates_csv(bpy.types.Operator):
 
     def execute(self, context):
         c = context.scene.pose_tools.compare
-        path = Path(bpy.path.abspath(self.filepath or c.csv_path))
         try:
+            path = resolve(self.filepath or c.csv_path, "CSV file")
             rows = estimates.compare(c.truth_camera, c.dataset_dir or None)
             estimates.write_csv(rows, path)
-        except (DatasetError, OSError) as e:
+        except (DatasetError, OSError, ValueError) as e:
             self.report({"ERROR"}, str(e))
             return {"CANCELLED"}
         self.report({"INFO"}, f"Wrote {len(rows)} rows to {path}")
@@ -58,22 +65,20 @@ class POSE_OT_export_estimates_csv(bpy.types.Operator):
 
 
 class POSE_OT_clear_estimates(bpy.types.Operator):
-    """Delete all estimated cameras"""
-
     bl_idname = "building_pose.clear_estimates"
     bl_label = "Clear Estimates"
+    bl_description = "Delete every camera of the 'Estimated Cameras' collection"
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
-        for obj in estimates.estimated_cameras():
+        cams = estimates.estimated_cameras()
+        for obj in cams:
             data = obj.data
             bpy.data.objects.remove(obj, do_unlink=True)
             if data.users == 0:
                 bpy.data.cameras.remove(data)
+        self.report({"INFO"}, f"Deleted {len(cams)} estimated camera(s)")
         return {"FINISHED"}
-
-
-classes = (POSE_OT_compare_estimates, POSE_OT_export_estimates_csv, POSE_OT_clear_estimates)
 
 
 def estimate_job_params(context) -> dict:
@@ -113,11 +118,12 @@ def cameras_from_result(context, result: dict) -> list:
 
 
 class POSE_OT_estimate_camera(bpy.types.Operator):
-    """Estimate the camera of a photo (or of every photo in a folder) with the worker, as a job with progress;
-    each result becomes a camera in "Estimated Cameras" with the photo as background. Esc cancels"""
-
     bl_idname = "building_pose.estimate_camera"
     bl_label = "Estimate Camera from Photo"
+    bl_description = ("Estimate the camera of a photo (or of every photo in a folder) with the worker, with "
+                      "progress; each result becomes a camera in 'Estimated Cameras' with the photo as "
+                      "background. Esc cancels")
+    bl_options = {"REGISTER", "UNDO"}
 
     _timer = None
 
@@ -152,19 +158,19 @@ class POSE_OT_estimate_camera(bpy.types.Operator):
                                       timeout=10)
 
     def _finish(self, context, status: dict) -> set:
-        e = context.scene.pose_tools.estimate
+        e = runtime(context)
         if status.get("state") != "done":
             err = (status.get("error") or {}).get("message", status.get("state"))
-            e.status = f"Estimate {status.get('state')}: {err}"
-            self.report({"ERROR"}, e.status)
+            e.estimate_status = f"Estimate {status.get('state')}: {err}"
+            self.report({"ERROR"}, e.estimate_status)
             return {"CANCELLED"}
         made = cameras_from_result(context, status.get("result") or {})
         rows = (status.get("result") or {}).get("estimates", [])
         failed = [r for r in rows if not r.get("success")]
-        e.progress, e.status = 1.0, f"{len(made)} of {len(rows)} photos localized"
+        e.estimate_progress, e.estimate_status = 1.0, f"{len(made)} of {len(rows)} photos localized"
         for r in failed[:5]:
             self.report({"WARNING"}, f"{Path(r['image']).name}: {r.get('message', 'not localized')}")
-        self.report({"INFO"}, e.status)
+        self.report({"INFO"}, e.estimate_status)
         return {"FINISHED"} if made else {"CANCELLED"}
 
     def execute(self, context):
@@ -189,7 +195,7 @@ class POSE_OT_estimate_camera(bpy.types.Operator):
                 self.report({"ERROR"}, "Lost the worker while estimating: see the Worker panel")
                 return {"CANCELLED"}
             st = self._status[0]
-            context.scene.pose_tools.estimate.progress = st.get("progress") or 0.0
+            runtime(context).estimate_progress = st.get("progress") or 0.0
             if st.get("state") in ("done", "failed", "cancelled"):
                 return self._finish(context, st)
             ops_worker.wait_until(lambda: False, 0.2)
@@ -208,17 +214,17 @@ class POSE_OT_estimate_camera(bpy.types.Operator):
     def modal(self, context, event):
         from . import ops_worker
 
-        e = context.scene.pose_tools.estimate
+        e = runtime(context)
         if event.type == "ESC":
             if self._reply and self._reply[0]:
                 ops_worker.SUPERVISOR.request("job.cancel", {"job": self._reply[0]["id"]})
-            e.status = "Cancelled"
+            e.estimate_status = "Cancelled"
             return self._end(context, {"CANCELLED"})
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         sup = ops_worker.SUPERVISOR
         if sup.state == "error":
-            e.status = f"Worker error: {sup.message}"
+            e.estimate_status = f"Worker error: {sup.message}"
             return self._end(context, {"CANCELLED"})
         if not self._sent:
             if sup.state in ("ready", "busy"):
@@ -228,8 +234,8 @@ class POSE_OT_estimate_camera(bpy.types.Operator):
         if self._reply is None:
             return {"RUNNING_MODAL"}
         if self._reply[1]:
-            e.status = f"Worker refused the job: {self._reply[1].get('message')}"
-            self.report({"ERROR"}, e.status)
+            e.estimate_status = f"Worker refused the job: {self._reply[1].get('message')}"
+            self.report({"ERROR"}, e.estimate_status)
             return self._end(context, {"CANCELLED"})
         if self._status is None:
             self._status = ()  # request in flight
@@ -241,8 +247,8 @@ class POSE_OT_estimate_camera(bpy.types.Operator):
         self._status = None
         if err:
             return {"RUNNING_MODAL"}
-        e.progress = st.get("progress") or 0.0
-        e.status = f"{st.get('stage', '')} {st.get('message', '')}".strip()
+        e.estimate_progress = st.get("progress") or 0.0
+        e.estimate_status = f"{st.get('stage', '')} {st.get('message', '')}".strip()
         if st.get("state") in ("done", "failed", "cancelled"):
             return self._end(context, self._finish(context, st))
         return {"RUNNING_MODAL"}
@@ -254,4 +260,3 @@ class POSE_OT_estimate_camera(bpy.types.Operator):
         return result
 
 
-classes = classes + (POSE_OT_estimate_camera,)

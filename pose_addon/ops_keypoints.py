@@ -1,5 +1,4 @@
 """Keypoints panel operators: place named 3D keypoints on surfaces, list, reorder, import/export, suggest."""
-from pathlib import Path
 
 import bpy
 import numpy as np
@@ -9,7 +8,8 @@ from mathutils import Vector
 from .blender import camera as bcam
 from .core.dataset import DatasetError, Keypoint, load_keypoints, save_keypoints
 from .core.keypoints import suggest_keypoints
-from .scene_utils import ensure_collection, target_objects
+from .paths import resolve
+from .scene_utils import ensure_collection, target_objects, world_bounds
 
 COLLECTION = "Keypoints"
 
@@ -33,7 +33,7 @@ def add_keypoint(context, name: str, location, surface_object=None) -> "bpy.type
     col = ensure_collection(context, COLLECTION)
     empty = bpy.data.objects.new(name, None)
     empty.empty_display_type = "SPHERE"
-    empty.empty_display_size = 0.15
+    empty.empty_display_size = keypoint_display_size(context)
     empty.location = Vector(location)
     empty["pose_keypoint"] = True
     if surface_object is not None:
@@ -47,13 +47,78 @@ def add_keypoint(context, name: str, location, surface_object=None) -> "bpy.type
     return empty
 
 
+def keypoint_display_size(context) -> float:
+    """Size of a keypoint's sphere: 1% of the target's longest side (0.15 m for a 15 m building)."""
+    objs = [o for o in target_objects(context, selected_only=False) if o.type == "MESH"]
+    if not objs:
+        return 0.15
+    boxes = world_bounds(objs)
+    return float(max(np.max(boxes[:, 1].max(0) - boxes[:, 0].min(0)) * 0.01, 1e-3))
+
+
 def prune_missing(context) -> None:
-    """Drop list entries whose empty was deleted by the user."""
+    """Drop list entries whose empty was deleted by the user; follow renames made in the Outliner."""
     kps = keypoint_list(context)
     for i in reversed(range(len(kps.items))):
         if kps.items[i].empty is None or kps.items[i].empty.name not in bpy.data.objects:
             kps.items.remove(i)
     kps.active_index = min(kps.active_index, max(len(kps.items) - 1, 0))
+    sync_names(context.scene)
+
+
+def sync_names(scene) -> int:
+    """Give each list entry its empty's current name (renamed in the Outliner or by a script) and carry the
+    photo annotations made under the old name over; returns how many entries changed."""
+    import json
+
+    kps = getattr(getattr(scene, "pose_tools", None), "keypoints", None)
+    if kps is None:
+        return 0
+    renamed = {}
+    for item in kps.items:
+        if item.empty is not None and item.name != item.empty.name:
+            renamed[item.name] = item.empty.name
+            item.name = item.empty.name  # the update callback sees equal names and does nothing
+    if renamed:
+        for obj in bpy.data.objects:
+            raw = obj.get("pose_annotation")
+            if not raw:
+                continue
+            ann = json.loads(raw)
+            pts = ann.get("points", {})
+            if any(old in pts for old in renamed):
+                ann["points"] = {renamed.get(k, k): v for k, v in pts.items()}
+                ann["errors_px"] = {renamed.get(k, k): v for k, v in ann.get("errors_px", {}).items()}
+                obj["pose_annotation"] = json.dumps(ann)
+    return len(renamed)
+
+
+_MSGBUS_OWNER = object()
+
+
+def _on_object_renamed(*_args) -> None:
+    for scene in bpy.data.scenes:
+        sync_names(scene)
+
+
+@bpy.app.handlers.persistent
+def _subscribe(*_args) -> None:
+    """Follow object renames (the Outliner's included); subscriptions are dropped when a file loads, so this
+    also runs after every load."""
+    bpy.msgbus.clear_by_owner(_MSGBUS_OWNER)
+    bpy.msgbus.subscribe_rna(key=(bpy.types.Object, "name"), owner=_MSGBUS_OWNER, args=(),
+                             notify=_on_object_renamed)
+
+
+def register_handlers() -> None:
+    _subscribe()
+    bpy.app.handlers.load_post.append(_subscribe)
+
+
+def unregister_handlers() -> None:
+    if _subscribe in bpy.app.handlers.load_post:
+        bpy.app.handlers.load_post.remove(_subscribe)
+    bpy.msgbus.clear_by_owner(_MSGBUS_OWNER)
 
 
 def ray_cast_surface(context, origin, direction, snap_to_vertex: bool):
@@ -72,11 +137,10 @@ def ray_cast_surface(context, origin, direction, snap_to_vertex: bool):
 
 
 class POSE_OT_place_keypoint(bpy.types.Operator):
-    """Click on a mesh surface to place a named keypoint (Esc or right click to stop).
-    Headless: place it where the ray through 'Pixel' of the scene camera hits the surface"""
-
     bl_idname = "building_pose.place_keypoint"
     bl_label = "Place Keypoint"
+    bl_description = ("Click on a mesh surface to place named keypoints (Esc or right click to stop); from a "
+                      "script, give the pixel of the scene camera to cast through")
     bl_options = {"REGISTER", "UNDO"}
 
     name: StringProperty(name="Name", default="kp", description="Base name; a number is added if taken")
@@ -167,7 +231,8 @@ class POSE_OT_move_keypoint(bpy.types.Operator):
     bl_label = "Move Keypoint"
     bl_options = {"REGISTER", "UNDO"}
 
-    direction: EnumProperty(items=[("UP", "Up", ""), ("DOWN", "Down", "")])
+    direction: EnumProperty(name="Direction", description="Where the keypoint moves in the list",
+                            items=[("UP", "Up", "One place up"), ("DOWN", "Down", "One place down")])
 
     @classmethod
     def poll(cls, context):
@@ -190,7 +255,7 @@ class POSE_OT_select_keypoint(bpy.types.Operator):
     bl_label = "Select Keypoint"
     bl_options = {"REGISTER", "UNDO"}
 
-    index: IntProperty(default=-1)
+    index: IntProperty(default=-1, name="Index", description="Keypoint to select (-1: the active one)")
 
     def execute(self, context):
         kps = keypoint_list(context)
@@ -226,14 +291,19 @@ class POSE_OT_export_keypoints(bpy.types.Operator):
     bl_idname = "building_pose.export_keypoints"
     bl_label = "Export Keypoints"
 
-    filepath: StringProperty(subtype="FILE_PATH", default="")
+    filepath: StringProperty(subtype="FILE_PATH", default="", name="File",
+                             description="JSON file to write (default: the panel's JSON path)")
 
     @classmethod
     def poll(cls, context):
         return len(keypoint_list(context).items) > 0
 
     def execute(self, context):
-        path = Path(bpy.path.abspath(self.filepath or keypoint_list(context).json_path))
+        try:
+            path = resolve(self.filepath or keypoint_list(context).json_path, "keypoint file")
+        except ValueError as e:
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
         try:
             save_keypoints(path, current_keypoints(context), scene=context.scene.name)
         except (OSError, ValueError) as e:
@@ -250,13 +320,14 @@ class POSE_OT_import_keypoints(bpy.types.Operator):
     bl_label = "Import Keypoints"
     bl_options = {"REGISTER", "UNDO"}
 
-    filepath: StringProperty(subtype="FILE_PATH", default="")
+    filepath: StringProperty(subtype="FILE_PATH", default="", name="File",
+                             description="JSON file to read (default: the panel's JSON path)")
 
     def execute(self, context):
-        path = Path(bpy.path.abspath(self.filepath or keypoint_list(context).json_path))
         try:
+            path = resolve(self.filepath or keypoint_list(context).json_path, "keypoint file")
             kps = load_keypoints(path)
-        except DatasetError as e:
+        except (DatasetError, ValueError) as e:
             self.report({"ERROR"}, str(e))
             return {"CANCELLED"}
         clear_keypoints(context)
@@ -315,6 +386,3 @@ class POSE_OT_suggest_keypoints(bpy.types.Operator):
         self.report({"INFO"}, f"Suggested {len(pts)} keypoints")
         return {"FINISHED"}
 
-
-classes = (POSE_OT_place_keypoint, POSE_OT_remove_keypoint, POSE_OT_move_keypoint, POSE_OT_select_keypoint,
-           POSE_OT_export_keypoints, POSE_OT_import_keypoints, POSE_OT_suggest_keypoints)

@@ -6,7 +6,8 @@ import json
 import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 
-from . import ops_worker
+from . import ops_worker, paths
+from .props import runtime
 
 JOB_KINDS = [("build_database", "Matching Database", "SIFT features of the references lifted through depth"),
              ("train_regression", "Regression Model", "Training views, image features and the pose network"),
@@ -33,7 +34,11 @@ def known_folders(context) -> list[str]:
     from .ops_dataset import output_folder
 
     e = context.scene.pose_tools.estimate
-    out = {str(paths.data_dir(context)), str(output_folder(context))}
+    out = {str(paths.data_dir(context))}
+    try:
+        out.add(str(output_folder(context)))
+    except ValueError:  # a '//' output folder in an unsaved file: nothing there yet
+        pass
     out |= {bpy.path.abspath(p) for p in (e.dataset,) if p}
     return sorted(out)
 
@@ -78,7 +83,7 @@ class POSE_OT_use_model(bpy.types.Operator):
     bl_idname = "building_pose.use_model"
     bl_label = "Use for Estimation"
 
-    index: IntProperty(default=-1)
+    index: IntProperty(default=-1, name="Index", description="Entry of the models list (-1: the selected one)")
 
     def execute(self, context):
         s = context.scene.pose_tools
@@ -110,14 +115,18 @@ class POSE_OT_start_model_job(bpy.types.Operator):
     bl_idname = "building_pose.start_model_job"
     bl_label = "Build"
 
-    kind: EnumProperty(name="What", items=JOB_KINDS)
+    kind: EnumProperty(name="What", items=JOB_KINDS, description="What to build from the dataset")
     dataset: StringProperty(name="Dataset", subtype="DIR_PATH",
                             description="Dataset folder (default: the Dataset panel's output)")
 
     def execute(self, context):
         from .ops_dataset import output_folder
 
-        ds = bpy.path.abspath(self.dataset) if self.dataset else str(output_folder(context))
+        try:
+            ds = str(paths.resolve(self.dataset, "dataset folder")) if self.dataset else str(output_folder(context))
+        except ValueError as e:
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
         box = {}
         if not _call("job.start", {"kind": self.kind, "params": {"dataset": ds}}, lambda r, e: box.update(r=r, e=e)):
             self.report({"ERROR"}, "Start the worker first (Worker panel)")
@@ -125,7 +134,7 @@ class POSE_OT_start_model_job(bpy.types.Operator):
         if not _wait(box, 30) or box["e"]:
             self.report({"ERROR"}, f"The worker refused the job: {(box.get('e') or {}).get('message')}")
             return {"CANCELLED"}
-        context.scene.pose_tools.models_job = box["r"]["id"]
+        runtime(context).models_job = box["r"]["id"]
         self.report({"INFO"}, f"Job {box['r']['id']} started: {self.kind} on {ds}")
         return {"FINISHED"}
 
@@ -138,14 +147,13 @@ class POSE_OT_cancel_model_job(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return bool(context.scene.pose_tools.models_job)
+        return bool(runtime(context).models_job)
 
     def execute(self, context):
-        job = context.scene.pose_tools.models_job
+        job = runtime(context).models_job
         _call("job.cancel", {"job": job}, lambda r, e: None)
-        context.scene.pose_tools.models_job = ""
+        runtime(context).models_job = ""
         self.report({"INFO"}, f"Cancel requested for job {job}")
         return {"FINISHED"}
 
 
-classes = (POSE_OT_refresh_models, POSE_OT_use_model, POSE_OT_start_model_job, POSE_OT_cancel_model_job)

@@ -1,7 +1,8 @@
 """Worker operators (start, stop, restart, ping, open log), the timer that services the worker, and the panel body.
 
 The timer calls :meth:`worker.supervisor.Supervisor.tick` (never blocking) and mirrors the state into every
-scene's ``pose_tools.worker`` (``state``, ``message``) so panels and scripts can read it.
+window manager's runtime state (``building_pose.worker_state``, ``worker_message``; never saved) so panels and
+scripts can read it.
 """
 import bpy
 
@@ -34,11 +35,11 @@ def _start_kwargs(context=None):
 
 
 def _mirror():
-    for scene in bpy.data.scenes:
-        w = getattr(getattr(scene, "pose_tools", None), "worker", None)
-        if w is not None and (w.state != SUPERVISOR.state or w.message != SUPERVISOR.message):
-            w.state = SUPERVISOR.state
-            w.message = SUPERVISOR.message[:1000]
+    for wm in bpy.data.window_managers:
+        rt = getattr(wm, "building_pose", None)
+        if rt is not None and (rt.worker_state != SUPERVISOR.state or rt.worker_message != SUPERVISOR.message[:1000]):
+            rt.worker_state = SUPERVISOR.state
+            rt.worker_message = SUPERVISOR.message[:1000]
             _redraw()
 
 
@@ -197,5 +198,3 @@ def unregister_runtime():
     SUPERVISOR.shutdown_now()
 
 
-classes = (POSE_OT_worker_start, POSE_OT_worker_stop, POSE_OT_worker_restart, POSE_OT_worker_ping,
-           POSE_OT_worker_open_log)

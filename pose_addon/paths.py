@@ -31,3 +31,20 @@ def data_dir(context=None) -> Path:
     if p and p.data_dir:
         return Path(bpy.path.abspath(p.data_dir))
     return user_dir("data")
+
+
+class UnsavedPathError(ValueError):
+    """A blend-relative (``//``) path in a file that has not been saved yet."""
+
+
+def resolve(raw: str, what: str) -> Path:
+    """An absolute path for a path property; ``//`` (next to the .blend) in an unsaved file is refused with a
+    message naming ``what`` rather than silently resolved against the current directory."""
+    import bpy
+
+    if not raw:
+        raise ValueError(f"Choose the {what} first")
+    if raw.startswith("//") and not bpy.data.filepath:
+        raise UnsavedPathError(f"The {what} '{raw}' is relative to the .blend file, which is not saved yet: save "
+                               "the file or choose an absolute path")
+    return Path(bpy.path.abspath(raw))

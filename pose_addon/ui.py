@@ -1,11 +1,19 @@
 """Sidebar panels: the "Building Pose" tab of the 3D viewport."""
 import bpy
 
+from .props import runtime
+
 
 class _PosePanel:
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "Building Pose"
+
+
+def _range(col, data, lo: str, hi: str, text: str) -> None:
+    row = col.row(align=True)
+    row.prop(data, lo, text=text)
+    row.prop(data, hi, text="")
 
 
 class POSE_PT_cameras(_PosePanel, bpy.types.Panel):
@@ -14,21 +22,20 @@ class POSE_PT_cameras(_PosePanel, bpy.types.Panel):
     def draw(self, context):
         s = context.scene.pose_tools.sampling
         col = self.layout.column(align=True)
+        col.prop(s, "placement")
         col.prop(s, "layout")
-        col.prop(s, "shape")
         col.prop(s, "count")
         if s.layout == "rings":
             col.prop(s, "rings")
-        row = col.row(align=True)
-        row.prop(s, "distance_min", text="Distance")
-        row.prop(s, "distance_max", text="")
-        if s.shape == "HEMISPHERE":
+        if s.placement == "custom":
+            col.prop(s, "shape")
+            _range(col, s, "distance_min", "distance_max", "Distance")
+            if s.shape == "HEMISPHERE":
+                _range(col, s, "elevation_min", "elevation_max", "Elevation")
             row = col.row(align=True)
-            row.prop(s, "elevation_min", text="Elevation")
-            row.prop(s, "elevation_max", text="")
-        row = col.row(align=True)
-        row.prop(s, "azimuth_min", text="Azimuth")
-        row.prop(s, "azimuth_max", text="")
+            row.operator("building_pose.fit_sampling", text="Fit Orbit to Model").preset = "orbit"
+            row.operator("building_pose.fit_sampling", text="Fit Aerial").preset = "aerial"
+        _range(col, s, "azimuth_min", "azimuth_max", "Azimuth")
         col.prop(s, "roll")
         col.prop(s, "jitter")
         col.prop(s, "min_coverage")
@@ -46,8 +53,11 @@ class POSE_PT_dataset(_PosePanel, bpy.types.Panel):
 
     def draw(self, context):
         r = context.scene.pose_tools.render
+        rt = runtime(context)
         col = self.layout.column(align=True)
         col.prop(r, "output_dir")
+        if r.output_dir.startswith("//") and not bpy.data.filepath:
+            col.label(text="Save the .blend first, or choose an absolute folder", icon="ERROR")
         row = col.row(align=True)
         row.prop(r, "width")
         row.prop(r, "height")
@@ -65,33 +75,32 @@ class POSE_PT_dataset(_PosePanel, bpy.types.Panel):
         box = self.layout.box()
         box.label(text="Lighting and noise (randomized per frame)")
         sub = box.column(align=True)
-        row = sub.row(align=True)
-        row.prop(r, "sun_elevation_min", text="Sun Elev")
-        row.prop(r, "sun_elevation_max", text="")
-        row = sub.row(align=True)
-        row.prop(r, "sun_strength_min", text="Sun")
-        row.prop(r, "sun_strength_max", text="")
-        row = sub.row(align=True)
-        row.prop(r, "world_strength_min", text="Sky")
-        row.prop(r, "world_strength_max", text="")
+        _range(sub, r, "sun_elevation_min", "sun_elevation_max", "Sun Elev")
+        _range(sub, r, "sun_strength_min", "sun_strength_max", "Sun")
+        _range(sub, r, "world_strength_min", "world_strength_max", "Sky")
         sub.prop(r, "world_color")
         sub.prop(r, "world_color_jitter")
         sub.prop(r, "hdri_dir")
         sub.prop(r, "noise")
-        if r.running:
-            self.layout.prop(r, "progress", text=r.status or "Rendering", slider=True)
+        if rt.render_running:
+            self.layout.progress(factor=rt.render_progress, text=rt.render_status or "Rendering")
             self.layout.label(text="Esc cancels; finished frames are kept", icon="INFO")
         else:
             self.layout.operator("building_pose.render_dataset", icon="RENDER_ANIMATION")
-            if r.status:
-                self.layout.label(text=r.status)
+            if rt.render_status:
+                self.layout.label(text=rt.render_status)
 
 
 class POSE_UL_keypoints(bpy.types.UIList):
+    """The keypoint list: the name shown and edited is the empty's own, so Outliner renames show at once."""
+
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
         row = layout.row(align=True)
         row.label(text=f"{index:2d}")
-        row.prop(item, "name", text="", emboss=False, icon="EMPTY_AXIS")
+        if item.empty is not None:
+            row.prop(item.empty, "name", text="", emboss=False, icon="EMPTY_AXIS")
+        else:
+            row.label(text=f"{item.name} (deleted)", icon="ERROR")
 
 
 class POSE_PT_keypoints(_PosePanel, bpy.types.Panel):
@@ -139,6 +148,10 @@ class POSE_PT_annotate(_PosePanel, bpy.types.Panel):
         row.operator("building_pose.solve_annotation", icon="CON_CAMERASOLVER").estimate_focal = False
         row.operator("building_pose.solve_annotation", text="Solve + Focal").estimate_focal = True
         layout.operator("building_pose.update_annotation_errors", icon="FILE_REFRESH")
+        for note in (ann.get("solve") or {}).get("notes", []):
+            layout.label(text=note[:100], icon="INFO")
+        if ann.get("outliers"):
+            layout.label(text="Outliers: " + ", ".join(ann["outliers"]), icon="ERROR")
         errors = ann.get("errors_px", {})
         if errors:
             box = layout.box()
@@ -154,6 +167,7 @@ class POSE_PT_estimates(_PosePanel, bpy.types.Panel):
         from . import estimates
 
         settings = context.scene.pose_tools
+        rt = runtime(context)
         layout = self.layout
         e = settings.estimate
         box = layout.box()
@@ -174,8 +188,9 @@ class POSE_PT_estimates(_PosePanel, bpy.types.Panel):
         elif e.intrinsics == "calibration":
             box.prop(e, "calibration")
         box.operator("building_pose.estimate_camera", icon="VIEW_CAMERA")
-        if e.status:
-            box.prop(e, "progress", text=e.status, slider=True)
+        if rt.estimate_status:
+            box.progress(factor=rt.estimate_progress, text=rt.estimate_status)
+        layout.operator("building_pose.import_localize", icon="IMPORT")
         layout.prop(settings, "show_estimates")
         c = settings.compare
         layout.prop(c, "truth_camera")
@@ -189,11 +204,13 @@ class POSE_PT_estimates(_PosePanel, bpy.types.Panel):
             grid = box.grid_flow(columns=4, row_major=True, even_columns=False)
             for head in ("camera", "inliers", "t (m)", "R (deg)"):
                 grid.label(text=head)
-            for obj in cams:
+            for obj in cams[:50]:
                 grid.label(text=obj.name)
                 grid.label(text=str(obj.get("pose_inliers", "")))
                 grid.label(text=f"{obj['pose_t_err_m']:.3f}" if "pose_t_err_m" in obj else "-")
                 grid.label(text=f"{obj['pose_R_err_deg']:.2f}" if "pose_R_err_deg" in obj else "-")
+            if len(cams) > 50:
+                box.label(text=f"... and {len(cams) - 50} more (Export CSV for all)")
         layout.prop(c, "csv_path")
         layout.operator("building_pose.export_estimates_csv", icon="EXPORT")
 
@@ -202,12 +219,21 @@ class POSE_PT_worker(_PosePanel, bpy.types.Panel):
     bl_label = "Worker"
 
     def draw(self, context):
-        from . import ops_worker
+        from . import ops_worker, prefs
 
         ops_worker.draw_panel(self.layout, context)
+        p = prefs.get(context)
+        for line in prefs.environment_summary(p):
+            if not line.startswith("OK"):
+                self.layout.label(text=line[:100], icon="ERROR")
+        row = self.layout.row(align=True)
+        row.operator("building_pose.check_environment", icon="CHECKMARK")
+        row.operator("preferences.addon_show", text="Setup", icon="PREFERENCES").module = __package__
 
 
 class POSE_UL_models(bpy.types.UIList):
+    """Datasets, databases and checkpoints the worker reported: kind, scene, date and the first figures."""
+
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
         import json
 
@@ -228,18 +254,13 @@ class POSE_PT_models(_PosePanel, bpy.types.Panel):
         s = context.scene.pose_tools
         layout = self.layout
         col = layout.column(align=True)
-        for kind, label, _ in (("build_database", "Build Matching Database", ""),
-                               ("train_regression", "Train Regression", ""),
-                               ("train_keypoints", "Train Keypoints", "")):
+        for kind, label in (("build_database", "Build Matching Database"), ("train_regression", "Train Regression"),
+                            ("train_keypoints", "Train Keypoints")):
             col.operator("building_pose.start_model_job", text=label).kind = kind
-        if s.models_job:
+        if runtime(context).models_job:
             layout.operator("building_pose.cancel_model_job", icon="CANCEL")
         row = layout.row()
         row.template_list("POSE_UL_models", "", s, "models", s, "models_index", rows=4)
         col = row.column(align=True)
         col.operator("building_pose.refresh_models", icon="FILE_REFRESH", text="")
         col.operator("building_pose.use_model", icon="CHECKMARK", text="")
-
-
-classes = (POSE_PT_cameras, POSE_PT_dataset, POSE_UL_keypoints, POSE_PT_keypoints, POSE_PT_annotate,
-           POSE_PT_estimates, POSE_PT_worker)

@@ -55,10 +55,12 @@ from pose_addon.blender import scene_io
 out = sys.argv[sys.argv.index("--") + 1]
 scene_io.load_scene("procedural:1")
 pose_addon.register()
+from math import radians
 s = bpy.context.scene.pose_tools
+s.sampling.placement = "custom"
 s.sampling.distance_min, s.sampling.distance_max = 26.0, 34.0
-s.sampling.elevation_min, s.sampling.elevation_max = 8.0, 30.0
-s.sampling.azimuth_min, s.sampling.azimuth_max = 0.0, 120.0
+s.sampling.elevation_min, s.sampling.elevation_max = radians(8.0), radians(30.0)
+s.sampling.azimuth_min, s.sampling.azimuth_max = 0.0, radians(120.0)
 r = s.render
 r.output_dir, r.width, r.height, r.samples = out, 320, 240, 4
 r.n_train, r.n_val, r.n_test = 16, 3, 0

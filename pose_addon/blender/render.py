@@ -133,6 +133,15 @@ def _clean_depth(d: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------- setup
+def cycles_gpu_configured() -> bool:
+    """Whether the user chose a GPU backend for Cycles in Preferences > System and enabled one of its devices."""
+    addon = bpy.context.preferences.addons.get("cycles")
+    cp = getattr(addon, "preferences", None)
+    if cp is None or getattr(cp, "compute_device_type", "NONE") in ("NONE", ""):
+        return False
+    return any(d.use and d.type != "CPU" for d in getattr(cp, "devices", ()))
+
+
 def setup_render(config: RenderConfig, scene=None) -> "bpy.types.Object":
     """Engine, colour management, passes and the dataset camera; returns the camera object."""
     scene = scene or bpy.context.scene
@@ -140,7 +149,7 @@ def setup_render(config: RenderConfig, scene=None) -> "bpy.types.Object":
     r.engine = config.engine
     if config.engine == "CYCLES":
         c = scene.cycles
-        c.device = "CPU"
+        c.device = "GPU" if cycles_gpu_configured() else "CPU"
         c.samples = int(config.samples)
         c.use_denoising = False
         c.use_adaptive_sampling = False
@@ -172,7 +181,7 @@ def setup_render(config: RenderConfig, scene=None) -> "bpy.types.Object":
     scene.view_layers[0].use_pass_object_index = bool(config.masks)
     r.resolution_x, r.resolution_y, r.resolution_percentage = config.width, config.height, 100
 
-    cam_obj = bpy.data.objects.get("DatasetCamera")
+    cam_obj = scene.objects.get("DatasetCamera")  # never another scene's object of that name
     if cam_obj is None or cam_obj.type != "CAMERA":
         cam_obj = bpy.data.objects.new("DatasetCamera", bpy.data.cameras.new("DatasetCamera"))
         scene.collection.objects.link(cam_obj)
@@ -220,7 +229,7 @@ def setup_lighting(lighting: dict, scene=None) -> None:
     import mathutils
 
     scene = scene or bpy.context.scene
-    sun = bpy.data.objects.get("DatasetSun")
+    sun = scene.objects.get("DatasetSun")
     if sun is None or sun.type != "LIGHT":
         sun = bpy.data.objects.new("DatasetSun", bpy.data.lights.new("DatasetSun", "SUN"))
         scene.collection.objects.link(sun)
@@ -349,13 +358,20 @@ def render_frame(scene, png_path: Path, depth_path: Optional[Path], noise_std: f
 
 
 # ----------------------------------------------------------------------------------------------- datasets
-def scene_key(scene_spec: str, scale: Optional[float], scale_longest: float, ground: str = "textured") -> str:
+def scene_key(scene_spec: str, scale: Optional[float], scale_longest: float, ground: str = "textured",
+              up_axis: Optional[str] = None) -> str:
     """What identifies the scene in the config digest (a mesh path counts by its absolute path; the default
-    ground is left out so that older datasets keep their digest)."""
+    ground and up axis are left out so that older datasets keep their digest)."""
+    from ..core.model_frame import default_up_axis
+
     spec = scene_spec.strip()
+    up = ""
     if not spec.startswith("procedural"):
         spec = str(Path(spec).expanduser().resolve())
-    return f"{spec}|scale={scale}|longest={scale_longest}" + ("" if ground == "textured" else f"|ground={ground}")
+        if up_axis and up_axis.strip().upper().lstrip("+") != default_up_axis(spec):
+            up = f"|up={up_axis.strip().upper().lstrip('+')}"
+    return f"{spec}|scale={scale}|longest={scale_longest}" + ("" if ground == "textured" else f"|ground={ground}") \
+        + up
 
 
 class DatasetRender:
@@ -496,7 +512,7 @@ class DatasetRender:
 
 def render_dataset(scene_spec: str, config: RenderConfig, out_dir, progress: Progress = None,
                    scale: Optional[float] = None, scale_longest: float = 15.0,
-                   bake_resolution: int = 1024, ground: str = "textured") -> Dataset:
+                   bake_resolution: int = 1024, ground: str = "textured", up_axis: Optional[str] = None) -> Dataset:
     """Load ``scene_spec`` and render ``config``'s groups into ``out_dir``; resumes a matching partial dataset.
 
     Args:
@@ -506,19 +522,21 @@ def render_dataset(scene_spec: str, config: RenderConfig, out_dir, progress: Pro
         progress: ``progress(done, total, message)`` after every frame (and once at the start).
         scale: explicit scale factor for a mesh file (default: longest side -> ``scale_longest`` metres).
         ground: ``textured``, ``plain`` or ``none`` (see :func:`.scene_io.load_scene`).
+        up_axis: the mesh file's up axis (default per format, see :mod:`..core.model_frame`).
 
     Raises:
         DatasetMismatchError: ``out_dir`` holds a dataset rendered from another scene or config.
         FileNotFoundError / ValueError: the scene cannot be loaded.
     """
     config.validate()
-    key = scene_key(scene_spec, scale, scale_longest, ground)
+    key = scene_key(scene_spec, scale, scale_longest, ground, up_axis)
     out = Path(out_dir)
     if (out / core_dataset.MANIFEST).is_file():  # refuse a mismatching folder before the slow scene load
         DatasetRender._open_existing(type("_", (), {"out": out})(), config.digest(key))
     t0 = time.time()
-    info = scene_io.load_scene(scene_spec, scale_longest=scale_longest, scale=scale, ground=ground)
-    scene_info = {k: info[k] for k in ("name", "source", "scale", "bounds", "target", "boxes")}
+    info = scene_io.load_scene(scene_spec, scale_longest=scale_longest, scale=scale, ground=ground, up_axis=up_axis)
+    scene_info = {k: info[k] for k in ("name", "source", "scale", "bounds", "target", "boxes", "up_axis",
+                                       "model_from_world") if k in info}
     if ground != "textured":
         scene_info["ground"] = ground
     if "params" in info:

@@ -97,7 +97,7 @@ def test_estimated_cameras_compare_and_csv(scene, tmp_path):
     from pose_addon.core.poses import make_pose
 
     T = _truth()
-    truth = bpy.data.objects.new("truth", bpy.data.cameras.new("truth"))
+    truth = bpy.data.objects.new("photo", bpy.data.cameras.new("photo"))  # the truth of photo.png, by stem
     bpy.context.scene.collection.objects.link(truth)
     bcam.set_cam_from_world(truth, T)
     intr = Intrinsics(W, H, 300.0, 300.0, W / 2 - 0.5, H / 2 - 0.5)

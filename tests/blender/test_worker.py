@@ -50,7 +50,7 @@ def dataset(ext, tmp_path_factory):
 
 
 def _state():
-    return bpy.context.scene.pose_tools.worker.state
+    return bpy.context.window_manager.building_pose.worker_state
 
 
 def call(ops, method, params=None, timeout=60.0):
@@ -141,7 +141,7 @@ def test_models_panel_jobs_and_list(ops, dataset):
     """Build a database from the Models panel as a job, list it, pick it for estimation."""
     bpy.context.scene.pose_tools.render.output_dir = str(dataset.root)  # the panel's dataset folder
     assert "FINISHED" in bpy.ops.building_pose.start_model_job(kind="build_database", dataset=str(dataset.root))
-    job = bpy.context.scene.pose_tools.models_job
+    job = bpy.context.window_manager.building_pose.models_job
     assert ops.wait_until(lambda: any(j["id"] == job and j["state"] in ("done", "failed")
                                       for j in ops.SUPERVISOR.jobs), 120)
     assert "FINISHED" in bpy.ops.building_pose.refresh_models()
@@ -191,7 +191,7 @@ def test_killed_worker_is_reported_and_restart_works(ops):
     pid = ops.SUPERVISOR.proc.pid
     os.kill(pid, signal.SIGKILL)
     assert ops.wait_until(lambda: _state() == "error", 10)
-    msg = bpy.context.scene.pose_tools.worker.message
+    msg = bpy.context.window_manager.building_pose.worker_message
     assert "killed" in msg and "SIGKILL" in msg and "Restart" in msg
     lines = _panel_labels(ops)
     assert any("Error" in x for x in lines) and any("killed" in x for x in lines)
