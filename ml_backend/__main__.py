@@ -151,9 +151,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(build_database(args.dataset, args.out, args.conf))
             return 0
         return _run_method(args)
-    except (SceneSpecError, BlenderError, DatasetError, ImageReadError, FileNotFoundError, ValueError,
-            KeyError) as e:
-        sys.stderr.write(f"error: {e}\n")
+    except (SceneSpecError, BlenderError, DatasetError, ImageReadError, OSError, ValueError, KeyError) as e:
+        sys.stderr.write(f"error: {e}\n")  # OSError: disk full, permission denied, missing file (named)
         return 1
 
 

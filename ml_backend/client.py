@@ -84,7 +84,8 @@ class WorkerClient:
               **kw) -> "WorkerClient":
         """Start a worker (``python -m ml_backend serve``) owned by this process and connect to it."""
         token = secrets.token_urlsafe(32)
-        env = dict(os.environ, POSE_WORKER_TOKEN=token, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env.pop("POSE_WORKER_TOKEN", None)
         root = str(Path(__file__).resolve().parents[1])
         env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
         cmd = [python or sys.executable, "-m", "ml_backend", "serve", "--parent-pid", str(os.getpid())]
@@ -94,9 +95,16 @@ class WorkerClient:
             cmd += ["--unix", str(unix)]
         cmd += list(extra_args)
         err = open(log_file, "ab") if log_file else subprocess.DEVNULL
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, env=env)
-        if log_file:
-            err.close()
+        r, w = os.pipe()  # the token travels through an inherited pipe: not in argv, not in /proc/PID/environ
+        try:
+            proc = subprocess.Popen(cmd + ["--token-fd", str(r)], stdout=subprocess.PIPE, stderr=err,
+                                    stdin=subprocess.DEVNULL, env=env, pass_fds=(r,))
+            os.write(w, token.encode())
+        finally:
+            os.close(r)
+            os.close(w)
+            if log_file:
+                err.close()
         ready = _read_ready(proc, ready_timeout)
         if ready is None:
             proc.kill()

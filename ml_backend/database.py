@@ -256,6 +256,19 @@ def build_database(dataset_dir: Path | str, out_path: Path | str, conf: Optional
         raise DatasetError(f"{final} holds the feature database of {src} (digest {old}), not of {ds.root} "
                            f"(digest {digest}): choose another output or delete it")
     tmp = final.with_name(final.name + ".partial")
+    try:
+        _write_frames(tmp, cj, final, digest, conf, ds, refs, progress)
+    except OSError as e:  # disk full, permission denied: what is complete in the partial file is kept
+        raise OSError(e.errno, f"cannot write the feature database {tmp}: "
+                      f"{os.strerror(e.errno) if e.errno else e}; the partial file "
+                      "keeps the finished frames: free space or fix permissions and rerun to resume") from None
+    os.replace(tmp, final)
+    return final
+
+
+def _write_frames(tmp: Path, cj: str, final: Path, digest: str, conf: dict, ds: Dataset, refs: list,
+                  progress: bool) -> None:
+    """Add the missing frames of ``refs`` to the partial database ``tmp`` (each flushed once complete)."""
     with _open_partial(tmp, cj, final, digest) as f:
         f.attrs["conf_name"] = conf["name"]
         f.attrs["dataset"] = str(ds.root.resolve())
@@ -275,8 +288,6 @@ def build_database(dataset_dir: Path | str, out_path: Path | str, conf: Optional
             g.attrs["n_detected"] = int(data["n_detected"])
             g.attrs["complete"] = True
             f.flush()
-    os.replace(tmp, final)
-    return final
 
 
 class RefFrame:
@@ -313,17 +324,26 @@ class FeatureDatabase:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"feature database not found: {self.path}")
-        self._f = h5py.File(self.path, "r")
+        from .integrity import CorruptFile
+
+        try:
+            self._f = h5py.File(self.path, "r")
+        except OSError as e:  # truncated, zero length, not HDF5
+            raise CorruptFile(self.path, f"not a readable feature database (HDF5): {e}") from None
         if self._f.attrs.get("format") != FORMAT:
             self._f.close()
             raise DatasetError(f"{self.path} is not a {FORMAT} file")
-        self.conf = json.loads(self._f.attrs["conf"])
-        self.dataset_digest = str(self._f.attrs.get("dataset_digest", ""))
-        self.dataset = str(self._f.attrs.get("dataset", ""))
-        self.ids = sorted(_complete_ids(self._f))
-        self.frames = [RefFrame(self._f["frames"][i], i) for i in self.ids]
-        self.global_descriptors = (np.stack([self._f["frames"][i]["global"][()] for i in self.ids])
-                                   if self.ids else np.zeros((0, 0), np.float32))
+        try:
+            self.conf = json.loads(self._f.attrs["conf"])
+            self.dataset_digest = str(self._f.attrs.get("dataset_digest", ""))
+            self.dataset = str(self._f.attrs.get("dataset", ""))
+            self.ids = sorted(_complete_ids(self._f))
+            self.frames = [RefFrame(self._f["frames"][i], i) for i in self.ids]
+            self.global_descriptors = (np.stack([self._f["frames"][i]["global"][()] for i in self.ids])
+                                       if self.ids else np.zeros((0, 0), np.float32))
+        except (OSError, KeyError, ValueError, TypeError, EOFError) as e:
+            self._f.close()
+            raise CorruptFile(self.path, f"corrupt feature database ({type(e).__name__}: {e})") from None
 
     def __len__(self) -> int:
         return len(self.frames)

@@ -19,7 +19,12 @@ from typing import Any, Optional
 
 from .protocol import PROTOCOL_VERSION, ErrorCode
 
-__all__ = ["ServiceError", "Handlers", "param"]
+__all__ = ["ServiceError", "Handlers", "param", "MAX_PROCESS_SIDE"]
+
+#: The longest side (px) ``estimate_pose`` processes a query at (larger ones are downscaled, intrinsics alike):
+#: with the 50 MP header limit of :mod:`ml_backend.integrity` this bounds one estimate's memory (see
+#: docs/protocol.md).
+MAX_PROCESS_SIDE = 1600
 
 
 class ServiceError(Exception):
@@ -151,8 +156,10 @@ class Handlers:
 
     # ------------------------------------------------------------------------------------------- estimate
     def _localizer(self, db_path: Path, conf: dict):
+        from ..integrity import verify_hdf5
         from ..localize import Localizer
 
+        verify_hdf5(db_path, what="feature database")  # in a child with a time limit, once per file version
         st = db_path.stat()
         key = (str(db_path.resolve()), st.st_mtime_ns, json.dumps(conf, sort_keys=True))
         with self._cache_lock:
@@ -173,10 +180,14 @@ class Handlers:
             return self._cache[key]
 
     def close(self) -> None:
+        """Close the cached databases (one still in use by a request after 1 s is left open)."""
         with self._cache_lock:
             for loc, lock in self._cache.values():
-                with lock:
-                    loc.close()
+                if lock.acquire(timeout=1.0):
+                    try:
+                        loc.close()
+                    finally:
+                        lock.release()
             self._cache.clear()
 
     def estimate_pose(self, params: dict) -> dict:
@@ -189,11 +200,18 @@ class Handlers:
         """
         from pose_addon.core.cameras import Intrinsics, blender_matrix_world_from_cam_from_world
 
+        from ..integrity import check_image_file
+
         t0 = time.perf_counter()
         image = _existing(params, "image")
+        check_image_file(image)  # size limits from the header, before anything is decoded
         method = param(params, "method", str, "sift", lambda m: m in ("sift", "retrieval_nn"),
                        "estimate_pose supports 'sift' and 'retrieval_nn'")
         options = param(params, "options", dict, {})
+        rmax = options.get("resize_max", MAX_PROCESS_SIDE)
+        if isinstance(rmax, bool) or not isinstance(rmax, int) or not 64 <= rmax <= MAX_PROCESS_SIDE:
+            raise ServiceError(ErrorCode.INVALID_PARAMS, f"options.resize_max must be an integer in [64, "
+                               f"{MAX_PROCESS_SIDE}] (the longest side a query is processed at), got {rmax!r}")
         db_path = _existing(params, "database", default=None)
         ds_dir = _existing(params, "dataset", want_dir=True, default=None)
         if db_path is None and ds_dir is None:
@@ -238,22 +256,32 @@ class Handlers:
                                          param(params, "db_conf", str, "sift"), progress=False)
         t_db = time.perf_counter() - t_db
         conf = {k: v for k, v in options.items()}
+        from ..features import sift
+        from ..integrity import ImageRejected, degenerate_image_reason
+
+        gray = sift.load_image_gray(str(image))
+        why = degenerate_image_reason(gray)
+        if why:
+            raise ImageRejected(image, why)
+        if gray.shape != (intr.height, intr.width):
+            raise ServiceError(ErrorCode.INVALID_PARAMS, f"image {image} is {gray.shape[1]}x{gray.shape[0]} but "
+                               f"the intrinsics are for {intr.width}x{intr.height}")
         loc, lock = self._localizer(db_path, conf)
         t1 = time.perf_counter()
         with lock:
             t_wait = time.perf_counter() - t1
             if method == "sift":
-                r = loc.localize(str(image), intr)
+                r = loc.localize(gray, intr)
                 res = {"success": bool(r.success), "cam_from_world": r.cam_from_world, "n_inliers": int(r.n_inliers),
                        "n_matches": int(r.n_matches), "reproj_error_px": float(r.reproj_error_px),
                        "retrieved": list(r.retrieved), "message": r.message, "timings": dict(r.timings)}
             else:
-                from ..features import sift
+                from ..localize import _downscale
 
                 ta = time.perf_counter()
-                gray = sift.load_image_gray(str(image))
-                desc = sift.extract(gray, loc.db.conf["features"]).descriptors
-                i = int(loc.retrieve(gray, desc, 1)[0])
+                small, _ = _downscale(gray, intr, loc.conf["resize_max"])  # bounded memory, as localize does
+                desc = sift.extract(small, loc.db.conf["features"]).descriptors
+                i = int(loc.retrieve(small, desc, 1)[0])
                 res = {"success": True, "cam_from_world": loc.db.frames[i].cam_from_world, "n_inliers": 0,
                        "n_matches": 0, "reproj_error_px": None, "retrieved": [loc.db.ids[i]],
                        "message": "pose of the nearest reference", "timings": {"total": time.perf_counter() - ta}}

@@ -51,6 +51,8 @@ class Job:
         self.proc: Optional[asyncio.subprocess.Process] = None
         self.cancel_requested = False
         self.task: Optional[asyncio.Task] = None
+        self.last_event = time.time()  # last progress line from the job process
+        self.stalled_s: Optional[float] = None  # set by the watchdog: seconds without progress
 
     @property
     def log_path(self) -> Path:
@@ -60,7 +62,7 @@ class Job:
         return {"id": self.id, "kind": self.kind, "state": self.state, "progress": self.progress,
                 "stage": self.stage, "message": self.message, "result": self.result, "error": self.error,
                 "created": self.created, "started": self.started, "finished": self.finished,
-                "log": str(self.log_path), "params": self.params,
+                "log": str(self.log_path), "params": self.params, "stalled_s": self.stalled_s,
                 "pid": self.proc.pid if self.proc is not None and self.proc.returncode is None else None}
 
 
@@ -156,6 +158,7 @@ class JobManager:
             cmd = [sys.executable, "-m", "ml_backend.service.job_runner", "--kind", job.kind, "--params",
                    str(params_path), "--result", str(result_path), "--parent-pid", str(os.getpid())]
             job.state, job.stage, job.started = "running", "starting", time.time()
+            job.last_event = job.started
             self._changed(job)
             error_ev = None
             with open(job.log_path, "ab") as logf:
@@ -182,6 +185,10 @@ class JobManager:
                             continue
                         if not isinstance(ev, dict):
                             continue
+                        job.last_event = time.time()
+                        if job.stalled_s is not None:
+                            job.stalled_s = None
+                            self._changed(job)
                         if ev.get("event") == "progress" and not job.cancel_requested:
                             p = ev.get("progress")
                             job.progress = float(p) if isinstance(p, (int, float)) else None
@@ -214,6 +221,17 @@ class JobManager:
                            "detail": {"exit_code": rc, "log": str(job.log_path), "log_tail": _tail(job.log_path)}}
                 self._finish(job, "failed", None, err, err["message"])
 
+    def check_stalled(self, stall_s: float) -> None:
+        """Watchdog: mark running jobs whose process sent nothing for ``stall_s`` seconds (``stalled_s``)."""
+        now = time.time()
+        for job in self.jobs.values():
+            quiet = now - job.last_event
+            if job.state == "running" and quiet > stall_s and job.stalled_s is None:
+                job.stalled_s = quiet
+                log.error("watchdog: job %s (%s, pid %s) has reported no progress for %.0f s: stuck?", job.id,
+                          job.kind, job.proc.pid if job.proc else None, quiet)
+                self._changed(job)
+
     async def shutdown(self) -> None:
         """Kill every running job (their outputs stay partial files, never final ones)."""
         for job in self.jobs.values():
@@ -222,7 +240,7 @@ class JobManager:
                 self._signal(job, signal.SIGKILL)
         tasks = [j.task for j in self.jobs.values() if j.task and not j.task.done()]
         if tasks:
-            await asyncio.wait(tasks, timeout=5)
+            await asyncio.wait(tasks, timeout=2)
 
 
 def _tail(path: Path, n: int = 8) -> str:

@@ -37,7 +37,7 @@ import struct
 from typing import Any, Iterator, Optional
 
 __all__ = ["PROTOCOL_VERSION", "MAX_FRAME", "HEADER", "HEADER_SIZE", "HELLO_TIMEOUT_S", "DEFAULT_TIMEOUT_S",
-           "ErrorCode", "ProtocolError", "RemoteError", "encode", "encode_payload", "Decoder", "make_error",
+           "MAX_TIMEOUT_S", "PREAUTH_MAX_FRAME", "MAX_ECHO", "check_timeout", "ErrorCode", "ProtocolError", "RemoteError", "encode", "encode_payload", "Decoder", "make_error",
            "json_clean", "METHODS"]
 
 PROTOCOL_VERSION = 1
@@ -46,6 +46,25 @@ HEADER = struct.Struct(">I")
 HEADER_SIZE = HEADER.size
 HELLO_TIMEOUT_S = 10.0
 DEFAULT_TIMEOUT_S = 120.0
+MAX_TIMEOUT_S = 3600.0  # a request's ``timeout`` is a number of seconds in (0, MAX_TIMEOUT_S]
+PREAUTH_MAX_FRAME = 4096  # the largest frame accepted before a successful hello (a hello is ~150 bytes)
+MAX_ECHO = 64 * 1024  # bytes of JSON that ``ping`` echoes back
+
+
+def check_timeout(value: Any) -> float:
+    """A request's ``timeout`` as float seconds; raises ValueError (message names the field and the range).
+
+    ``None`` means :data:`DEFAULT_TIMEOUT_S`. Integers are compared before conversion, so a 400-digit number is an
+    error, not an ``OverflowError``; infinities and NaN are refused.
+    """
+    if value is None:
+        return DEFAULT_TIMEOUT_S
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"'timeout' must be a number of seconds, got {type(value).__name__}")
+    if not (0 < value <= MAX_TIMEOUT_S):  # False for NaN; exact for big ints
+        shown = repr(value) if len(repr(value)) <= 30 else repr(value)[:20] + f"... ({len(repr(value))} digits)"
+        raise ValueError(f"'timeout' must be in (0, {MAX_TIMEOUT_S:g}] seconds, got {shown}")
+    return float(value)
 
 #: Methods of protocol version 1 (``info`` returns the list the running server really has).
 METHODS = ("hello", "ping", "info", "estimate_pose", "job.start", "job.status", "job.cancel", "job.list",

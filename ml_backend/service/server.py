@@ -2,9 +2,16 @@
 [--parent-pid PID] [--token-file F] [--data-dir DIR]``.
 
 * Loopback only: a host that is not a loopback address is refused (exit code 2). Port 0 = ephemeral.
-* The token comes from ``$POSE_WORKER_TOKEN`` or a ``--token-file`` readable by its owner only (mode 0600);
-  never from the command line. Without either, a random token is written to a 0600 file whose path the ready line
-  carries (``token_file``).
+* The token comes through an inherited pipe (``--token-fd N``: the launcher writes it and closes its end), a
+  ``--token-file`` readable by its owner only (mode 0600), or ``$POSE_WORKER_TOKEN``; never from the command line.
+  A token found in the environment makes the worker re-execute itself at once without it (same PID, the token
+  then travels through a pipe), so ``/proc/PID/environ`` never shows it. Without any, a random token is written
+  to a 0600 file whose path the ready line carries (``token_file``).
+* Bounded: at most :data:`MAX_UNAUTHENTICATED` connections waiting for their hello (a new one closes the oldest),
+  each buffering at most :data:`~.protocol.PREAUTH_MAX_FRAME` bytes; at most :data:`MAX_CONNECTIONS` in all.
+* A watchdog logs requests whose thread outlives their timeout and jobs that report no progress
+  (``info``'s ``busy`` and a job's ``stalled_s``); SIGTERM and ``shutdown`` end the process within 5 s even when a
+  thread is stuck inside a library.
 * When listening it prints ONE line on stdout, then never writes to stdout again (later output goes to stderr)::
 
       {"event": "ready", "address": "127.0.0.1", "port": 40123, "protocol": 1, "pid": 1234, "transport": "tcp"}
@@ -30,6 +37,7 @@ import signal
 import socket
 import stat
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -52,7 +60,9 @@ EXIT_ENV = 5  # the worker environment lacks a package it needs
 EXIT_PARENT_GONE = 6  # the parent process (--parent-pid) went away
 
 MAX_INFLIGHT = 32  # requests in flight per connection; more are answered "busy"
-WRITE_HIGH = 8 * 1024 * 1024  # a connection whose unread replies exceed this stops being read from
+MAX_CONNECTIONS = 64  # connections at once (authenticated or not); more are answered "busy" and closed
+MAX_UNAUTHENTICATED = 16  # connections still waiting for their hello; a new one closes the oldest
+WRITE_HIGH = 2 * 1024 * 1024  # a connection whose unread replies exceed this stops being read from
 STALL_TIMEOUT_S = 60.0  # ... and is closed when it stays so long
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,8 +73,9 @@ class _Conn(asyncio.Protocol):
     def __init__(self, server: "WorkerServer"):
         self.server = server
         self.transport: Optional[asyncio.Transport] = None
-        self.decoder = P.Decoder()
+        self.decoder = P.Decoder(max_frame=P.PREAUTH_MAX_FRAME)  # raised to MAX_FRAME by a good hello
         self.authed = False
+        self.opened = time.monotonic()
         self.closed = False
         self.inflight = 0
         self.tasks: set[asyncio.Task] = set()
@@ -78,6 +89,8 @@ class _Conn(asyncio.Protocol):
         self.transport = transport
         self.peer = str(transport.get_extra_info("peername"))
         transport.set_write_buffer_limits(high=WRITE_HIGH)
+        if not self.server.admit(self):
+            return
         self.server.conns.add(self)
         self._hello_timer = asyncio.get_running_loop().call_later(self.server.hello_timeout, self._no_hello)
 
@@ -126,11 +139,14 @@ class _Conn(asyncio.Protocol):
         try:
             frame = P.encode(msg)
         except ValueError as e:  # a result over the frame limit
-            frame = P.encode(P.make_error(msg.get("id"), P.ErrorCode.INTERNAL, str(e)))
+            frame = P.encode(P.make_error(msg.get("id"), P.ErrorCode.FAILED,
+                                          f"the reply to request {msg.get('id')!r} is too large: {e}"))
         self.transport.write(frame)
 
     # ----------------------------------------------------------------------------------- requests
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
         self.decoder.feed(data)
         while not self.closed:
             try:
@@ -165,9 +181,13 @@ class WorkerServer:
         self.stopping: Optional[asyncio.Event] = None
         self.exit_code = EXIT_OK
         self.n_requests = 0
+        self.n_refused = 0  # connections refused or evicted by the limits
+        self.busy: dict[int, dict] = {}  # thread requests running now: key -> method, id, started, timeout
+        self._busy_key = 0
+        self.job_stall_s = 300.0
         self._servers: list = []
         self.methods = {
-            "ping": ("inline", self._m_ping), "info": ("thread", self.handlers.info),
+            "ping": ("inline", self._m_ping), "info": ("thread", self._t_info),
             "estimate_pose": ("thread", self.handlers.estimate_pose),
             "models.list": ("thread", self.handlers.models_list),
             "solve_pnp": ("thread", self.handlers.solve_pnp),
@@ -175,6 +195,23 @@ class WorkerServer:
             "job.cancel": ("async", self._m_job_cancel), "job.list": ("inline", self._m_job_list),
             "job.subscribe": ("inline", None), "shutdown": ("inline", self._m_shutdown),
         }
+
+    # ----------------------------------------------------------------------------------- admission
+    def admit(self, conn: _Conn) -> bool:
+        """Apply the connection limits to a new connection; False when it was refused (and closed)."""
+        waiting = sorted((c for c in self.conns if not c.authed and not c.closed), key=lambda c: c.opened)
+        while len(waiting) >= MAX_UNAUTHENTICATED:  # a flood of silent connections: drop the oldest
+            old = waiting.pop(0)
+            log.warning("closing %s: too many connections without a hello", old.peer)
+            self.n_refused += 1
+            old.abort()
+        if len(self.conns) >= MAX_CONNECTIONS:
+            self.n_refused += 1
+            log.warning("refusing %s: %d connections open", conn.peer, len(self.conns))
+            conn.send(P.make_error(None, P.ErrorCode.BUSY, f"the worker serves at most {MAX_CONNECTIONS} connections"))
+            conn.close()
+            return False
+        return True
 
     # ----------------------------------------------------------------------------------- dispatch
     def handle(self, conn: _Conn, msg: dict) -> None:
@@ -205,11 +242,10 @@ class WorkerServer:
             conn.send(P.make_error(req_id, P.ErrorCode.UNKNOWN_METHOD, f"unknown method {method!r}",
                                    {"methods": sorted(self.methods)}))
             return
-        timeout = msg.get("timeout", P.DEFAULT_TIMEOUT_S)
-        if timeout is None:
-            timeout = P.DEFAULT_TIMEOUT_S
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-            conn.send(P.make_error(req_id, P.ErrorCode.BAD_REQUEST, "'timeout' must be a positive number of seconds"))
+        try:
+            timeout = P.check_timeout(msg.get("timeout"))
+        except ValueError as e:
+            conn.send(P.make_error(req_id, P.ErrorCode.BAD_REQUEST, str(e), {"field": "timeout"}))
             return
         if self.stopping is not None and self.stopping.is_set():
             conn.send(P.make_error(req_id, P.ErrorCode.SHUTTING_DOWN, "the worker is shutting down"))
@@ -240,7 +276,18 @@ class WorkerServer:
         t0 = time.perf_counter()
         try:
             if kind == "thread":
-                fut = asyncio.get_running_loop().run_in_executor(self.pool, fn, params)
+                self._busy_key += 1
+                key = self._busy_key
+                self.busy[key] = {"method": method_name(fn), "id": req_id, "started": time.time(),
+                                  "timeout_s": timeout, "peer": conn.peer, "stuck": False}
+
+                def run():
+                    try:
+                        return fn(params)
+                    finally:
+                        self.busy.pop(key, None)
+
+                fut = asyncio.get_running_loop().run_in_executor(self.pool, run)
             else:
                 fut = fn(conn, params)
             result = await asyncio.wait_for(fut, timeout)
@@ -271,6 +318,10 @@ class WorkerServer:
             return P.make_error(req_id, e.code, str(e))
         if isinstance(e, FileNotFoundError):
             return P.make_error(req_id, P.ErrorCode.NOT_FOUND, str(e))
+        from ..integrity import CorruptFile, ImageRejected
+
+        if isinstance(e, (CorruptFile, ImageRejected)):
+            return P.make_error(req_id, P.ErrorCode.FAILED, str(e), {"path": e.path})
         if isinstance(e, MethodUnavailable):
             return P.make_error(req_id, P.ErrorCode.UNAVAILABLE, str(e))
         if isinstance(e, (ImageReadError, DatasetError, OSError)):
@@ -299,6 +350,7 @@ class WorkerServer:
             conn.close()
             return
         conn.authed = True
+        conn.decoder.max_frame = P.MAX_FRAME
         if conn._hello_timer:
             conn._hello_timer.cancel()
         conn.send({"id": req_id, "result": {"protocol": P.PROTOCOL_VERSION, "server": "ml_backend",
@@ -306,7 +358,23 @@ class WorkerServer:
 
     # ----------------------------------------------------------------------------------- methods
     def _m_ping(self, conn, params) -> dict:
-        return {"pong": True, "time": time.time(), "echo": params.get("echo")}
+        echo = params.get("echo")
+        if echo is not None:
+            n = len(P.encode_payload({"echo": echo}))
+            if n > P.MAX_ECHO:
+                raise ServiceError(P.ErrorCode.INVALID_PARAMS, f"parameter 'echo' is {n} bytes of JSON; ping echoes "
+                                   f"at most {P.MAX_ECHO}")
+        return {"pong": True, "time": time.time(), "echo": echo}
+
+    def _t_info(self, params) -> dict:
+        return {**self.handlers.info(params), "health": self.health()}
+
+    def health(self) -> dict:
+        """Connections, refusals, busy request threads (``stuck``: past their timeout) and stalled jobs."""
+        now = time.time()
+        return {"connections": len(self.conns), "unauthenticated": sum(1 for c in self.conns if not c.authed),
+                "refused": self.n_refused, "busy": [dict(b, running_s=now - b["started"]) for b in self.busy.values()],
+                "stalled_jobs": [j.id for j in self.jobs.jobs.values() if j.stalled_s]}
 
     def _m_job_start(self, conn, params) -> dict:
         from .handlers import param
@@ -349,6 +417,18 @@ class WorkerServer:
                 c.send(ev)
 
     # ----------------------------------------------------------------------------------- lifecycle
+    async def _watchdog(self) -> None:
+        """Once a second: report request threads running past their timeout and jobs without progress."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.time()
+            for b in list(self.busy.values()):
+                if not b["stuck"] and now - b["started"] > b["timeout_s"] + 5.0:
+                    b["stuck"] = True
+                    log.error("watchdog: %s (request %r from %s) has run %.0f s, past its %g s timeout: its thread "
+                              "is stuck", b["method"], b["id"], b["peer"], now - b["started"], b["timeout_s"])
+            self.jobs.check_stalled(self.job_stall_s)
+
     async def _watch_parent(self) -> None:
         while not self.stopping.is_set():
             await asyncio.sleep(0.5)
@@ -390,22 +470,35 @@ class WorkerServer:
         ready_out(ready)
         log.info("listening: %s", json.dumps(ready))
         watcher = loop.create_task(self._watch_parent()) if self.parent_pid else None
+        dog = loop.create_task(self._watchdog())
         await self.stopping.wait()
         log.info("stopping")
         srv.close()
         for c in list(self.conns):
             c.abort()
-        await self.jobs.shutdown()
-        if watcher:
-            watcher.cancel()
+        try:
+            await asyncio.wait_for(self.jobs.shutdown(), 2.5)
+        except asyncio.TimeoutError:
+            log.warning("jobs did not end within 2.5 s of SIGKILL")
+        for t in (watcher, dog):
+            if t:
+                t.cancel()
         self.pool.shutdown(wait=False, cancel_futures=True)
-        self.handlers.close()
+        closer = threading.Thread(target=self.handlers.close, daemon=True, name="close-databases")
+        closer.start()
+        closer.join(1.0)  # a thread stuck inside h5py holds its lock: do not wait for it
+        if closer.is_alive():
+            log.warning("open databases not closed: a request thread is still inside a library call")
         if unix:
             try:
                 os.unlink(unix)
             except OSError:
                 pass
         return self.exit_code
+
+
+def method_name(fn) -> str:
+    return getattr(fn, "__name__", str(fn))
 
 
 def _clear_stale_socket(path: str) -> None:
@@ -435,8 +528,41 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def read_token(token_file: Optional[str]) -> tuple[Optional[str], str]:
-    """(token, error message). ``$POSE_WORKER_TOKEN`` wins over the file."""
+def reexec_without_token_env() -> None:
+    """If ``$POSE_WORKER_TOKEN`` is set, re-execute this worker (same PID) without it, the token in a pipe.
+
+    The kernel keeps a process's initial environment readable in ``/proc/PID/environ`` however Python edits
+    ``os.environ``; only a new ``execve`` replaces it. Does nothing where ``sys.orig_argv`` or pipes are lacking.
+    """
+    token = os.environ.get("POSE_WORKER_TOKEN")
+    argv = list(getattr(sys, "orig_argv", []) or [])
+    if not token or os.name != "posix" or len(argv) < 2 or any(a.startswith("--token-fd") for a in argv):
+        return
+    r, w = os.pipe()
+    os.write(w, token.strip().encode())
+    os.close(w)
+    os.set_inheritable(r, True)
+    env = {k: v for k, v in os.environ.items() if k != "POSE_WORKER_TOKEN"}
+    os.execve(sys.executable, [sys.executable, *argv[1:], "--token-fd", str(r)], env)
+
+
+def read_token(token_file: Optional[str], token_fd: Optional[int] = None) -> tuple[Optional[str], str]:
+    """(token, error message): from the pipe ``token_fd``, else ``$POSE_WORKER_TOKEN``, else the file."""
+    if token_fd is not None:
+        try:
+            chunks = []
+            while True:
+                b = os.read(token_fd, 4096)
+                if not b:
+                    break
+                chunks.append(b)
+                if sum(map(len, chunks)) > 4096:
+                    return None, f"token pipe (fd {token_fd}) holds more than 4096 bytes"
+            os.close(token_fd)
+        except OSError as e:
+            return None, f"token pipe (fd {token_fd}): {e}"
+        tok = b"".join(chunks).decode("utf-8", "replace").strip()
+        return (tok, "") if tok else (None, f"token pipe (fd {token_fd}) is empty")
     env = os.environ.pop("POSE_WORKER_TOKEN", None)  # jobs and their children do not need it
     if env:
         return env.strip(), ""
@@ -472,6 +598,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--unix", default=None, help="listen on this Unix socket path instead of TCP")
     p.add_argument("--parent-pid", type=int, default=None, help="exit when this process is gone")
     p.add_argument("--token-file", default=None, help="file (mode 0600) holding the token; else $POSE_WORKER_TOKEN")
+    p.add_argument("--token-fd", type=int, default=None,
+                   help="inherited pipe to read the token from (the launcher writes it and closes its end)")
+    p.add_argument("--job-stall-timeout", type=float, default=300.0,
+                   help="report a running job that sends no progress for this many seconds (watchdog)")
     p.add_argument("--data-dir", default=None,
                    help="jobs, logs and derived files (default $POSE_WORKER_DATA or <checkout>/.cache/worker)")
     p.add_argument("--threads", type=int, default=2, help="threads for estimate_pose (default 2)")
@@ -482,6 +612,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def serve(args) -> int:
+    reexec_without_token_env()
     logging.basicConfig(stream=sys.stderr, level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.unix is None and not is_loopback(args.host):
@@ -494,7 +625,7 @@ def serve(args) -> int:
         log.error("parent process %s is already gone", args.parent_pid)
         return EXIT_PARENT_GONE
     work_dir = Path(args.data_dir or os.environ.get("POSE_WORKER_DATA") or REPO_ROOT / ".cache" / "worker")
-    token, err = read_token(args.token_file)
+    token, err = read_token(args.token_file, getattr(args, "token_fd", None))
     if err:
         log.error("%s", err)
         return EXIT_TOKEN
@@ -514,6 +645,7 @@ def serve(args) -> int:
     server = WorkerServer(token, work_dir, args.parent_pid, threads=max(1, args.threads),
                           max_jobs=max(1, args.max_jobs), hello_timeout=max(0.1, args.hello_timeout))
     server.token_file = token_file
+    server.job_stall_s = max(1.0, float(getattr(args, "job_stall_timeout", 300.0)))
     real_stdout = sys.stdout
 
     def ready_out(ev: dict) -> None:
@@ -534,6 +666,13 @@ def serve(args) -> int:
             except OSError:
                 pass
     log.info("exit code %d", code)
+    stuck = [t.name for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()
+             and not t.daemon]
+    if stuck:  # threads inside a library call would block the interpreter's exit forever
+        log.warning("exiting without waiting for %d busy threads (%s)", len(stuck), ", ".join(stuck[:4]))
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(code)
     return code
 
 

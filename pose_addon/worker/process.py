@@ -68,7 +68,7 @@ class WorkerProcess:
         if not self.args:
             raise WorkerSetupError("Worker Arguments are empty (default: -m ml_backend serve)")
         if any(a.startswith("--token") for a in self.args):
-            raise WorkerSetupError("Do not put the token in Worker Arguments: it travels in the environment")
+            raise WorkerSetupError("Do not put the token in Worker Arguments: the extension passes it itself")
         self.log_path = Path(log_path) if log_path else None
         self.data_dir = data_dir
         self.extra_env = dict(extra_env or {})
@@ -79,10 +79,12 @@ class WorkerProcess:
         self._reader = None
         self._kill_at = None
 
-    def command(self):
+    def command(self, token_fd=None):
         cmd = [str(self.python)] + self.args + ["--parent-pid", str(os.getpid())]
         if self.data_dir:
             cmd += ["--data-dir", str(self.data_dir)]
+        if token_fd is not None:
+            cmd += ["--token-fd", str(token_fd)]
         return cmd
 
     def start(self):
@@ -93,8 +95,13 @@ class WorkerProcess:
         if root is not None:
             env["PYTHONPATH"] = str(root)
         env.update(self.extra_env)
-        env["POSE_WORKER_TOKEN"] = self.token
+        env.pop("POSE_WORKER_TOKEN", None)
         env["PYTHONUNBUFFERED"] = "1"
+        # The token goes through an inherited pipe (not the command line, not the environment, which other
+        # processes of the user can read in /proc/PID/environ); Windows lacks pass_fds: environment there.
+        use_pipe = os.name == "posix"
+        if not use_pipe:
+            env["POSE_WORKER_TOKEN"] = self.token
         cwd = str(root) if root is not None else (str(self.log_path.parent) if self.log_path else None)
         log = subprocess.DEVNULL
         if self.log_path:
@@ -105,12 +112,20 @@ class WorkerProcess:
             log.write(("%s starting: %s\n" % (time.strftime("%Y-%m-%d %H:%M:%S"),
                                               " ".join(shlex.quote(c) for c in self.command()))).encode())
             log.flush()
+        r = w = None
+        if use_pipe:
+            r, w = os.pipe()
         try:
-            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=log, env=env, cwd=cwd)
+            self.proc = subprocess.Popen(self.command(r), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=log, env=env, cwd=cwd, pass_fds=(r,) if use_pipe else ())
+            if use_pipe:
+                os.write(w, self.token.encode())  # 43 bytes: fits the pipe's buffer, never blocks
         except OSError as e:
             raise WorkerSetupError("Cannot start %s: %s" % (self.python, e)) from e
         finally:
+            for fd in (r, w):
+                if fd is not None:
+                    os.close(fd)
             if log is not subprocess.DEVNULL:
                 log.close()
         self.started_at = time.monotonic()
