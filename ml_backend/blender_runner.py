@@ -124,12 +124,18 @@ def run_headless(command: Sequence[str], cache_dir: Path | str, progress: bool =
 
 
 def render_dataset(scene_spec: str, config_path: Path | str, out_dir: Path | str, cache_dir: Path | str,
-                   scale: Optional[float] = None, progress: bool = True, ground: str = "textured") -> Path:
-    """Render a dataset through Blender's ``render-dataset`` command; returns the dataset folder."""
+                   scale: Optional[float] = None, progress: bool = True, ground: str = "textured",
+                   up_axis: Optional[str] = None, extra: Sequence[str] = ()) -> Path:
+    """Render a dataset through Blender's ``render-dataset`` command; returns the dataset folder.
+
+    ``up_axis``: the mesh file's up axis (default per format); ``extra``: more ``render-dataset`` arguments."""
     cmd = ["render-dataset", "--scene", scene_spec, "--config", str(config_path), "--out", str(out_dir)]
     if scale is not None:
         cmd += ["--scale", repr(float(scale))]
     if ground != "textured":
         cmd += ["--ground", ground]
+    if up_axis:
+        cmd += ["--up-axis", up_axis]
+    cmd += list(extra)
     ev = run_headless(cmd, cache_dir, progress=progress, desc="render")
     return Path(ev.get("dataset", out_dir))

@@ -14,7 +14,7 @@ import numpy as np
 from pose_addon.core.cameras import Intrinsics, project_points
 from pose_addon.core.poses import axis_angle_to_matrix, make_pose
 
-__all__ = ["PnPResult", "solve_pnp", "reprojection_errors", "BACKENDS", "MIN_POINTS"]
+__all__ = ["PnPResult", "solve_pnp", "solve_pnp_focal", "reprojection_errors", "BACKENDS", "MIN_POINTS"]
 
 BACKENDS = ("poselib", "pycolmap", "opencv")
 MIN_POINTS = 4
@@ -139,3 +139,50 @@ def solve_pnp(points2d: np.ndarray, points3d: np.ndarray, intrinsics: Intrinsics
         return _fail(n, f"{backend} PnP: only {k} inliers")
     err = reprojection_errors(p2[mask], p3[mask], intrinsics.K, T)
     return PnPResult(True, T, mask, k, float(np.mean(err)), backend)
+
+
+def solve_pnp_focal(points2d: np.ndarray, points3d: np.ndarray, width: int, height: int, cx: float, cy: float,
+                    f_guess: float, threshold_px: float = 3.0, max_iterations: int = 10000,
+                    seed: int = 0) -> tuple[PnPResult, float]:
+    """Robust PnP with an unknown focal length (square pixels, principal point ``cx, cy`` known): COLMAP's P4Pf
+    LO-RANSAC followed by a refinement of pose and focal length on the inliers (pycolmap).
+
+    Args:
+        points2d: ``[N, 2]`` undistorted pixels (OpenCV convention). points3d: ``[N, 3]`` world points.
+        f_guess: starting focal length in pixels (only seeds the refinement).
+
+    Returns:
+        ``(result, focal_px)``; ``focal_px`` is NaN when no pose was found.
+    """
+    import pycolmap
+
+    p2 = np.ascontiguousarray(np.asarray(points2d, np.float64).reshape(-1, 2))
+    p3 = np.ascontiguousarray(np.asarray(points3d, np.float64).reshape(-1, 3))
+    n = len(p2)
+    if n < MIN_POINTS:
+        return _fail(n, f"PnP needs at least {MIN_POINTS} correspondences, got {n}"), float("nan")
+    cam = pycolmap.Camera(model="SIMPLE_PINHOLE", width=int(width), height=int(height),
+                          params=[float(f_guess), float(cx), float(cy)])
+    est = pycolmap.AbsolutePoseEstimationOptions()
+    est.estimate_focal_length = True
+    est.ransac.max_error = float(threshold_px)
+    est.ransac.max_num_trials = int(max_iterations)
+    est.ransac.random_seed = int(seed)
+    ref = pycolmap.AbsolutePoseRefinementOptions()
+    ref.refine_focal_length = True
+    try:
+        out = pycolmap.estimate_and_refine_absolute_pose(p2, p3, cam, est, ref)
+    except (RuntimeError, ValueError) as e:
+        return _fail(n, f"focal-length PnP failed: {e}"), float("nan")
+    if out is None:
+        return _fail(n, "focal-length PnP found no pose"), float("nan")
+    f = float(cam.params[0])
+    T = np.eye(4)
+    T[:3, :] = out["cam_from_world"].matrix()
+    mask = np.asarray(out["inlier_mask"], bool)
+    k = int(mask.sum())
+    if k < MIN_POINTS or not np.isfinite(f) or f <= 0:
+        return _fail(n, f"focal-length PnP: {k} inliers, focal {f:.1f} px"), float("nan")
+    K = np.array([[f, 0, cx], [0, f, cy], [0, 0, 1.0]])
+    err = reprojection_errors(p2[mask], p3[mask], K, T)
+    return PnPResult(True, T, mask, k, float(np.mean(err)), "pycolmap-p4pf"), f

@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--bake-resolution", type=int, default=1024, help="texture size of scene.glb (default 1024)")
     r.add_argument("--ground", default="textured", choices=GROUND_STYLES,
                    help="ground under the building: procedural texture (default), one flat colour, or none")
+    r.add_argument("--up-axis", default=None, help="the mesh file's up axis: Z, Y, X, -Z, -Y, -X (default: Y "
+                   "for glTF and OBJ, Z for PLY)")
     m = sub.add_parser("sample", help="sample cameras around a scene and write their poses as JSON")
     m.add_argument("--scene", required=True)
     m.add_argument("--out", required=True, help="JSON file: intrinsics and cam_from_world per camera")
@@ -76,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scale", type=float, default=None)
     s.add_argument("--scale-longest", type=float, default=15.0)
     s.add_argument("--ground", default="textured", choices=GROUND_STYLES)
+    s.add_argument("--up-axis", default=None)
     return p
 
 
@@ -98,7 +101,7 @@ def _render_dataset(args) -> int:
 
     ds = render.render_dataset(args.scene, config, args.out, progress=progress, scale=args.scale,
                                scale_longest=args.scale_longest, bake_resolution=args.bake_resolution,
-                               ground=args.ground)
+                               ground=args.ground, up_axis=args.up_axis)
     _emit({"event": "done", "dataset": str(Path(ds.root).resolve()), "frames": len(ds.frames)})
     return 0
 
@@ -106,7 +109,8 @@ def _render_dataset(args) -> int:
 def _scene_info(args) -> int:
     from .blender import scene_io
 
-    info = scene_io.load_scene(args.scene, scale_longest=args.scale_longest, scale=args.scale, ground=args.ground)
+    info = scene_io.load_scene(args.scene, scale_longest=args.scale_longest, scale=args.scale, ground=args.ground,
+                               up_axis=args.up_axis)
     _emit({"event": "scene", **info})
     return 0
 

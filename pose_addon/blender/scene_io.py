@@ -3,9 +3,15 @@
 Scene specs:
 
 * ``procedural`` / ``procedural:SEED`` -- :func:`.building.build_procedural_building` (already in metres);
-* a path to ``.glb`` / ``.gltf`` / ``.obj`` / ``.ply`` -- imported (Blender's importers convert glTF's Y-up to
-  Z-up), scaled so that the longest side of its bounding box is ``scale_longest`` metres (or by ``scale``),
-  centred in x/y, standing on z = 0, with a ground plane added.
+* a path to ``.glb`` / ``.gltf`` / ``.obj`` / ``.ply`` -- imported in the file's own coordinates, turned so that
+  its ``up_axis`` becomes +Z (default ``Y`` for glTF, which is Y-up by specification, ``Z`` otherwise), scaled so
+  that the longest side of its bounding box is ``scale_longest`` metres (or by ``scale``), centred in x/y,
+  standing on z = 0, with a ground plane added. The info records the whole transform back to the file's frame
+  (``model_from_world``, see :mod:`..core.model_frame`).
+
+Vertex colours (PLY/OBJ/glTF colour attributes, 8-bit sRGB in the file) are shown through a material that reads
+the colour attribute: Blender stores byte colours as sRGB and hands the shader linear values, which is what
+Cycles expects; the bake of ``scene.glb`` carries them into its texture.
 
 The ground is ``textured`` (procedural grass / soil / gravel, the default), ``plain`` (one flat colour, so that a
 flat-coloured model stays feature-poor) or ``none`` (the building floats against the sky).
@@ -22,6 +28,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
+from ..core.model_frame import default_up_axis, up_axis_rotation, world_from_model_matrix
 from ..core.render_config import GROUND_STYLES
 from ..scene_utils import ensure_collection
 from . import building
@@ -101,12 +108,12 @@ def _import_mesh(path: Path) -> list:
     ext = path.suffix.lower()
     before = set(bpy.data.objects)
     try:
-        if ext in (".glb", ".gltf"):
+        if ext in (".glb", ".gltf"):  # the importer turns glTF's +Y up to +Z (see _IMPORT_UP)
             res = bpy.ops.import_scene.gltf(filepath=str(path))
-        elif ext == ".obj":
-            res = bpy.ops.wm.obj_import(filepath=str(path))
+        elif ext == ".obj":  # the file's own axes: no conversion by the importer
+            res = bpy.ops.wm.obj_import(filepath=str(path), forward_axis="Y", up_axis="Z")
         else:
-            res = bpy.ops.wm.ply_import(filepath=str(path))
+            res = bpy.ops.wm.ply_import(filepath=str(path), forward_axis="Y", up_axis="Z", import_colors="SRGB")
     except Exception as e:  # importer errors arrive as RuntimeError with Blender's report text
         msg = str(e).strip().splitlines()
         raise SceneError(f"cannot read mesh file {path}: {msg[-1] if msg else type(e).__name__}") from None
@@ -118,10 +125,39 @@ def _import_mesh(path: Path) -> list:
     return new
 
 
-def load_scene(spec: str, scale_longest: float = 15.0, scale: float | None = None, ground: str = "textured") -> dict:
+def _import_up(path: Path) -> str:
+    """The up axis Blender's importer already turned to +Z: glTF's ``Y``, nothing (``Z``) for PLY/OBJ as imported
+    by :func:`_import_mesh`."""
+    return "Y" if path.suffix.lower() in (".glb", ".gltf") else "Z"
+
+
+def _vertex_colour_materials(meshes: list) -> int:
+    """Give meshes that have a colour attribute but no material one that shows it; returns how many."""
+    n = 0
+    for o in meshes:
+        me = o.data
+        if not me.color_attributes or any(m is not None for m in me.materials):
+            continue
+        attr = me.color_attributes.active_color or me.color_attributes[0]
+        mat = bpy.data.materials.new(f"{o.name}.vertex_colour")
+        nt = mat.node_tree
+        bsdf = next(nd for nd in nt.nodes if nd.type == "BSDF_PRINCIPLED")
+        bsdf.inputs["Roughness"].default_value = 0.9
+        col = nt.nodes.new("ShaderNodeVertexColor")
+        col.layer_name = attr.name
+        nt.links.new(col.outputs["Color"], bsdf.inputs["Base Color"])
+        me.materials.append(mat)
+        n += 1
+    return n
+
+
+def load_scene(spec: str, scale_longest: float = 15.0, scale: float | None = None, ground: str = "textured",
+               up_axis: str | None = None) -> dict:
     """Clear the current file and load ``spec``; returns the scene info (world metres, Z up).
 
-    ``ground``: one of :data:`GROUND_STYLES`.
+    ``ground``: one of :data:`GROUND_STYLES`. ``up_axis``: the mesh file's up axis (``Z``, ``Y``, ``-Y``, ``X``,
+    ...; default ``Y`` for glTF, ``Z`` otherwise). The info's ``model_from_world`` (4x4) maps world points back
+    to the file's coordinates.
 
     Raises:
         FileNotFoundError: a mesh path that does not exist.
@@ -148,11 +184,21 @@ def load_scene(spec: str, scale_longest: float = 15.0, scale: float | None = Non
                 bpy.data.objects.remove(g)
             info["ground"] = (None if ground == "none" else
                               building.add_ground(0, name="Ground.0", style="plain").name)
+        info.update(up_axis="Z", model_from_world=np.eye(4).tolist())
         return info
 
     path = path.resolve()
+    up = (up_axis or default_up_axis(str(path))).strip().upper().lstrip("+")
+    R_fix = up_axis_rotation(up) @ up_axis_rotation(_import_up(path)).T  # checks the name too
     new = _import_mesh(path)
     meshes = [o for o in new if o.type == "MESH"]
+    _vertex_colour_materials(meshes)
+    import mathutils
+
+    F = mathutils.Matrix(np.block([[R_fix, np.zeros((3, 1))], [np.zeros((1, 3)), np.ones((1, 1))]]).tolist())
+    for o in new:
+        if o.parent is None or o.parent not in new:
+            o.matrix_world = F @ o.matrix_world
     bpy.context.view_layer.update()
     boxes = np.stack([_world_aabb(o) for o in meshes])
     lo, hi = boxes[:, 0].min(0), boxes[:, 1].max(0)
@@ -160,9 +206,8 @@ def load_scene(spec: str, scale_longest: float = 15.0, scale: float | None = Non
     if not math.isfinite(extent) or extent <= 0:
         raise SceneError(f"mesh file {path} has an empty bounding box")
     factor = float(scale) if scale is not None else scale_longest / extent
-    import mathutils
-
     centre = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]])
+    world_from_model = world_from_model_matrix(factor, -factor * centre, up)
     M = mathutils.Matrix.Diagonal((factor, factor, factor, 1.0)) @ mathutils.Matrix.Translation(-centre)
     coll = ensure_collection(bpy.context, BUILDING_COLLECTION)
     for o in new:
@@ -181,6 +226,9 @@ def load_scene(spec: str, scale_longest: float = 15.0, scale: float | None = Non
         "name": path.stem,
         "source": str(path),
         "scale": factor,
+        "up_axis": up,
+        "translation": (-factor * centre).tolist(),
+        "model_from_world": np.linalg.inv(world_from_model).tolist(),
         "objects": [o.name for o in meshes],
         "ground": ground_obj.name if ground_obj is not None else None,
         "bounds": [lo.tolist(), hi.tolist()],
