@@ -96,12 +96,23 @@ def from_calibration(calib: str | Path, image: str | Path | None = None) -> Intr
     calib = Path(calib)
     if not calib.is_file():
         raise IntrinsicsError(f"calibration file not found: {calib}")
-    if calib.name.endswith(".txt"):
-        intr = _from_colmap(calib)
-    else:
-        intr = _from_json(calib) if calib.suffix == ".json" else None
-        if intr is None:
-            intr = _from_opencv(calib)
+    try:
+        if calib.name.endswith(".txt"):
+            intr = _from_colmap(calib)
+        else:
+            intr = _from_json(calib) if calib.suffix == ".json" else None
+            if intr is None:
+                intr = _from_opencv(calib)
+    except IntrinsicsError:
+        raise
+    except Exception as e:  # IndexError, KeyError, UnicodeDecodeError, cv2.error / SystemError on garbage, ...
+        raise IntrinsicsError(f"{calib}: malformed calibration file ({type(e).__name__}: {str(e)[:200]})") from None
+    bad = [k for k, v in (("width", intr.width), ("height", intr.height), ("fx", intr.fx), ("fy", intr.fy))
+           if not (np.isfinite(v) and v > 0)] + [k for k, v in (("cx", intr.cx), ("cy", intr.cy))
+                                                 if not np.isfinite(v)]
+    if bad:
+        raise IntrinsicsError(f"{calib}: calibration has invalid {', '.join(bad)} (sizes and focal lengths must be "
+                              "positive, all values finite)")
     if image is not None:
         w, h = image_size(image)
         if (w, h) != (intr.width, intr.height):

@@ -100,13 +100,18 @@ def _save(path: Path, obj: dict) -> None:
 
 def load_checkpoint(path: Path | str) -> dict:
     """A checkpoint (``weights_only=True``); JSON fields (config, extractor, normalization, history) decoded."""
+    from ..integrity import CorruptFile, load_torch_file
+
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    for k in ("config", "extractor", "normalization", "history", "val_ids"):
-        if isinstance(ck.get(k), str):
-            ck[k] = json.loads(ck[k])
+    ck = load_torch_file(path, "regression checkpoint")  # names the file when it is truncated or foreign
+    if not isinstance(ck, dict) or not {"model", "config", "extractor", "normalization"} <= set(ck):
+        raise CorruptFile(path, "not a regression checkpoint (needs model, config, extractor, normalization)")
+    try:
+        for k in ("config", "extractor", "normalization", "history", "val_ids"):
+            if isinstance(ck.get(k), str):
+                ck[k] = json.loads(ck[k])
+    except ValueError as e:
+        raise CorruptFile(path, f"corrupt regression checkpoint ({k}: {e})") from None
     return ck
 
 

@@ -167,6 +167,46 @@ class Frame:
                    {k: v for k, v in d.items() if k not in known})
 
 
+def _validate_frames(manifest_path: Path, ds: "Dataset") -> None:
+    """Refuse a manifest whose frames cannot be trusted; the message names the manifest, the frame and the field.
+
+    Checks: ids are unique non-empty strings; ``cam_from_world`` is finite with a rotation block that is a
+    rotation (orthonormal, det +1, to 1e-3) and last row ``[0, 0, 0, 1]``; sizes and focal lengths are positive
+    and every intrinsic finite; image/depth paths are relative and stay inside the dataset folder.
+    """
+    root = ds.root.resolve()
+    seen: set = set()
+    for i, f in enumerate(ds.frames):
+        where = f"{manifest_path}: frame {i} ({f.id!r})"
+        if not isinstance(f.id, str) or not f.id:
+            raise DatasetError(f"{where}: 'id' must be a non-empty string")
+        if f.id in seen:
+            raise DatasetError(f"{where}: duplicate frame id")
+        seen.add(f.id)
+        T = f.cam_from_world
+        if not np.isfinite(T).all():
+            raise DatasetError(f"{where}: cam_from_world holds NaN or infinite values")
+        R = T[:3, :3]
+        if not np.allclose(T[3], [0, 0, 0, 1]) or not np.allclose(R @ R.T, np.eye(3), atol=1e-3) \
+                or np.linalg.det(R) < 0:
+            raise DatasetError(f"{where}: cam_from_world is not a rigid transform (rotation block not orthonormal "
+                               "with det +1, or last row not [0, 0, 0, 1])")
+        K = f.intrinsics
+        vals = {"width": K.width, "height": K.height, "fx": K.fx, "fy": K.fy, "cx": K.cx, "cy": K.cy}
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in vals.values()):
+            raise DatasetError(f"{where}: intrinsics must be finite numbers, got {vals}")
+        bad = [k for k in ("width", "height", "fx", "fy") if not vals[k] > 0]
+        if bad:
+            raise DatasetError(f"{where}: intrinsics {', '.join(f'{k}={vals[k]}' for k in bad)} must be positive")
+        for field_name in ("image", "depth"):
+            rel = getattr(f, field_name)
+            if rel is None and field_name == "depth":
+                continue
+            norm = os.path.normpath(rel) if isinstance(rel, str) and rel else ""
+            if not norm or os.path.isabs(norm) or norm == ".." or norm.startswith(".." + os.sep) or "\0" in norm:
+                raise DatasetError(f"{where}: '{field_name}' path {rel!r} must be relative and stay inside {root}")
+
+
 class Dataset:
     """A dataset folder: its manifest and typed access to its frames."""
 
@@ -198,7 +238,16 @@ class Dataset:
             raise DatasetError(f"{path} is not a {FORMAT} manifest")
         if manifest.get("version", 0) > VERSION:
             raise DatasetError(f"{path} has version {manifest['version']}; this code reads up to {VERSION}")
-        return cls(root, manifest)
+        if not isinstance(manifest.get("frames", []), list):
+            raise DatasetError(f"{path}: 'frames' must be a list")
+        try:
+            ds = cls(root, manifest)
+        except DatasetError as e:
+            raise DatasetError(f"{path}: {e}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise DatasetError(f"{path}: malformed frame entry ({type(e).__name__}: {e})") from None
+        _validate_frames(path, ds)
+        return ds
 
     def save(self) -> None:
         """Write the manifest atomically (frames as currently held)."""
