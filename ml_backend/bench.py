@@ -137,7 +137,7 @@ def ensure_dataset(spec: SceneSpec, cfg: RenderConfig, cache: Path, progress: bo
     cfg_path = cache / "datasets" / f"{spec.name}-{digest}.render.json"
     atomic_write_json(cfg_path, cfg.to_dict())
     blender_runner.render_dataset(spec.spec, cfg_path, ds_dir, cache, scale=spec.scale, progress=progress,
-                                  ground=spec.ground)
+                                  ground=spec.ground, up_axis=spec.up_axis)
     if not _dataset_ready(ds_dir, cfg):
         raise DatasetError(f"Blender finished but {ds_dir} is not a complete dataset")
     return ds_dir

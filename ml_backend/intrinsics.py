@@ -16,7 +16,7 @@ import numpy as np
 from pose_addon.core.cameras import Intrinsics
 
 __all__ = ["CAMERA_PRESETS", "IntrinsicsError", "image_size", "from_exif", "from_preset", "from_calibration",
-           "guess", "resolve"]
+           "guess", "resolve", "load_photo", "parse_intrinsics_arg"]
 
 #: sensor width in mm of common cameras (name -> width); focal length comes from EXIF or the user
 CAMERA_PRESETS: dict[str, float] = {
@@ -29,13 +29,20 @@ class IntrinsicsError(ValueError):
     """The intrinsics cannot be determined from the given source (message says what is missing)."""
 
 
+#: EXIF orientations (tag 274) that turn the stored pixels by 90 degrees (width and height swap when displayed)
+TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) of an image file; raises IntrinsicsError for a missing or unreadable file."""
+    """(width, height) of an image file as displayed (after its EXIF orientation); raises IntrinsicsError for a
+    missing or unreadable file."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            return int(im.width), int(im.height)
+            w, h = int(im.width), int(im.height)
+            orientation = im.getexif().get(0x0112, 1) if hasattr(im, "getexif") else 1
+            return (h, w) if orientation in TRANSPOSING_ORIENTATIONS else (w, h)
     except FileNotFoundError:
         raise IntrinsicsError(f"photo not found: {path}") from None
     except (UnidentifiedImageError, OSError) as e:
@@ -47,8 +54,10 @@ def _centered(width: int, height: int, f_px: float, dist=()) -> Intrinsics:
 
 
 def from_exif(path: str | Path, sensor_width_mm: Optional[float] = None) -> Intrinsics:
-    """Focal length from EXIF: ``FocalLengthIn35mmFilm`` (36 mm wide equivalent), else ``FocalLength`` with the
-    sensor width given or from ``FocalPlaneXResolution``; principal point at the centre."""
+    """Focal length from EXIF, at the photo's displayed size (EXIF orientation applied), principal point at the
+    centre: ``FocalLength`` in mm with the sensor width given, else with the sensor's pixel pitch from
+    ``FocalPlaneXResolution`` (exact when the photo has the sensor's full resolution), else
+    ``FocalLengthIn35mmFilm`` (a whole number of mm on a 36 mm wide frame: about 1% coarse)."""
     from PIL import Image
 
     w, h = image_size(path)
@@ -56,21 +65,38 @@ def from_exif(path: str | Path, sensor_width_mm: Optional[float] = None) -> Intr
         exif = im.getexif()
         sub = exif.get_ifd(0x8769) if exif else {}
     tags = {**dict(exif or {}), **dict(sub or {})}
+    f_mm = float(tags.get(0x920A) or 0)  # FocalLength
     f35 = tags.get(0xA405)  # FocalLengthIn35mmFilm
+    if f_mm > 0 and sensor_width_mm:
+        return _centered(w, h, f_mm / sensor_width_mm * max(w, h))
+    xres, unit = tags.get(0xA20E), tags.get(0xA210, 2)  # FocalPlaneXResolution, unit (2 inch, 3 cm)
+    if f_mm > 0 and xres and float(xres) > 0:
+        px_per_mm = float(xres) / (25.4 if int(unit) == 2 else 10.0 if int(unit) == 3 else 1.0)
+        return _centered(w, h, f_mm * px_per_mm)
     if f35:
         return _centered(w, h, float(f35) / 36.0 * max(w, h))
-    f_mm = tags.get(0x920A)  # FocalLength
-    if f_mm:
-        f_mm = float(f_mm)
-        if sensor_width_mm:
-            return _centered(w, h, f_mm / sensor_width_mm * max(w, h))
-        xres, unit = tags.get(0xA20E), tags.get(0xA210, 2)  # FocalPlaneXResolution, unit (2 inch, 3 cm)
-        if xres:
-            px_per_mm = float(xres) / (25.4 if int(unit) == 2 else 10.0 if int(unit) == 3 else 1.0)
-            return _centered(w, h, f_mm * px_per_mm)  # assumes the photo is at the sensor's full resolution
+    if f_mm > 0:
         raise IntrinsicsError(f"{path}: EXIF has a focal length ({f_mm} mm) but no sensor size: "
                               "choose a camera preset or give the sensor width")
     raise IntrinsicsError(f"{path}: no focal length in EXIF; use a preset, a calibration file or 'guess'")
+
+
+def load_photo(path: str | Path) -> "np.ndarray":
+    """The pixels of a photo as displayed: RGB uint8 ``[H, W, 3]`` with its EXIF orientation applied first.
+
+    Raises:
+        IntrinsicsError: a missing or unreadable file (the message names it and says why).
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except FileNotFoundError:
+        raise IntrinsicsError(f"photo not found: {path}") from None
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        raise IntrinsicsError(f"cannot read photo {path}: {e}") from None
 
 
 def from_preset(path: str | Path, focal_mm: float, preset: str = "full-frame",
@@ -210,7 +236,30 @@ def resolve(image: str | Path, spec: dict) -> Intrinsics:
                            spec.get("sensor_width_mm"))
     if src == "calibration":
         return from_calibration(spec["path"], image)
+    if src == "pixels":  # fx, fy, cx, cy at the photo's size
+        w, h = image_size(image)
+        return Intrinsics(w, h, float(spec["fx"]), float(spec["fy"]), float(spec["cx"]), float(spec["cy"]))
     if src in ("guess", "estimate"):  # "estimate": the method solves the focal length, starting from this guess
         return guess(image, float(spec.get("hfov_deg", 60.0)))
     raise IntrinsicsError(f"unknown intrinsics source {src!r}: explicit, exif, preset, calibration, guess or "
                           "estimate")
+
+
+def parse_intrinsics_arg(arg: str) -> dict:
+    """A command-line intrinsics choice as a :func:`resolve` spec: ``exif``, ``estimate``, ``guess``,
+    ``fx,fy,cx,cy`` (pixels of the photo as displayed, OpenCV convention) or a calibration file path."""
+    a = (arg or "").strip()
+    if a in ("exif", "estimate", "guess"):
+        return {"source": a}
+    parts = a.split(",")
+    if len(parts) == 4:
+        try:
+            fx, fy, cx, cy = (float(x) for x in parts)
+        except ValueError:
+            raise IntrinsicsError(f"--intrinsics {arg!r}: fx,fy,cx,cy must be numbers") from None
+        return {"source": "pixels", "fx": fx, "fy": fy, "cx": cx, "cy": cy}
+    if Path(a).suffix.lower() in (".json", ".yaml", ".yml", ".xml", ".txt"):
+        if not Path(a).is_file():
+            raise IntrinsicsError(f"calibration file not found: {a}")
+        return {"source": "calibration", "path": a}
+    raise IntrinsicsError(f"--intrinsics {arg!r}: use exif, estimate, fx,fy,cx,cy or a calibration file")

@@ -1,8 +1,8 @@
 """SCENE specs as the Blender side's headless entry takes them, checked before any Blender process starts.
 
 Specs: ``procedural`` (seed 0), ``procedural:SEED``, or a mesh path (``.glb``, ``.gltf``, ``.obj``, ``.ply``).
-Mesh files are scaled by Blender to ``scale_longest`` metres on their longest side unless an explicit ``scale``
-is given. Cache keys include a hash of the mesh file's bytes, so an edited file never reuses old renders.
+Mesh files are turned upright by their ``up_axis`` and scaled by Blender to ``scale_longest`` metres on their
+longest side unless an explicit ``scale`` is given. Cache keys include a hash of the mesh file's bytes, so an edited file never reuses old renders.
 ``ground`` is the Blender side's ground style: ``textured`` (default), ``plain`` (one flat colour: a flat-coloured
 model stays feature-poor) or ``none``.
 """
@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
+from pose_addon.core.model_frame import default_up_axis, up_axis_rotation
 from pose_addon.core.render_config import GROUND_STYLES
 
 __all__ = ["SceneSpecError", "SceneSpec", "parse_scene", "MESH_EXTENSIONS", "DEFAULT_LONGEST_M", "GROUND_STYLES"]
@@ -34,6 +37,7 @@ class SceneSpec:
     path: Optional[Path] = None
     scale: Optional[float] = None
     ground: str = "textured"
+    up_axis: Optional[str] = None  # the mesh file's up axis; None = the format's default (see core.model_frame)
 
     @property
     def spec(self) -> str:
@@ -53,7 +57,28 @@ class SceneSpec:
         with open(self.path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
-        return f"mesh:{self.path.name}:{h.hexdigest()[:16]}|scale={self.scale}{ground}"
+        up = "" if self.up_axis is None or self.up_axis == default_up_axis(str(self.path)) else f"|up={self.up_axis}"
+        return f"mesh:{self.path.name}:{h.hexdigest()[:16]}|scale={self.scale}{ground}{up}"
+
+    def world_bounds(self) -> tuple:
+        """(lo, hi) ``[3]`` of the building in the render world (turned upright, scaled, centred, on z = 0), read
+        with trimesh before any render; the procedural building's nominal box for ``procedural``."""
+        if self.kind == "procedural":
+            return (np.array([-7.5, -5.0, 0.0]), np.array([7.5, 5.0, 12.0]))
+        import trimesh
+
+        try:
+            mesh = trimesh.load(self.path, force="scene")
+            pts = np.asarray(mesh.bounds, np.float64)
+        except Exception as e:  # trimesh raises a zoo of types on bad files
+            raise SceneSpecError(f"cannot read mesh {self.path} to size the cameras: {e}") from e
+        corners = np.array([[x, y, z] for x in pts[:, 0] for y in pts[:, 1] for z in pts[:, 2]])
+        R = up_axis_rotation(self.up_axis or default_up_axis(str(self.path)))
+        c = corners @ R.T
+        ext = c.max(0) - c.min(0)
+        f = float(self.scale) if self.scale is not None else DEFAULT_LONGEST_M / float(ext.max())
+        ext = ext * f
+        return (np.array([-ext[0] / 2, -ext[1] / 2, 0.0]), np.array([ext[0] / 2, ext[1] / 2, ext[2]]))
 
     def longest_side_m(self) -> float:
         """Approximate longest bounding-box side in metres after Blender's scaling (for camera distances).
@@ -72,13 +97,21 @@ class SceneSpec:
         return extent * float(self.scale)
 
 
-def parse_scene(spec: str, scale: Optional[float] = None, ground: str = "textured") -> SceneSpec:
+def parse_scene(spec: str, scale: Optional[float] = None, ground: str = "textured",
+                up_axis: Optional[str] = None) -> SceneSpec:
     """Parse and check a SCENE spec; a mesh file must exist and have a supported extension.
 
     Raises:
-        SceneSpecError: unknown form, bad seed, missing or unsupported mesh file, non-positive scale, unknown ground.
+        SceneSpecError: unknown form, bad seed, missing or unsupported mesh file, non-positive scale, unknown
+            ground or up axis.
     """
     s = (spec or "").strip()
+    if up_axis is not None:
+        up_axis = up_axis.strip().upper().lstrip("+")
+        try:
+            up_axis_rotation(up_axis)
+        except ValueError as e:
+            raise SceneSpecError(str(e)) from None
     if scale is not None and not scale > 0:
         raise SceneSpecError(f"--scale must be positive, got {scale}")
     if ground not in GROUND_STYLES:
@@ -98,4 +131,4 @@ def parse_scene(spec: str, scale: Optional[float] = None, ground: str = "texture
                              f"({', '.join(MESH_EXTENSIONS)})")
     if not path.is_file():
         raise SceneSpecError(f"scene mesh not found: {path}")
-    return SceneSpec("mesh", 0, path.resolve(), scale, ground)
+    return SceneSpec("mesh", 0, path.resolve(), scale, ground, up_axis)
