@@ -83,7 +83,7 @@ class DatasetJob:
             tmp.unit_settings.scale_length = context.scene.unit_settings.scale_length
             for o in objects:
                 tmp.collection.objects.link(o)
-            self._export_gltf(context, out, config.digest(key), gltf)
+            self._export_gltf(context, out, config.digest(key), gltf, settings.render.bake_resolution)
             with self.override():
                 self.render = DatasetRender(config, out, info, key, pts, gltf=gltf)
         except BaseException:
@@ -91,7 +91,7 @@ class DatasetJob:
             raise
 
     @staticmethod
-    def _export_gltf(context, out: Path, digest: str, gltf: tuple) -> None:
+    def _export_gltf(context, out: Path, digest: str, gltf: tuple, bake_resolution: int) -> None:
         """Bake and export ``scene.glb`` from the user's scene (the baking operators need its view layer), then
         put its selection and active object back. A folder holding another dataset is refused first."""
         from .blender import scene_io
@@ -101,14 +101,17 @@ class DatasetJob:
             return
         DatasetRender._open_existing(type("_Out", (), {"out": out})(), digest)
         vl = context.view_layer
-        selected = [o for o in vl.objects if o.select_get()]
+        vl.update()
+        selected = {o.name for o in vl.objects if o is not None and o.select_get()}
         active = vl.objects.active
         try:
-            scene_io.export_scene_gltf(out / GLTF_NAME, building=gltf[0], ground=gltf[1])
+            scene_io.export_scene_gltf(out / GLTF_NAME, bake_resolution=bake_resolution, building=gltf[0],
+                                       ground=gltf[1])
         finally:
+            vl.update()
             for o in vl.objects:
-                if o.select_get() != (o in selected):
-                    o.select_set(o in selected)
+                if o is not None and o.select_get() != (o.name in selected):
+                    o.select_set(o.name in selected)
             vl.objects.active = active
 
     def override(self):

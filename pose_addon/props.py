@@ -132,6 +132,8 @@ class POSE_PG_render(bpy.types.PropertyGroup):
                                       description="Scale each sky colour channel by up to this share per frame")
     hdri_dir: StringProperty(name="HDRI Folder", subtype="DIR_PATH",
                              description="Optional folder of .hdr/.exr maps: one random map per frame as the sky")
+    bake_resolution: IntProperty(name="Texture Size", default=1024, min=16, max=8192, subtype="PIXEL",
+                                 description="Size of the baked texture of the scene.glb written with the dataset")
     noise: FloatProperty(name="Sensor Noise", default=0.0, min=0, max=50,
                          description="Standard deviation of the added Gaussian noise, in 8-bit grey levels")
 

@@ -68,6 +68,7 @@ class POSE_PT_dataset(_PosePanel, bpy.types.Panel):
         row.prop(r, "depth", toggle=True)
         row.prop(r, "normals", toggle=True)
         row.prop(r, "masks", toggle=True)
+        col.prop(r, "bake_resolution")
         row = col.row(align=True)
         row.prop(r, "n_train")
         row.prop(r, "n_val")
