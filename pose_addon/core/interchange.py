@@ -244,5 +244,22 @@ def read_localize(path: Path | str, frame: str = "import") -> tuple[dict, list[C
             raise InterchangeError(f"{where} ({stem}): cam_from_world's rotation is not a rotation")
         dist = tuple(float(x) for x in (p.get("dist") or ()))
         intr = Intrinsics(w, h, float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), dist)
-        out.append(CameraRecord(stem, _resolve(image, path.parent), intr, T @ model_from_frame, info))
+        out.append(CameraRecord(stem, _resolve(image, path.parent), intr, pose_in_frame(T, model_from_frame), info))
     return doc, out
+
+
+def pose_in_frame(cam_from_model: np.ndarray, model_from_frame: np.ndarray) -> np.ndarray:
+    """``cam_from_frame`` (rigid, OpenCV axes) of a camera given in the model's frame, when ``model_from_frame``
+    is a similarity (rotation, uniform scale, translation): the centre moves as a point, the axes only rotate."""
+    S = np.asarray(model_from_frame, np.float64)
+    scale = float(np.cbrt(np.linalg.det(S[:3, :3])))
+    if not np.isfinite(scale) or scale <= 0:
+        raise InterchangeError("model_from_world must be a similarity transform with a positive scale")
+    R_model_from_frame = S[:3, :3] / scale
+    T = np.asarray(cam_from_model, np.float64)
+    c_model = -T[:3, :3].T @ T[:3, 3]
+    c_frame = np.linalg.solve(S, np.r_[c_model, 1.0])[:3]
+    R = T[:3, :3] @ R_model_from_frame
+    out = np.eye(4)
+    out[:3, :3], out[:3, 3] = R, -R @ c_frame
+    return out
