@@ -148,8 +148,8 @@ def check_image_file(path: Path | str, max_bytes: int = MAX_IMAGE_BYTES,
         with Image.open(path) as im:  # lazy: reads the header only
             w, h = im.size
             fmt = im.format
-    except Image.DecompressionBombError as e:
-        raise ImageRejected(path, str(e)) from None
+    except Image.DecompressionBombError as e:  # Pillow's own limit, far above ours
+        raise ImageRejected(path, f"over the {max_pixels / 1e6:.0f} MP limit ({e})") from None
     except Exception as e:  # UnidentifiedImageError, truncated headers, ...
         raise ImageRejected(path, f"not a readable image ({type(e).__name__}: {e})") from None
     if w * h > max_pixels:

@@ -21,10 +21,11 @@ from .protocol import PROTOCOL_VERSION, ErrorCode
 
 __all__ = ["ServiceError", "Handlers", "param", "MAX_PROCESS_SIDE"]
 
-#: The longest side (px) ``estimate_pose`` processes a query at (larger ones are downscaled, intrinsics alike):
-#: with the 50 MP header limit of :mod:`ml_backend.integrity` this bounds one estimate's memory (see
-#: docs/protocol.md).
-MAX_PROCESS_SIDE = 1600
+#: The longest side (px) ``estimate_pose`` processes a query at (larger ones are downscaled, intrinsics alike).
+#: OpenCV's SIFT doubles the image for its first octave, so its memory grows with 4x the pixels: about 150 MB at
+#: 1024 px, 450 MB at 1600 px. With the 50 MP header limit of :mod:`ml_backend.integrity` (the grey image
+#: decoded at full size: at most 50 MB) this bounds one estimate's memory (see docs/protocol.md).
+MAX_PROCESS_SIDE = 1024
 
 
 class ServiceError(Exception):
@@ -256,6 +257,7 @@ class Handlers:
                                          param(params, "db_conf", str, "sift"), progress=False)
         t_db = time.perf_counter() - t_db
         conf = {k: v for k, v in options.items()}
+        conf["resize_max"] = rmax
         from ..features import sift
         from ..integrity import ImageRejected, degenerate_image_reason
 
@@ -294,7 +296,19 @@ class Handlers:
         res["timings"]["database_build"] = t_db
         res["timings"]["lock_wait"] = t_wait
         res["timings"]["handler"] = time.perf_counter() - t0
+        del gray
+        _release_memory()
         return res
+
+
+def _release_memory() -> None:
+    """Hand freed heap pages back to the system (glibc keeps a large estimate's buffers otherwise)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def have(module: str) -> bool:

@@ -234,7 +234,7 @@ class Dataset:
             manifest = json.loads(path.read_text("utf-8"))
         except (OSError, ValueError) as e:
             raise DatasetError(f"unreadable manifest {path}: {e}") from e
-        if manifest.get("format") != FORMAT:
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise DatasetError(f"{path} is not a {FORMAT} manifest")
         if manifest.get("version", 0) > VERSION:
             raise DatasetError(f"{path} has version {manifest['version']}; this code reads up to {VERSION}")
