@@ -34,13 +34,13 @@ def frustum_lines_many(cam_from_world: np.ndarray, intr, depth: float = 1.5) -> 
     with one :class:`Intrinsics` each (a list)."""
     T = np.asarray(cam_from_world, np.float64).reshape(-1, 4, 4)
     intrs = intr if isinstance(intr, (list, tuple)) else [intr] * len(T)
+    k = np.array([(i.width, i.height, i.fx, i.fy, i.cx, i.cy) for i in intrs], np.float64).reshape(-1, 6)
     R, t = T[:, :3, :3], T[:, :3, 3]
     c = -np.einsum("nji,nj->ni", R, t)  # centres: -R^T t
-    rays = np.empty((len(T), 4, 3))
-    for n, k in enumerate(intrs):
-        px = np.array([[-0.5, -0.5], [k.width - 0.5, -0.5], [k.width - 0.5, k.height - 0.5], [-0.5, k.height - 0.5]])
-        rays[n, :, :2] = (px - [k.cx, k.cy]) / [k.fx, k.fy]
-        rays[n, :, 2] = 1.0
+    w, h = k[:, 0] - 0.5, k[:, 1] - 0.5
+    px = np.stack([np.stack([-0.5 + 0 * w, -0.5 + 0 * h], 1), np.stack([w, -0.5 + 0 * h], 1), np.stack([w, h], 1),
+                   np.stack([-0.5 + 0 * w, h], 1)], 1)  # [N, 4, 2] image corners
+    rays = np.concatenate([(px - k[:, None, 4:6]) / k[:, None, 2:4], np.ones((len(T), 4, 1))], axis=2)
     far = np.einsum("nkj,nji->nki", rays * depth, R) + c[:, None, :]  # R^T applied to row vectors
     segs = np.empty((len(T), 16, 3))
     for i in range(4):
@@ -49,6 +49,18 @@ def frustum_lines_many(cam_from_world: np.ndarray, intr, depth: float = 1.5) -> 
         segs[:, 4 * i + 2] = far[:, i]
         segs[:, 4 * i + 3] = far[:, (i + 1) % 4]
     return segs
+
+
+def cams_from_world(objects) -> np.ndarray:
+    """``cam_from_world`` ``[N, 4, 4]`` (OpenCV axes) of camera objects, from their ``matrix_world`` in one go
+    (the vectorized form of :func:`.blender.camera.get_cam_from_world`)."""
+    M = np.array([o.matrix_world for o in objects], np.float64).reshape(-1, 4, 4)
+    R = M[:, :3, :3] / np.linalg.norm(M[:, :3, :3], axis=1, keepdims=True) * [1.0, -1.0, -1.0]  # Blender -> OpenCV
+    out = np.zeros_like(M)
+    out[:, :3, :3] = np.transpose(R, (0, 2, 1))
+    out[:, :3, 3] = -np.einsum("nji,nj->ni", R, M[:, :3, 3])
+    out[:, 3, 3] = 1.0
+    return out
 
 
 def frustum_depth(context=None) -> float:
@@ -74,17 +86,22 @@ def estimate_segments(depth: float | None = None) -> list[tuple[tuple, np.ndarra
     cams = estimates.estimated_cameras()
     if not cams:
         return []
-    T = np.stack([bcam.get_cam_from_world(o) for o in cams])
+    T = cams_from_world(cams)
     intrs = [bcam.intrinsics_at_size(o, int(o.get("pose_width", 640)), int(o.get("pose_height", 480))) for o in cams]
     est = frustum_lines_many(T, intrs, depth)
+    with_truth = [n for n, o in enumerate(cams) if "pose_truth" in o]
+    truth = {}
+    if with_truth:
+        Tt = np.array([json.loads(cams[n]["pose_truth"]) for n in with_truth], np.float64)
+        segs = frustum_lines_many(Tt, [intrs[n] for n in with_truth], depth)
+        truth = {n: (Tt[j], segs[j]) for j, n in enumerate(with_truth)}
     out = []
     for n, obj in enumerate(cams):
         out.append((estimates.method_color(obj.get("pose_method", "")), est[n]))
-        if "pose_truth" in obj:
-            Tt = np.array(json.loads(obj["pose_truth"]))
-            out.append((estimates.METHOD_COLORS["truth"], frustum_lines(Tt, intrs[n], depth)))
-            c_est, c_true = -T[n, :3, :3].T @ T[n, :3, 3], -Tt[:3, :3].T @ Tt[:3, 3]
-            out.append(((1.0, 0.2, 0.2, 1.0), np.array([c_est, c_true])))
+        if n in truth:
+            Tt, segs = truth[n]
+            out.append((estimates.METHOD_COLORS["truth"], segs))
+            out.append(((1.0, 0.2, 0.2, 1.0), np.array([est[n][0], -Tt[:3, :3].T @ Tt[:3, 3]])))
     return out
 
 
