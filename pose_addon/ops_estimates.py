@@ -137,7 +137,12 @@ class POSE_OT_estimate_camera(bpy.types.Operator):
             return False
         sup = ops_worker.SUPERVISOR
         if sup.state in ("stopped", "error"):
-            if "CANCELLED" in bpy.ops.building_pose.worker_start():
+            try:  # a nested operator that reports an error raises RuntimeError carrying its message
+                if "CANCELLED" in bpy.ops.building_pose.worker_start():
+                    return False
+            except RuntimeError as e:
+                msg = str(e).replace("Error: ", "").strip()
+                self.report({"ERROR"}, f"No running worker and it cannot be started: {msg}")
                 return False
         self._reply = None
         self._params = params

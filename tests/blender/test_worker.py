@@ -73,6 +73,9 @@ def test_start_ready_ping(ops):
     assert ops.SUPERVISOR.last_ping_ms is not None
     assert ops.SUPERVISOR.log_path.is_file()
     assert "FINISHED" in bpy.ops.building_pose.worker_open_log()
+    proc = ops.SUPERVISOR.proc  # the token travels through a pipe: not readable by other processes
+    for f in ("environ", "cmdline"):
+        assert proc.token.encode() not in Path(f"/proc/{proc.pid}/{f}").read_bytes(), f
 
 
 def test_database_job_and_estimate_pose(ops, dataset):
@@ -204,13 +207,18 @@ def test_killed_worker_is_reported_and_restart_works(ops):
     assert not _pid_alive(pid)
 
 
-def test_bad_interpreter_is_explained(ops, ext):
+def test_bad_interpreter_is_explained(ops, ext, dataset):
     prefs = bpy.context.preferences.addons[PKG].preferences
     good = prefs.worker_python
     prefs.worker_python = "/no/such/python"
     try:
         with pytest.raises(RuntimeError, match="does not exist"):
             bpy.ops.building_pose.worker_start()
+        # Estimate Camera without a running worker: one message, not a traceback of the nested start
+        e = bpy.context.scene.pose_tools.estimate
+        e.photo, e.method, e.dataset = str(dataset.path(dataset.split("query")[0].image)), "sift", str(dataset.root)
+        with pytest.raises(RuntimeError, match="No running worker and it cannot be started.*does not exist"):
+            bpy.ops.building_pose.estimate_camera()
     finally:
         prefs.worker_python = good
 
