@@ -529,6 +529,8 @@ def render_dataset(scene_spec: str, config: RenderConfig, out_dir, progress: Pro
         FileNotFoundError / ValueError: the scene cannot be loaded.
     """
     config.validate()
+    if out_dir is None or not str(out_dir).strip():
+        raise ValueError("no output folder given: choose the dataset folder to render into")
     key = scene_key(scene_spec, scale, scale_longest, ground, up_axis)
     out = Path(out_dir)
     if (out / core_dataset.MANIFEST).is_file():  # refuse a mismatching folder before the slow scene load

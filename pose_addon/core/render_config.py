@@ -182,6 +182,8 @@ class RenderConfig:
         splits = [g.split for g in self.groups]
         if len(set(splits)) != len(splits):
             raise ValueError(f"each group needs its own split name, got {splits}")
+        if sum(int(getattr(g.sampler, "n", 1)) for g in self.groups) <= 0:
+            raise ValueError("nothing to render: the render config has no cameras (every group has n = 0)")
         for g in self.groups:
             g.sampler.validate()
             if g.photo is not None:

@@ -223,6 +223,20 @@ def test_bad_interpreter_is_explained(ops, ext, dataset):
         prefs.worker_python = good
 
 
+def test_render_refuses_zero_cameras_and_an_empty_output(ext, tmp_path):
+    render = importlib.import_module(PKG + ".blender.render")
+    rc = importlib.import_module(PKG + ".core.render_config")
+    smp = importlib.import_module(PKG + ".core.sampling")
+    one = rc.RenderConfig(groups=[rc.RenderGroup("reference", smp.SamplerConfig(n=1))], width=32, height=32)
+    for out in ("", "  ", None):
+        with pytest.raises(ValueError, match="no output folder"):
+            render.render_dataset("procedural", one, out)
+    none = rc.RenderConfig(groups=[rc.RenderGroup("reference", smp.SamplerConfig(n=0))], width=32, height=32)
+    with pytest.raises(ValueError, match="no cameras"):
+        render.render_dataset("procedural", none, tmp_path / "ds")
+    assert not (tmp_path / "ds").exists()
+
+
 def _pid_alive(pid):
     try:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
