@@ -60,24 +60,6 @@ class BenchOptions:
     band: str = "orbit"  # camera band of references and queries: a placement preset (orbit, street)
 
 
-def _scene_bounds(spec: SceneSpec) -> tuple:
-    """World bounding box ``(min [3], max [3])`` of the building as Blender places it (centred on the origin,
-    floor at z = 0, longest side scaled to ``spec``'s): read from the mesh file; a 15 x 10 x 10 m box for the
-    procedural building."""
-    longest = spec.longest_side_m()
-    if spec.kind == "procedural":
-        ext = [longest, longest * 2 / 3, longest * 2 / 3]
-    else:
-        import trimesh
-
-        b = trimesh.load(spec.path, force="scene").bounds
-        e = b[1] - b[0]
-        up_y = str(spec.path).lower().endswith((".glb", ".gltf"))  # glTF is Y up; Blender's import makes it Z up
-        ext = [e[0], e[2], e[1]] if up_y else list(e)
-        ext = [float(x) * longest / float(max(e)) for x in ext]
-    return (-ext[0] / 2, -ext[1] / 2, 0.0), (ext[0] / 2, ext[1] / 2, ext[2])
-
-
 def make_render_config(spec: SceneSpec, n_references: int, n_queries: int, width: int, height: int,
                        engine: str = "CYCLES", samples: int = 16, query_blur_px: float = 0.0,
                        query_style: str = "render", photo_seed: int = 0, band: str = "orbit") -> RenderConfig:
@@ -99,7 +81,7 @@ def make_render_config(spec: SceneSpec, n_references: int, n_queries: int, width
         qry_s = SamplerConfig(n=n_queries, layout="random", distance=(26.0 * f, 39.0 * f), elevation_deg=(7.0, 33.0),
                               seed=1)
     else:
-        lo, hi = _scene_bounds(spec)
+        lo, hi = spec.world_bounds()
         ref_s = placement_preset(band, lo, hi, n=n_references, seed=0, layout="fibonacci")
         qry_s = placement_preset(band, lo, hi, n=n_queries, seed=1, layout="random")
     ref = RenderGroup("reference", ref_s, LightingConfig(), noise_std=0.0)
@@ -185,7 +167,9 @@ def format_table(results: dict) -> str:
     keys = ["0.05m,1deg", "0.25m,2deg", "0.5m,5deg", "5m,10deg"]
     head = f"{'method':<14}" + "".join(f"{k:>12}" for k in keys) + f"{'med t (m)':>11}{'med R (deg)':>12}" \
         f"{'localized':>10}{'ms/query':>10}"
-    lines = [f"scene {results['scene']}: {results['n_references']} references, {results['n_queries']} queries",
+    style = "".join(f", {k} {results[k]}" for k in ("band", "query_style", "photo_seed") if k in results)
+    lines = [f"scene {results['scene']}: {results['n_references']} references, {results['n_queries']} queries"
+             + style,
              head, "-" * len(head)]
 
     def fmt(v, spec):
@@ -199,6 +183,8 @@ def format_table(results: dict) -> str:
             lines.append(f"{name:<14}FAILED: {m['failed']}")
             continue
         sub = f" (first {m['n_queries_evaluated']} queries)" if m.get("n_queries_evaluated") else ""
+        if m.get("refine_ms_per_query") is not None:
+            sub += f" (refinement {m['refine_ms_per_query']:.0f} ms/query, kept on {m['refined_share']:.0%})"
         lines.append(f"{name:<14}" + "".join(f"{fmt(m['recall'][k], '.3f'):>12}" for k in keys)
                      + f"{fmt(m['median_t_m'], '.4f'):>11}{fmt(m['median_R_deg'], '.4f'):>12}"
                      + f"{fmt(m['localized'], '.3f'):>10}{fmt(m['ms_per_query'], '.1f'):>10}" + sub)
@@ -236,6 +222,9 @@ def run_bench(opts: BenchOptions, dataset_dir: Optional[Path] = None) -> dict:
                        band=opts.band)
         if opts.query_style == "photo":
             results["photo_seed"] = opts.photo_seed
+        # what each split cost to render (photo-style queries: materials, sky, occluders, overscan, effects)
+        results["render_s_per_frame"] = {sp: round(sum(f.extras.get("render_s", 0.0) for f in ds.split(sp))
+                                                   / max(1, len(ds.split(sp))), 3) for sp in ("reference", "query")}
     per_query = {}
     for name in opts.methods:
         conf = {"database": str(db_path), "progress": opts.progress, "cache": str(cache)}
@@ -254,6 +243,10 @@ def run_bench(opts: BenchOptions, dataset_dir: Optional[Path] = None) -> dict:
         for key in ("n_train", "matcher"):  # recorded by the training methods
             if res["rows"] and key in res["rows"][0]:
                 metrics[key] = res["rows"][0][key]
+        t_ref = [r["t_refine_s"] for r in res["rows"] if r.get("cam_from_world") is not None and "t_refine_s" in r]
+        if t_ref:  # METHOD+refine: the refinement's own share of ms/query (its time is included there)
+            metrics["refine_ms_per_query"] = 1000.0 * sum(t_ref) / len(t_ref)
+            metrics["refined_share"] = sum(bool(r.get("refined")) for r in res["rows"]) / len(res["rows"])
         if n_sub:
             metrics["n_queries_evaluated"] = min(int(n_sub), len(ds.split("query")))
         details = out / "work" / name / "method_metrics.json"  # optional extra metrics a method writes

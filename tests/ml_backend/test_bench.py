@@ -25,8 +25,9 @@ def test_bench_renders_once_and_writes_results(fake_blender, tmp_path):
     res = run_bench(opts)
     text = (tmp_path / "out" / "results.json").read_text()
     assert "Infinity" not in text and json.loads(text) == res
-    assert set(res) == {"scene", "n_references", "n_queries", "methods", "ground", "query_blur_px"}
-    assert (res["ground"], res["query_blur_px"]) == ("textured", 0.0)
+    assert set(res) == {"scene", "n_references", "n_queries", "methods", "ground", "query_blur_px", "query_style",
+                        "band", "render_s_per_frame"}
+    assert (res["ground"], res["query_blur_px"], res["query_style"], res["band"]) == ("textured", 0.0, "render", "orbit")
     assert (res["scene"], res["n_references"], res["n_queries"]) == ("procedural", 10, 3)
     assert set(res["methods"]) == {"retrieval_nn", "sift"}
     s = res["methods"]["sift"]
@@ -53,3 +54,17 @@ def test_unknown_and_failing_methods(synth_dataset, tmp_path):
     res = run_method_subprocess("sift", synth_dataset.root, tmp_path / "w", {"database": str(tmp_path / "x.h5")},
                                 tmp_path / "rows.json")
     assert res["exit_code"] == 1 and "feature database not found" in res["failed"], res
+
+
+def test_photo_queries_and_street_band_in_the_render_config():
+    from ml_backend.scenes import parse_scene
+
+    spec = parse_scene("procedural")
+    cfg = make_render_config(spec, 10, 4, 320, 240, query_style="photo", photo_seed=9, band="street")
+    ref, q = cfg.groups
+    assert ref.photo is None and q.photo is not None and q.photo.seed == 9
+    assert ref.sampler.eye_height_m and q.sampler.eye_height_m and ref.sampler.elevation_deg == (0.0, 0.0)
+    plain = make_render_config(spec, 10, 4, 320, 240)
+    assert plain.groups[1].photo is None and "photo" not in json.dumps(plain.to_dict())
+    with pytest.raises(ValueError, match="query style"):
+        make_render_config(spec, 10, 4, 320, 240, query_style="painting")
