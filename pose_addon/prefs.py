@@ -169,7 +169,8 @@ class _EnvOperator:
         except ValueError as e:
             self.report({"ERROR"}, str(e))
             return False
-        _TASK.update(task=worker_env.EnvTask(commands, log_path(), expected), kind=self.kind, python=str(python))
+        _TASK.update(task=worker_env.EnvTask(commands, log_path(), expected, self._env(python)), kind=self.kind,
+                     python=str(python))
         return True
 
     def _end(self, context):
@@ -189,12 +190,25 @@ class _EnvOperator:
         return {"FINISHED"}
 
 
+    @staticmethod
+    def _env(python) -> dict:
+        return {}
+
+
 class POSE_OT_check_environment(_EnvOperator, bpy.types.Operator):
     bl_idname = "building_pose.check_environment"
     bl_label = "Check Environment"
     bl_description = ("Run the worker's Python and list which of its modules (torch, cv2, ml_backend...) it can "
                       "import")
     kind = "check"
+
+    @staticmethod
+    def _env(python) -> dict:
+        """The worker's own launch environment: its checkout on PYTHONPATH when the interpreter lives in one."""
+        from .worker.process import _project_root
+
+        root = _project_root(python)
+        return {"PYTHONPATH": str(root)} if root is not None else {}
 
     def _commands(self, context):
         from .worker.process import WorkerSetupError, find_python

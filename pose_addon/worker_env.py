@@ -90,8 +90,10 @@ class EnvTask:
     ``progress`` (0..1) advances per command and, inside a pip install, with every package pip reports;
     ``state`` is ``running``, ``done``, ``failed`` or ``cancelled``; ``message`` the last line or the failure."""
 
-    def __init__(self, commands: list[tuple[str, list]], log_path: Path, expected_lines: int = 60):
+    def __init__(self, commands: list[tuple[str, list]], log_path: Path, expected_lines: int = 60,
+                 extra_env: Optional[dict] = None):
         self.commands, self.log_path, self.expected = commands, Path(log_path), max(expected_lines, 1)
+        self.extra_env = dict(extra_env or {})
         self.state, self.message, self.progress, self.stage = "running", "", 0.0, ""
         self.output: list[str] = []
         self._proc: Optional[subprocess.Popen] = None
@@ -109,8 +111,10 @@ class EnvTask:
                           f"{' ...' if len(cmd) > 6 else ''}\n")
                 log.flush()
                 try:
+                    # run from the log's folder: the current directory must not add modules to the interpreter
                     self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                                  stdin=subprocess.DEVNULL, env=_clean_env())
+                                                  stdin=subprocess.DEVNULL, env={**_clean_env(), **self.extra_env},
+                                                  cwd=str(self.log_path.parent))
                 except OSError as e:
                     self.state, self.message = "failed", f"{stage} failed: {e}"
                     log.write(self.message + "\n")

@@ -122,3 +122,31 @@ def test_estimated_cameras_compare_and_csv(scene, tmp_path):
     assert lines[0].startswith("camera,method") and "sift" in lines[1] and "321" in lines[1]
     assert "FINISHED" in bpy.ops.building_pose.clear_estimates()
     assert not estimates.estimated_cameras()
+
+
+def test_a_wrong_click_stops_a_wrong_focal(scene):
+    """Six or more clicks with one of them 50 px off: the focal solved from them is not applied (the clicks
+    disagree), the camera keeps its focal length and the note says why."""
+    lens = 300.0 * 36.0 / W
+    assert "FINISHED" in bpy.ops.building_pose.add_photo_camera(filepath=str(scene))
+    cam = bpy.context.scene.camera
+    cam.data.lens = lens
+    T = _truth()
+    n = 0
+    for it in bpy.context.scene.pose_tools.keypoints.items:
+        uv, z = project_points(K_TRUE, T, np.array(it.empty.location)[None])
+        if z[0] > 0 and 0 <= uv[0, 0] < W and 0 <= uv[0, 1] < H:
+            px = uv[0] + (np.array([40.0, -30.0]) if n == 0 else 0.0)
+            assert "FINISHED" in bpy.ops.building_pose.annotate_point(keypoint=it.name, pixel=tuple(px))
+            n += 1
+    assert n >= 6
+    assert "FINISHED" in bpy.ops.building_pose.solve_annotation(estimate_focal=True)
+    assert cam.data.lens == pytest.approx(lens)
+    ann = json.loads(cam["pose_annotation"])
+    assert not ann["solve"]["focal_estimated"] and any("not applied" in x for x in ann["solve"]["notes"])
+    from pose_addon.ops_annotate import POSE_OT_solve_annotation
+
+    props = type("P", (), {"estimate_focal": True})()  # the tooltip of each of the two buttons
+    assert "focal length from" in POSE_OT_solve_annotation.description(bpy.context, props)
+    props.estimate_focal = False
+    assert "keeping its focal length" in POSE_OT_solve_annotation.description(bpy.context, props)
