@@ -151,7 +151,7 @@ def check_image_file(path: Path | str, max_bytes: int = MAX_IMAGE_BYTES,
     except Image.DecompressionBombError as e:  # Pillow's own limit, far above ours
         raise ImageRejected(path, f"over the {max_pixels / 1e6:.0f} MP limit ({e})") from None
     except Exception as e:  # UnidentifiedImageError, truncated headers, ...
-        raise ImageRejected(path, f"not a readable image ({type(e).__name__}: {e})") from None
+        raise ImageRejected(path, f"cannot read it as an image ({type(e).__name__}: {e})") from None
     if w * h > max_pixels:
         raise ImageRejected(path, f"{w}x{h} = {w * h / 1e6:.1f} MP is over the {max_pixels / 1e6:.0f} MP limit "
                                   f"({fmt}); downscale it")
@@ -161,12 +161,15 @@ def check_image_file(path: Path | str, max_bytes: int = MAX_IMAGE_BYTES,
 
 
 def degenerate_image_reason(gray: np.ndarray) -> Optional[str]:
-    """Why a decoded grey image ``[H, W]`` cannot be localized (None when it can): too small or uniform."""
+    """Why a decoded image (grey ``[H, W]`` or colour ``[H, W, C]``) cannot be localized (None when it can):
+    too small or uniform (all black, all white, one flat colour)."""
     h, w = gray.shape[:2]
     if min(h, w) < MIN_IMAGE_SIDE:
         return f"{w}x{h} is too small to localize (at least {MIN_IMAGE_SIDE} px a side)"
     step = max(1, int(np.sqrt(h * w / 1e6)))  # a subsample of about a megapixel is enough for the statistics
     g = np.asarray(gray[::step, ::step], np.float32)
+    if g.ndim == 3:
+        g = g[:, :, :3].mean(axis=2)
     std = float(g.std())
     if std < MIN_IMAGE_STD:
         mean = float(g.mean())

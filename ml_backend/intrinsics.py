@@ -89,14 +89,23 @@ def load_photo(path: str | Path) -> "np.ndarray":
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    from .integrity import ImageRejected, check_image_file, degenerate_image_reason
+
     try:
+        check_image_file(path)  # file and pixel-count limits from the header, before decoding
         with Image.open(path) as im:
             im = ImageOps.exif_transpose(im)
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+            rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
     except FileNotFoundError:
         raise IntrinsicsError(f"photo not found: {path}") from None
+    except ImageRejected as e:
+        raise IntrinsicsError(str(e)) from None
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         raise IntrinsicsError(f"cannot read photo {path}: {e}") from None
+    why = degenerate_image_reason(rgb)
+    if why:  # nothing a method could trust: a failure with this reason, never a pose
+        raise IntrinsicsError(f"photo {path}: {why}")
+    return rgb
 
 
 def from_preset(path: str | Path, focal_mm: float, preset: str = "full-frame",

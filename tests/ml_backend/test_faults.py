@@ -555,3 +555,24 @@ def test_sigterm_during_flood_and_job_exits_within_5s(tmp_path):
     w.close()
     FIGURES["sigterm_exit_s"] = round(dt, 2)
     assert rc == 0 and dt < 5.0, (rc, dt)
+
+
+def test_degenerate_photos_fail_in_the_estimate_job(worker, synth_db, tmp_path):
+    """The job path (Estimate Camera): black, uniform and tiny photos are failures with a reason, never poses."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "black.png"), np.zeros((240, 320, 3), np.uint8))
+    cv2.imwrite(str(folder / "red.png"), np.dstack([np.zeros((240, 320, 2), np.uint8),
+                                                    np.full((240, 320), 255, np.uint8)]))
+    cv2.imwrite(str(folder / "tiny.png"), np.random.default_rng(1).integers(0, 255, (20, 20, 3), dtype=np.uint8))
+    for method in ("retrieval_nn", "sift"):
+        st = worker.wait_job(worker.start_job("estimate", path=str(folder), method=method,
+                                              conf={"database": str(synth_db)}, intrinsics={"source": "guess"})["id"],
+                             timeout=120)
+        assert st["state"] == "done", st
+        rows = {Path(r["image"]).stem: r for r in st["result"]["estimates"]}
+        assert set(rows) == {"black", "red", "tiny"}
+        for name, why in (("black", "all black"), ("red", "uniform"), ("tiny", "too small")):
+            r = rows[name]
+            assert not r["success"] and r["cam_from_world"] is None, (method, name, r)
+            assert why in r["message"] and str(folder / f"{name}.png") in r["message"], (method, name, r["message"])
