@@ -2,7 +2,7 @@
 
 An estimated camera is a camera object in the "Estimated Cameras" collection with the photo as background,
 the intrinsics the method used (focal, sensor, shift) and custom properties: ``pose_method``, ``pose_image``,
-``pose_inliers``, ``pose_reproj_px``, ``pose_timings`` (JSON), ``pose_points`` (JSON: the PnP inliers' 3D
+``pose_n_inliers``, ``pose_reproj_px``, ``pose_timings`` (JSON), ``pose_points`` (JSON: the PnP inliers' 3D
 points and the detected keypoints' pixels, for the camera-view overlay) and, once compared, ``pose_t_err_m`` / ``pose_R_err_deg``.
 """
 from __future__ import annotations
@@ -48,7 +48,7 @@ def create_estimated_camera(context, image_path: str, cam_from_world: np.ndarray
     obj["pose_method"] = method
     obj["pose_image"] = str(image_path)
     obj["pose_width"], obj["pose_height"] = intr.width, intr.height
-    obj["pose_inliers"] = int(info.get("inliers", 0))
+    obj["pose_n_inliers"] = int(info.get("n_inliers") or 0)
     obj["pose_reproj_px"] = float(info.get("reproj_error_px", float("nan")))
     obj["pose_timings"] = json.dumps(info.get("timings", {}))
     obj["pose_points"] = json.dumps({k: info[k] for k in ("inliers_3d", "keypoints_2d") if info.get(k) is not None})
@@ -150,7 +150,7 @@ def compare(truth_camera=None, dataset_dir: str | None = None) -> list[dict]:
                 if key in obj:
                     del obj[key]
         row = {"camera": obj.name, "method": obj.get("pose_method", ""), "image": Path(obj.get("pose_image", "")).name,
-               "inliers": obj.get("pose_inliers", 0), "reproj_px": obj.get("pose_reproj_px", float("nan")),
+               "n_inliers": obj.get("pose_n_inliers", 0), "reproj_px": obj.get("pose_reproj_px", float("nan")),
                "t_err_m": float("nan"), "R_err_deg": float("nan")}
         if T is not None:
             row["t_err_m"] = float(np.linalg.norm(camera_center(est) - camera_center(T)))
@@ -167,7 +167,7 @@ def compare(truth_camera=None, dataset_dir: str | None = None) -> list[dict]:
 def write_csv(rows: list[dict], path) -> None:
     """The compare table as CSV (atomically)."""
     buf = io.StringIO()
-    fields = ["camera", "method", "image", "inliers", "reproj_px", "t_err_m", "R_err_deg"]
+    fields = ["camera", "method", "image", "n_inliers", "reproj_px", "t_err_m", "R_err_deg"]
     w = csv.DictWriter(buf, fieldnames=fields)
     w.writeheader()
     for r in rows:

@@ -264,8 +264,8 @@ class POSE_OT_solve_annotation(bpy.types.Operator):
         bcam.set_cam_from_world(cam, sol.cam_from_world)
         ann = get_annotation(cam)
         ann["solve"] = {"solver": "numpy-lm", "n_points": len(names), "rmse_px": sol.rmse_px,
-                        "focal_estimated": sol.focal_estimated, "notes": notes,
-                        "previous_K": intr.K.tolist() if sol.focal_estimated else None}
+                        "focal_estimated": sol.focal_estimated, "focal_requested": bool(self.estimate_focal),
+                        "notes": notes, "previous_K": intr.K.tolist()}
         set_annotation(cam, ann)
         rmse = update_errors(context, cam)
         self.report({"INFO"}, f"Solved from {len(names)} points, RMSE {rmse:.2f} px")
@@ -297,8 +297,8 @@ def robust_solve(context, cam_obj, names, uv, xyz, intr: Intrinsics, threshold_p
         T = np.array(result["cam_from_world"])
         solve = {"solver": "worker-poselib-ransac", "n_points": len(names), "n_inliers": result["n_inliers"],
                  "threshold_px": threshold_px}
-        if outliers and previous.get("focal_estimated"):
-            # the focal was solved with the outliers among the points: solve it again from the inliers alone,
+        if outliers and previous.get("focal_requested"):
+            # a focal solved with the outliers among the points is wrong: solve it again from the inliers alone,
             # or go back to the focal the camera had before
             try:
                 sol = solve_pnp_numpy(uv[inlier], xyz[inlier], None, (intr.width, intr.height))
@@ -317,6 +317,7 @@ def robust_solve(context, cam_obj, names, uv, xyz, intr: Intrinsics, threshold_p
                 T = solve_pnp_numpy(uv[inlier], xyz[inlier], K0, (intr.width, intr.height)).cam_from_world
                 solve["focal"] = "kept the previous focal: the inliers do not fix it"
         bcam.set_cam_from_world(cam, T)
+        solve["notes"] = previous.get("notes", [])
         ann["solve"] = solve
         ann["outliers"] = outliers
         set_annotation(cam, ann)

@@ -111,7 +111,7 @@ def cameras_from_result(context, result: dict) -> list:
         intr = Intrinsics.from_dict(row["intrinsics"])
         made.append(estimates.create_estimated_camera(
             context, row["image"], np.array(row["cam_from_world"]), intr, row.get("method", "?"),
-            {"inliers": row.get("inliers", 0), "reproj_error_px": row.get("reproj_error_px") or float("nan"),
+            {"n_inliers": row.get("n_inliers", 0), "reproj_error_px": row.get("reproj_error_px") or float("nan"),
              "timings": row.get("timings", {}), "inliers_3d": row.get("inliers_3d"),
              "keypoints_2d": row.get("keypoints_2d")}))
     return made

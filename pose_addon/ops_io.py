@@ -139,7 +139,7 @@ class POSE_OT_import_localize(bpy.types.Operator, ImportHelper):
         ok = [r for r in recs if r.cam_from_world is not None]
         made = []
         for r in ok:
-            info = {"inliers": r.info.get("n_inliers") or 0, "timings": {"total_s": r.info.get("time_s")}}
+            info = {"n_inliers": r.info.get("n_inliers") or 0, "timings": {"total_s": r.info.get("time_s")}}
             obj = estimates.create_estimated_camera(context, r.image, r.cam_from_world, r.intrinsics,
                                                     str(doc.get("method") or "localize"), info)
             obj["pose_confidence"] = float(r.info.get("confidence") or 0.0)

@@ -207,7 +207,7 @@ class POSE_PT_estimates(_PosePanel, bpy.types.Panel):
                 grid.label(text=head)
             for obj in cams[:50]:
                 grid.label(text=obj.name)
-                grid.label(text=str(obj.get("pose_inliers", "")))
+                grid.label(text=str(obj.get("pose_n_inliers", "")))
                 grid.label(text=f"{obj['pose_t_err_m']:.3f}" if "pose_t_err_m" in obj else "-")
                 grid.label(text=f"{obj['pose_R_err_deg']:.2f}" if "pose_R_err_deg" in obj else "-")
             if len(cams) > 50:

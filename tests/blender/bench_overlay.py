@@ -39,7 +39,7 @@ def main(n: int) -> None:
         eye = d * np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
         T = look_at(eye, np.array([0.0, 0.0, 4.0]))
         obj = estimates.create_estimated_camera(bpy.context, f"/photos/IMG_{i:04d}.jpg", T, intr,
-                                                ("sift", "regression", "keypoints")[i % 3], {"inliers": 100})
+                                                ("sift", "regression", "keypoints")[i % 3], {"n_inliers": 100})
         obj["pose_truth"] = json.dumps(T.tolist())
         obj["pose_t_err_m"], obj["pose_R_err_deg"] = 0.1, 0.5
     print(f"made {n} estimated cameras in {time.perf_counter() - t0:.1f} s")

@@ -103,7 +103,7 @@ def test_estimated_cameras_compare_and_csv(scene, tmp_path):
     intr = Intrinsics(W, H, 300.0, 300.0, W / 2 - 0.5, H / 2 - 0.5)
     shifted = make_pose(T[:3, :3], T[:3, 3] + np.array([0.3, 0.0, 0.4]))  # 0.5 m off
     obj = estimates.create_estimated_camera(bpy.context, str(scene), shifted, intr, "sift",
-                                            {"inliers": 321, "reproj_error_px": 0.8, "timings": {"total_s": 0.3}})
+                                            {"n_inliers": 321, "reproj_error_px": 0.8, "timings": {"total_s": 0.3}})
     assert bcam.intrinsics_at_size(obj, W, H).fx == pytest.approx(300.0)
     bpy.context.scene.pose_tools.compare.truth_camera = truth
     assert "FINISHED" in bpy.ops.building_pose.compare_estimates()
@@ -119,7 +119,7 @@ def test_estimated_cameras_compare_and_csv(scene, tmp_path):
     csv_path = tmp_path / "est.csv"
     assert "FINISHED" in bpy.ops.building_pose.export_estimates_csv(filepath=str(csv_path))
     lines = csv_path.read_text().splitlines()
-    assert lines[0].startswith("camera,method") and "sift" in lines[1] and "321" in lines[1]
+    assert lines[0].startswith("camera,method,image,n_inliers") and "sift" in lines[1] and "321" in lines[1]
     assert "FINISHED" in bpy.ops.building_pose.clear_estimates()
     assert not estimates.estimated_cameras()
 

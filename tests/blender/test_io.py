@@ -138,7 +138,7 @@ def test_localize_results_become_estimated_cameras(scene, tmp_path):
     X = np.array([[3.0, 2.0, 5.0], [-4.0, 1.0, 8.0], [0.0, -3.0, 1.0]])  # Blender world points
     for stem, (T_blender, K) in truth.items():
         o = cams[stem]
-        assert o["pose_inliers"] in (120, 121) and o["pose_method"] == "sift"
+        assert o["pose_n_inliers"] in (120, 121) and o["pose_method"] == "sift"
         assert o.data.background_images[0].image.filepath.endswith(f"{stem}.png")
         k = bcam.intrinsics_at_size(o, int(o["pose_width"]), int(o["pose_height"]))
         uv, _ = project_points(k.K, bcam.get_cam_from_world(o), X)
