@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ground under the building: procedural texture (default), one flat colour, or none")
     r.add_argument("--up-axis", default=None, help="the mesh file's up axis: Z, Y, X, -Z, -Y, -X (default: Y "
                    "for glTF and OBJ, Z for PLY)")
+    r.add_argument("--frames", default=None, help="START:STOP: render only these frames of the plan (groups in "
+                   "order, STOP exclusive) into a shard folder that merges into the full dataset")
     m = sub.add_parser("sample", help="sample cameras around a scene and write their poses as JSON")
     m.add_argument("--scene", required=True)
     m.add_argument("--out", required=True, help="JSON file: intrinsics and cam_from_world per camera")
@@ -99,9 +101,17 @@ def _render_dataset(args) -> int:
     def progress(done, total, message):
         _emit({"event": "progress", "done": done, "total": total, "message": message})
 
+    frames = None
+    if args.frames:
+        try:
+            frames = tuple(int(x) for x in args.frames.split(":"))
+            if len(frames) != 2:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"--frames must be START:STOP (integers), got {args.frames!r}") from None
     ds = render.render_dataset(args.scene, config, args.out, progress=progress, scale=args.scale,
                                scale_longest=args.scale_longest, bake_resolution=args.bake_resolution,
-                               ground=args.ground, up_axis=args.up_axis)
+                               ground=args.ground, up_axis=args.up_axis, frames=frames)
     _emit({"event": "done", "dataset": str(Path(ds.root).resolve()), "frames": len(ds.frames)})
     return 0
 

@@ -387,17 +387,33 @@ class DatasetRender:
         key: scene identity that enters the config digest.
         target_points: ``[N, 3]`` world points of the building, for the coverage check.
         gltf: ``(building objects, ground objects)`` to bake into ``scene.glb``, or None to skip the export.
+        frames: ``(start, stop)``: render only these entries of the plan (the groups' cameras in order, stop
+            exclusive) into a shard folder whose manifest records ``shard`` = ``{"start", "stop", "of"}``; the
+            shard is ``complete`` when its frames are. Shards of one config merge into the full dataset.
 
     Raises:
-        DatasetMismatchError: ``out_dir`` holds a dataset rendered from another scene or config.
+        DatasetMismatchError: ``out_dir`` holds a dataset rendered from another scene or config (or another
+            shard range).
     """
 
     def __init__(self, config: RenderConfig, out_dir, scene_info: dict, key: str, target_points: np.ndarray,
-                 gltf: Optional[tuple] = None, bake_resolution: int = 1024, progress: Progress = None):
+                 gltf: Optional[tuple] = None, bake_resolution: int = 1024, progress: Progress = None,
+                 frames: Optional[tuple] = None):
         config.validate()
         self.config, self.out, self.progress = config, Path(out_dir), progress
         digest = config.digest(key)
         ds = self._open_existing(digest)
+        n_plan = sum(g.sampler.n for g in config.groups)
+        shard = None
+        if frames is not None:
+            start, stop = int(frames[0]), min(int(frames[1]), n_plan)
+            if not 0 <= start < stop:
+                raise ValueError(f"frame range {frames[0]}:{frames[1]} is empty or outside the plan of {n_plan} "
+                                 "frames")
+            shard = {"start": start, "stop": stop, "of": n_plan}
+        if ds is not None and ds.manifest.get("shard") != shard:
+            raise DatasetMismatchError(f"folder {self.out} holds frames {ds.manifest.get('shard') or 'all'}, "
+                                       f"not {shard or 'all'}; choose another --out or delete it")
         self.out.mkdir(parents=True, exist_ok=True)
         for stale in [*self.out.glob(".*.part*"), *self.out.glob("images/.*.part*"), *self.out.glob("depth/.*.part*")]:
             stale.unlink()
@@ -419,6 +435,8 @@ class DatasetRender:
                        "blender": bpy.app.version_string, "view_transform": scene.view_settings.view_transform}
         if ds is None:
             ds = Dataset.create(self.out, info, render_info, {g.split: g.sampler.n for g in config.groups})
+            if shard is not None:
+                ds.manifest["shard"] = shard
             ds.save()
         self.ds = ds
         target = np.asarray(scene_info["target"], dtype=np.float64)
@@ -428,6 +446,8 @@ class DatasetRender:
         for g in config.groups:
             poses = sample_cameras(g.sampler, target, self.intr, target_points=target_points, inside_fn=inside)
             self.plan += [(g, i, T) for i, T in enumerate(poses)]
+        if shard is not None:
+            self.plan = self.plan[shard["start"]:shard["stop"]]
         self.todo = [p for p in self.plan if not ds.has_frame_files(self.frame_id(p[0], p[1]))]
         if progress:
             progress(self.done, self.total, f"{len(self.todo)} frames to render")
@@ -512,7 +532,8 @@ class DatasetRender:
 
 def render_dataset(scene_spec: str, config: RenderConfig, out_dir, progress: Progress = None,
                    scale: Optional[float] = None, scale_longest: float = 15.0,
-                   bake_resolution: int = 1024, ground: str = "textured", up_axis: Optional[str] = None) -> Dataset:
+                   bake_resolution: int = 1024, ground: str = "textured", up_axis: Optional[str] = None,
+                   frames: Optional[tuple] = None) -> Dataset:
     """Load ``scene_spec`` and render ``config``'s groups into ``out_dir``; resumes a matching partial dataset.
 
     Args:
@@ -523,6 +544,8 @@ def render_dataset(scene_spec: str, config: RenderConfig, out_dir, progress: Pro
         scale: explicit scale factor for a mesh file (default: longest side -> ``scale_longest`` metres).
         ground: ``textured``, ``plain`` or ``none`` (see :func:`.scene_io.load_scene`).
         up_axis: the mesh file's up axis (default per format, see :mod:`..core.model_frame`).
+        frames: ``(start, stop)`` of the plan to render into a shard folder (see :class:`DatasetRender`); only
+            the shard starting at frame 0 exports ``scene.glb``.
 
     Raises:
         DatasetMismatchError: ``out_dir`` holds a dataset rendered from another scene or config.
@@ -543,9 +566,10 @@ def render_dataset(scene_spec: str, config: RenderConfig, out_dir, progress: Pro
         scene_info["ground"] = ground
     if "params" in info:
         scene_info["params"] = info["params"]
+    export = frames is None or int(frames[0]) == 0
     job = DatasetRender(config, out, scene_info, key, scene_io.building_vertices(),
-                        gltf=(scene_io.building_objects(), scene_io.ground_objects()),
-                        bake_resolution=bake_resolution, progress=progress)
+                        gltf=(scene_io.building_objects(), scene_io.ground_objects()) if export else None,
+                        bake_resolution=bake_resolution, progress=progress, frames=frames)
     if progress:
         progress(job.done, job.total, f"scene ready in {time.time() - t0:.1f} s")
     while job.step() is not None:
