@@ -70,15 +70,19 @@ def features_path(out_dir: Path | str, extractor: Extractor, augment: dict, data
 
 def _write_h5(path: Path, arrays: dict, attrs: dict) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with h5py.File(tmp, "w") as f:
-        for k, v in arrays.items():
-            if v.dtype.kind in "UO":
-                f.create_dataset(k, data=np.asarray(v, dtype=object), dtype=h5py.string_dtype())
-            else:
-                f.create_dataset(k, data=v, chunks=True if v.ndim and len(v) else None)
-        for k, v in attrs.items():
-            f.attrs[k] = v
-    os.replace(tmp, path)
+    try:
+        with h5py.File(tmp, "w") as f:
+            for k, v in arrays.items():
+                if v.dtype.kind in "UO":
+                    f.create_dataset(k, data=np.asarray(v, dtype=object), dtype=h5py.string_dtype())
+                else:
+                    f.create_dataset(k, data=v, chunks=True if v.ndim and len(v) else None)
+            for k, v in attrs.items():
+                f.attrs[k] = v
+        os.replace(tmp, path)
+    except OSError as e:  # disk full, permission denied: no temporary file is left behind
+        tmp.unlink(missing_ok=True)
+        raise OSError(e.errno, f"cannot write {path}: {os.strerror(e.errno) if e.errno else e}") from None
 
 
 def extract_features(dataset_dir: Path | str, out_dir: Path | str, extractor: Extractor, split: str = "reference",
