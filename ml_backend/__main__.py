@@ -3,6 +3,9 @@
     python -m ml_backend bench --scene SCENE --methods retrieval_nn,sift --out DIR [--n-references 100
         --n-queries 60 --width 640 --height 480 --scale F --cache DIR --engine CYCLES --samples 16]
     python -m ml_backend demo [same options; defaults: procedural building, out runs/demo]
+    python -m ml_backend localize --model FILE|--dataset DIR --photos FILES|DIR --out DIR [--intrinsics exif|estimate|
+        fx,fy,cx,cy|calib.json --method sift --up-axis Y --preset street --n-references 60]  (see localize_photos.py)
+    python -m ml_backend methods   (the methods and their options, as JSON)
     python -m ml_backend build-db --dataset DIR --out DIR [--conf sift]
     python -m ml_backend run-method --method NAME --dataset DIR --workdir DIR --out FILE [--conf JSON]
     python -m ml_backend regression extract|train|infer ...   (see ml_backend/regression/cli.py)
@@ -54,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     _bench_args(sub.add_parser("bench", help="render, localize and report metrics"), None)
     _bench_args(sub.add_parser("demo", help="bench on the procedural building into runs/demo"), "runs/demo")
+    from . import localize_photos
+
+    localize_photos.add_arguments(sub.add_parser("localize", help="localize photos against a model or a dataset; "
+                                                 "cameras in the model's frame (JSON, COLMAP, nerfstudio)"))
+    sub.add_parser("methods", help="list the methods and their options (JSON)")
     b = sub.add_parser("build-db", help="build the feature database of a dataset's reference split")
     b.add_argument("--dataset", required=True)
     b.add_argument("--out", required=True, help="folder (file name encodes the conf) or a .h5 path")
@@ -128,6 +136,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from .blender_runner import BlenderError
     from .features.sift import ImageReadError
+    from .intrinsics import IntrinsicsError
+    from .methods import MethodUnavailable
     from .scenes import SceneSpecError
 
     try:
@@ -145,13 +155,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from . import tools
 
             return tools.dispatch(args)
+        if args.command == "localize":
+            from . import localize_photos
+
+            return localize_photos.run(args)
+        if args.command == "methods":
+            from .methods.interface import describe_methods
+
+            print(json.dumps(describe_methods(), indent=1))
+            return 0
         if args.command == "build-db":
             from .database import build_database
 
             print(build_database(args.dataset, args.out, args.conf))
             return 0
         return _run_method(args)
-    except (SceneSpecError, BlenderError, DatasetError, ImageReadError, OSError, ValueError, KeyError) as e:
+    except (SceneSpecError, BlenderError, DatasetError, ImageReadError, OSError, ValueError, KeyError,
+            IntrinsicsError, MethodUnavailable) as e:
         sys.stderr.write(f"error: {e}\n")  # OSError: disk full, permission denied, missing file (named)
         return 1
 

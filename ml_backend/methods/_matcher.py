@@ -48,21 +48,43 @@ def open_localizer(preset: str, dataset: Dataset, workdir: Path, conf: dict):
         raise MethodUnavailable(str(err)) from err
 
 
+#: keys of a bench conf's ``localize`` dict that are :class:`~.interface.MatchingOptions` fields
+_OPTION_KEYS = ("k", "k_fallback", "threshold_px", "min_inliers", "pnp_backend", "resize_max", "retrieval")
+
+
+def bench_options(conf: dict) -> dict:
+    """:class:`~.interface.MatchingOptions` of a bench conf (``localize``, ``matcher``, ``ensemble`` dicts and
+    ``options``)."""
+    loc = dict(conf.get("localize") or {})
+    opts = {k: loc.pop(k) for k in _OPTION_KEYS if k in loc}
+    return {**opts, "localize": loc, "matcher": dict(conf.get("matcher") or {}),
+            "ensemble": dict(conf.get("ensemble") or {}), **dict(conf.get("options") or {})}
+
+
 def make_run(preset: str) -> Callable:
-    """A method ``run(dataset, workdir, conf) -> rows`` localizing with matcher ``preset`` (or "ensemble")."""
+    """A method ``run(dataset, workdir, conf) -> rows`` localizing the queries with matcher ``preset`` (or
+    "ensemble") through the method interface (:func:`~.interface.open_method`)."""
 
     def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
-        loc = open_localizer(preset, dataset, workdir, conf)
+        from .interface import open_method
+
         queries = dataset.split(conf.get("split", "query"))
         if conf.get("max_queries"):
             queries = queries[: int(conf["max_queries"])]
         rows = []
-        with loc:
+        try:
+            method = open_method(preset, dataset, workdir, bench_options(conf), database=conf.get("database"),
+                                 progress=conf.get("progress", True))
+        except (MissingWeightsError, ImportError) as err:
+            raise MethodUnavailable(str(err)) from err
+        with method:
             for q in tqdm(queries, desc=preset, unit="query", disable=not conf.get("progress", True)):
-                r = loc.localize(dataset.path(q.image), q.intrinsics)
-                rows.append(result_row(q.id, r.cam_from_world, r.timings["total"], n_inliers=r.n_inliers,
-                                       n_matches=r.n_matches, reproj_error_px=r.reproj_error_px,
-                                       retrieved=r.retrieved, timings=r.timings, message=r.message))
+                e = method.estimate(str(dataset.path(q.image)), q.intrinsics)
+                rows.append(result_row(q.id, e.cam_from_world, e.time_s, n_inliers=e.n_inliers,
+                                       n_matches=e.n_matches, reproj_error_px=e.reproj_error_px,
+                                       inlier_ratio=e.inlier_ratio, confidence=e.confidence,
+                                       retrieved=e.retrieved, timings=e.extras.get("timings", {}),
+                                       message=e.reason or e.message))
         return rows
 
     return run

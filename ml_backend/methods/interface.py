@@ -162,7 +162,7 @@ class MatchingMethod(Method):
 
     Options = MatchingOptions
 
-    def __init__(self, name: str, dataset: Dataset, workdir: Path, options: MatchingOptions,
+    def __init__(self, name: str, dataset: Optional[Dataset], workdir: Path, options: MatchingOptions,
                  database: Optional[str] = None, progress: bool = False):
         from ._matcher import open_localizer
 
@@ -295,7 +295,14 @@ def open_method(name: str, dataset: Optional[Dataset | str | Path], workdir: Pat
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if name in MATCHING_METHODS:
-        if ds is None:
+        if ds is None and database:  # the dataset the database was built from, when it is still there
+            from ..database import FeatureDatabase
+
+            with FeatureDatabase(database) as db:
+                source = db.dataset
+            if source and (Path(source) / "manifest.json").is_file():
+                ds = Dataset.load(source)
+        if ds is None and not (database and name == "sift"):
             raise FileNotFoundError(f"{name} needs a dataset (the rendered references with depth)")
         return MatchingMethod(name, ds, workdir, _options(MatchingOptions, options), database, progress)
     return RowsMethod(name, ds, workdir, _options(GenericOptions, options), database, progress)

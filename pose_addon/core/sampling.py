@@ -89,8 +89,8 @@ def placement_preset(name: str, bounds_min, bounds_max, n: int = 100, seed: int 
 
     * ``orbit``: a shell 25-40 m away for a building whose longest side is 15 m (scaled with it), 5-35 deg up;
     * ``street``: eye height ``eye_height_m`` above the bounding box's floor, around the building, horizontally
-      from just outside its footprint (radius ``r`` of the footprint circle + 15% of the longest side) to ``r`` +
-      the longest side: close enough that the facades fill the frame;
+      ``r`` + 0.5 to ``r`` + 1.3 longest sides from its centre (``r``: radius of the footprint circle), where a
+      facade fills a 60 deg view as it does in a photo taken from across the street;
     * ``aerial``: 40-70 deg up, 30-50 m away for a 15 m building (scaled).
 
     The cameras look at the bounding box's centre (pass it as ``target`` to :func:`sample_cameras`).
@@ -108,8 +108,8 @@ def placement_preset(name: str, bounds_min, bounds_max, n: int = 100, seed: int 
                              seed=seed)
     if name == "street":
         r = 0.5 * float(np.hypot(ext[0], ext[1]))
-        return SamplerConfig(n=n, layout=layout, distance=(r + 0.15 * longest, r + longest), elevation_deg=(0.0, 0.0),
-                             seed=seed, eye_height_m=tuple(float(x) for x in eye_height_m), ground_z=float(lo[2]))
+        return SamplerConfig(n=n, layout=layout, distance=(r + 0.5 * longest, r + 1.3 * longest),
+                             elevation_deg=(0.0, 0.0), seed=seed, eye_height_m=tuple(float(x) for x in eye_height_m), ground_z=float(lo[2]))
     raise ValueError(f"unknown placement preset {name!r}; choose one of {', '.join(PRESETS)}")
 
 

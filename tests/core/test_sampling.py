@@ -73,7 +73,7 @@ def test_placement_presets_scale_with_the_building_and_street_stands_at_eye_heig
     assert np.all((centres[:, 2] >= 1.5) & (centres[:, 2] <= 2.0))
     horiz = np.hypot(centres[:, 0], centres[:, 1])
     assert horiz.min() >= street.distance[0] - 1e-9 and horiz.max() <= street.distance[1] + 1e-9
-    assert horiz.max() < 30.0  # much closer than the orbit shell
+    assert horiz.max() < 30.0 and horiz.min() > 9.0 + 7.0  # outside the footprint, closer than the orbit shell
     assert all(in_band(street, target, t)[0] for t in T)
     orbit = placement_preset("orbit", lo, hi)
     assert orbit.distance == (25.0, 40.0) and orbit.elevation_deg == (5.0, 35.0)

@@ -1,0 +1,282 @@
+"""Localize a folder of photos against a model (or a rendered dataset) and write the cameras in the model's frame.
+
+    python -m ml_backend localize --model FILE | --dataset DIR --photos FILES|DIR --out DIR
+        [--intrinsics exif|estimate|fx,fy,cx,cy|calib.json] [--method sift] [--up-axis Z|Y|-Y|X|...]
+        [--preset orbit|street|aerial] [--n-references N] [--scale F] [--options JSON]
+
+With ``--model`` the references are rendered once through Blender (placement preset, cached by model content and
+settings under ``--cache``); with ``--dataset`` the dataset's reference splits serve. Each photo is read with its
+EXIF orientation applied, gets its intrinsics, and goes through the method (:mod:`.methods.interface`); a photo
+that cannot be read, has no usable intrinsics or fails the acceptance rule is reported with its reason and the
+batch goes on.
+
+Output folder (the layout the extension's importer reads)::
+
+    poses.json        {"format": "building-pose-localize", "version": 1, "model", "model_from_world", "method",
+                       "intrinsics", "photos": [{"image", "stem", "status": "ok"|"failed", "reason", "width",
+                       "height", "K", "dist", "cam_from_world" (OpenCV axes, model frame), "n_inliers",
+                       "inlier_ratio", "confidence", "time_s", "in_band", "band_note"}], "summary": {...}}
+    colmap/           cameras.txt, images.txt, points3D.txt (localized photos, model frame)
+    transforms.json   nerfstudio (localized photos, model frame, OpenGL camera axes)
+
+``in_band`` says whether the camera lies in the band the references cover (distance and elevation, or eye
+height for the street preset); a photo outside it was localized from references seen from elsewhere.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from pose_addon.core.cameras import (Intrinsics, blender_matrix_world_from_cam_from_world,
+                                     opencv_to_colmap_principal_point)
+from pose_addon.core.dataset import Dataset, atomic_write_bytes, atomic_write_json, json_safe
+from pose_addon.core.model_frame import rebase_pose
+from pose_addon.core.poses import matrix_to_quat
+from pose_addon.core.render_config import RenderConfig, RenderGroup, LightingConfig
+from pose_addon.core.sampling import PRESETS, SamplerConfig, in_band, placement_preset
+
+from .estimate import list_photos
+from .intrinsics import IntrinsicsError, load_photo, parse_intrinsics_arg, resolve
+from .methods.interface import open_method
+
+__all__ = ["LocalizeOptions", "localize_photos", "reference_dataset", "write_outputs", "FORMAT", "VERSION"]
+
+FORMAT = "building-pose-localize"
+VERSION = 1
+
+
+@dataclass
+class LocalizeOptions:
+    """What ``localize`` is asked to do (see the module docstring)."""
+
+    photos: list = field(default_factory=list)  # files and/or folders
+    out: Path = Path("runs/localize")
+    model: Optional[str] = None
+    dataset: Optional[str] = None
+    intrinsics: str = "exif"
+    method: str = "sift"
+    options: dict = field(default_factory=dict)  # method options (see methods.interface)
+    up_axis: Optional[str] = None
+    scale: Optional[float] = None
+    preset: str = "street"
+    n_references: int = 60
+    width: int = 640
+    height: int = 480
+    samples: int = 16
+    engine: str = "CYCLES"
+    ground: str = "textured"
+    reference_splits: Optional[list] = None
+    cache: Optional[Path] = None
+    progress: bool = True
+
+
+def reference_config(preset: str, bounds: tuple, n: int, width: int, height: int, engine: str,
+                     samples: int) -> RenderConfig:
+    """Render config of the references: one ``reference`` group placed by ``preset`` around ``bounds``."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown --preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    sampler = placement_preset(preset, bounds[0], bounds[1], n=n, seed=0)
+    cfg = RenderConfig(groups=[RenderGroup("reference", sampler, LightingConfig(), noise_std=0.0)], width=width,
+                       height=height, engine=engine, samples=samples)
+    cfg.validate()
+    return cfg
+
+
+def reference_dataset(opts: LocalizeOptions) -> Dataset:
+    """The dataset whose references the photos are localized against: ``opts.dataset``, or the (cached) render
+    of ``opts.model`` with the placement preset."""
+    if bool(opts.model) == bool(opts.dataset):
+        raise ValueError("give exactly one of --model (a mesh file) or --dataset (a rendered dataset)")
+    if opts.dataset:
+        return Dataset.load(opts.dataset)
+    from . import blender_runner
+    from .bench import ensure_dataset
+    from .scenes import parse_scene
+
+    spec = parse_scene(opts.model, opts.scale, opts.ground, opts.up_axis)
+    cfg = reference_config(opts.preset, spec.world_bounds(), opts.n_references, opts.width, opts.height,
+                           opts.engine, opts.samples)
+    cache = Path(opts.cache) if opts.cache else blender_runner.REPO_ROOT / ".cache" / "ml_backend"
+    return Dataset.load(ensure_dataset(spec, cfg, cache, opts.progress))
+
+
+def _reference_bands(ds: Dataset) -> list[SamplerConfig]:
+    groups = ds.manifest.get("render", {}).get("config", {}).get("groups", [])
+    splits = set(ds.reference_splits())
+    return [SamplerConfig.from_dict(g["sampler"]) for g in groups if g.get("split") in splits and "sampler" in g]
+
+
+def _photo_row(path: Path, stem: str) -> dict:
+    return {"image": str(path.resolve()), "stem": stem, "status": "failed", "reason": None, "width": None,
+            "height": None, "K": None, "dist": None, "cam_from_world": None, "n_inliers": 0, "inlier_ratio": 0.0,
+            "confidence": 0.0, "time_s": 0.0}
+
+
+def localize_photos(opts: LocalizeOptions, on_progress: Optional[Callable[[float, str], None]] = None) -> dict:
+    """Localize every photo of ``opts.photos``; writes ``opts.out`` (see the module docstring), returns poses.json.
+
+    Raises:
+        ValueError / FileNotFoundError / DatasetError: bad arguments, no photos, a missing model or dataset.
+    """
+    from tqdm import tqdm
+
+    spec = parse_intrinsics_arg(opts.intrinsics)
+    photos = [p for arg in opts.photos for p in list_photos(arg)]
+    if not photos:
+        raise ValueError("no photos given")
+    ds = reference_dataset(opts)
+    model_from_world = np.asarray(ds.scene.get("model_from_world", np.eye(4)), np.float64)
+    world_from_model = np.linalg.inv(model_from_world)
+    bands = _reference_bands(ds)
+    target = np.asarray(ds.scene.get("target", [0, 0, 0]), np.float64)
+    cache = Path(opts.cache) if opts.cache else Path(__file__).resolve().parent.parent / ".cache" / "ml_backend"
+    rows = []
+    stems = _unique_stems(photos)
+    with open_method(opts.method, ds, cache / "localize" / ds.root.name, opts.options) as method:
+        bar = tqdm(photos, desc=f"localize {opts.method}", unit="photo", disable=not opts.progress)
+        for i, path in enumerate(bar):
+            row = _localize_one(method, path, stems[i], spec, world_from_model, bands, target)
+            rows.append(row)
+            bar.set_postfix_str(f"{row['stem']}: {row['status']}"[:40])
+            if on_progress:
+                on_progress((i + 1) / len(photos), f"{row['stem']}: {row['status']} {row['reason'] or ''}")
+    result = {"format": FORMAT, "version": VERSION, "model": ds.scene.get("source") or str(ds.root),
+              "dataset": str(ds.root.resolve()), "model_from_world": model_from_world.tolist(),
+              "method": opts.method, "intrinsics": opts.intrinsics, "photos": rows,
+              "summary": _summary(rows)}
+    write_outputs(result, Path(opts.out))
+    return json_safe(result)
+
+
+def _unique_stems(photos: list[Path]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for p in photos:
+        n = seen.get(p.stem, 0)
+        seen[p.stem] = n + 1
+        out.append(p.stem if n == 0 else f"{p.stem}_{n}")
+    return out
+
+
+def _localize_one(method, path: Path, stem: str, spec: dict, world_from_model: np.ndarray,
+                  bands: list, target: np.ndarray) -> dict:
+    """One photo's row; never raises for a bad photo (the reason goes in the row)."""
+    import time
+
+    row = _photo_row(path, stem)
+    t0 = time.perf_counter()
+    try:
+        rgb = load_photo(path)
+        intr = resolve(path, spec)
+        if (intr.width, intr.height) != (rgb.shape[1], rgb.shape[0]):
+            raise IntrinsicsError(f"intrinsics are for {intr.width}x{intr.height} but the photo is "
+                                  f"{rgb.shape[1]}x{rgb.shape[0]}")
+        est = method.estimate(rgb, intr, estimate_focal=spec["source"] == "estimate")
+    except (IntrinsicsError, OSError, ValueError) as e:
+        row.update(reason=str(e), time_s=time.perf_counter() - t0)
+        return row
+    k = est.intrinsics
+    row.update(width=k.width, height=k.height, K=k.K.tolist(), dist=list(k.dist[:2]) if k.dist else None,
+               n_inliers=int(est.n_inliers), inlier_ratio=float(est.inlier_ratio), confidence=float(est.confidence),
+               time_s=time.perf_counter() - t0, reproj_error_px=est.reproj_error_px)
+    if not est.success:
+        row["reason"] = est.reason or "not localized"
+        return row
+    row.update(status="ok", cam_from_world=rebase_pose(est.cam_from_world, world_from_model).tolist())
+    if bands:
+        checks = [in_band(b, target, est.cam_from_world) for b in bands]
+        row["in_band"] = any(ok for ok, _ in checks)
+        row["band_note"] = "" if row["in_band"] else checks[0][1]
+    return row
+
+
+def _summary(rows: list[dict]) -> dict:
+    ok = [r for r in rows if r["status"] == "ok"]
+    return {"n_photos": len(rows), "n_localized": len(ok),
+            "outside_band": [r["stem"] for r in ok if r.get("in_band") is False],
+            "failed": {r["stem"]: r["reason"] for r in rows if r["status"] != "ok"}}
+
+
+def write_outputs(result: dict, out: Path) -> None:
+    """``poses.json``, ``colmap/`` and ``transforms.json`` of a localize result (atomic writes)."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "poses.json", result)
+    ok = [r for r in result["photos"] if r["status"] == "ok"]
+    cam_lines, img_lines, frames = [], [], []
+    for i, r in enumerate(ok, start=1):
+        K = np.asarray(r["K"], np.float64)
+        cx, cy = opencv_to_colmap_principal_point(K[0, 2], K[1, 2])
+        d = r.get("dist") or []
+        if d and any(abs(x) > 0 for x in d):
+            cam_lines.append(f"{i} OPENCV {r['width']} {r['height']} {K[0, 0]!r} {K[1, 1]!r} {cx!r} {cy!r} "
+                             f"{float(d[0])!r} {float(d[1]) if len(d) > 1 else 0.0!r} 0.0 0.0")
+        else:
+            cam_lines.append(f"{i} PINHOLE {r['width']} {r['height']} {K[0, 0]!r} {K[1, 1]!r} {cx!r} {cy!r}")
+        T = np.asarray(r["cam_from_world"], np.float64)
+        q, t = matrix_to_quat(T[:3, :3]), T[:3, 3]
+        img_lines += [f"{i} {' '.join(repr(float(x)) for x in q)} {' '.join(repr(float(x)) for x in t)} {i} "
+                      f"{Path(r['image']).name}", ""]
+        frames.append({"file_path": os.path.relpath(r["image"], out), "transform_matrix":
+                       blender_matrix_world_from_cam_from_world(T).tolist(), "fl_x": K[0, 0], "fl_y": K[1, 1],
+                       "cx": cx, "cy": cy, "w": r["width"], "h": r["height"],
+                       **({"k1": float(d[0]), "k2": float(d[1]) if len(d) > 1 else 0.0} if d else {})})
+    col = out / "colmap"
+    atomic_write_bytes(col / "cameras.txt", ("# Camera list: CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]\n"
+                                             + "".join(x + "\n" for x in cam_lines)).encode())
+    atomic_write_bytes(col / "images.txt", ("# IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME\n"
+                                            "# POINTS2D[] as (X, Y, POINT3D_ID)\n"
+                                            + "".join(x + "\n" for x in img_lines)).encode())
+    atomic_write_bytes(col / "points3D.txt", b"# 3D point list (empty: poses only)\n")
+    atomic_write_json(out / "transforms.json", {"camera_model": "OPENCV", "frames": frames})
+
+
+def add_arguments(p) -> None:
+    """The ``localize`` command's arguments (see the module docstring)."""
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="the building as a mesh file (.glb/.gltf/.obj/.ply): references are rendered")
+    src.add_argument("--dataset", help="a rendered dataset folder whose reference splits serve as references")
+    p.add_argument("--photos", nargs="+", required=True, help="photo files and/or folders of photos")
+    p.add_argument("--out", required=True, help="output folder (poses.json, colmap/, transforms.json)")
+    p.add_argument("--intrinsics", default="exif", help="exif, estimate, fx,fy,cx,cy (pixels) or a calibration file")
+    p.add_argument("--method", default="sift", help="a method name (python -m ml_backend methods lists them)")
+    p.add_argument("--options", default="{}", help="method options as JSON, e.g. '{\"min_inliers\": 30}'")
+    p.add_argument("--up-axis", default=None, help="the mesh file's up axis: Z, Y, X, -Z, -Y, -X "
+                   "(default: Y for glTF and OBJ, Z for PLY)")
+    p.add_argument("--scale", type=float, default=None, help="model units -> metres (default: longest side 15 m)")
+    p.add_argument("--preset", default="street", choices=PRESETS, help="where the references are rendered from")
+    p.add_argument("--n-references", type=int, default=60)
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--samples", type=int, default=16)
+    p.add_argument("--engine", default="CYCLES", choices=["CYCLES", "BLENDER_EEVEE", "BLENDER_WORKBENCH"])
+    p.add_argument("--ground", default="textured", choices=["textured", "plain", "none"])
+    p.add_argument("--cache", default=None, help="cache folder (default: <checkout>/.cache/ml_backend)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args) -> int:
+    """Entry of ``python -m ml_backend localize``; prints a one-line summary per photo and the totals."""
+    try:
+        options = json.loads(args.options)
+    except ValueError as e:
+        raise ValueError(f"--options is not JSON: {e}") from None
+    opts = LocalizeOptions(photos=list(args.photos), out=Path(args.out), model=args.model, dataset=args.dataset,
+                           intrinsics=args.intrinsics, method=args.method, options=options, up_axis=args.up_axis,
+                           scale=args.scale, preset=args.preset, n_references=args.n_references, width=args.width,
+                           height=args.height, samples=args.samples, engine=args.engine, ground=args.ground,
+                           cache=Path(args.cache) if args.cache else None, progress=not args.quiet)
+    res = localize_photos(opts)
+    for r in res["photos"]:
+        what = f"{r['n_inliers']} inliers, confidence {r['confidence']:.2f}" if r["status"] == "ok" else r["reason"]
+        band = "" if r.get("in_band", True) else f" (outside the references' band: {r.get('band_note')})"
+        print(f"{r['stem']}: {r['status']}: {what}{band}")
+    s = res["summary"]
+    print(f"{s['n_localized']} of {s['n_photos']} photos localized; results in {Path(args.out) / 'poses.json'}")
+    sys.stdout.flush()
+    return 0
