@@ -131,6 +131,8 @@ def from_calibration(calib: str | Path, image: str | Path | None = None) -> Intr
     calib = Path(calib)
     if not calib.is_file():
         raise IntrinsicsError(f"calibration file not found: {calib}")
+    if calib.stat().st_size > 1 << 20:
+        raise IntrinsicsError(f"{calib}: {calib.stat().st_size} bytes is not a calibration file (at most 1 MiB)")
     try:
         if calib.name.endswith(".txt"):
             intr = _from_colmap(calib)

@@ -62,6 +62,10 @@ CONVENTIONS = {
 QUERY_SPLIT = "query"  # the split of held-out views a benchmark localizes; never a reference by default
 
 
+#: The largest manifest.json read (parsed JSON takes several times its size in memory).
+MAX_MANIFEST_BYTES = 64 * 2**20
+
+
 class DatasetError(RuntimeError):
     """A dataset folder is missing, malformed or inconsistent (message says what and where)."""
 
@@ -230,6 +234,10 @@ class Dataset:
         path = root / MANIFEST
         if not path.is_file():
             raise DatasetError(f"no dataset at {root}: {MANIFEST} not found")
+        size = path.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise DatasetError(f"{path} is {size / 2**20:.0f} MiB, over the {MAX_MANIFEST_BYTES // 2**20} MiB a "
+                               "manifest may have (about 60000 frames): not a dataset manifest?")
         try:
             manifest = json.loads(path.read_text("utf-8"))
         except (OSError, ValueError) as e:

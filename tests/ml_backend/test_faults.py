@@ -616,3 +616,20 @@ def test_random_corruption_sweep_never_hangs(worker, synth_dataset, synth_db, tm
     assert not any(t.is_alive() for t in ts) and len(res) == 32
     assert all(m is None or str(p) in m for (p, _), m in res.items()), res
     assert worst < 1.0
+
+
+def test_oversized_files_are_refused_before_they_are_read(tmp_path):
+    """A 1 GB manifest, calibration or photo is refused from its size (sparse files: nothing is written)."""
+    from ml_backend.intrinsics import IntrinsicsError, from_calibration, load_photo
+
+    for name in ("ds/manifest.json", "calib.json", "photo.jpg"):
+        p = tmp_path / name
+        p.parent.mkdir(exist_ok=True)
+        with open(p, "wb") as f:
+            f.truncate(1 << 30)
+    with pytest.raises(DatasetError, match="MiB"):
+        Dataset.load(tmp_path / "ds")
+    with pytest.raises(IntrinsicsError, match="calib.json"):
+        from_calibration(tmp_path / "calib.json")
+    with pytest.raises(IntrinsicsError, match="MB limit"):
+        load_photo(tmp_path / "photo.jpg")
