@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import importlib.util
 import json
+import logging
 import os
 import platform
 import sys
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .protocol import PROTOCOL_VERSION, ErrorCode
+
+log = logging.getLogger("ml_backend.service.handlers")
 
 __all__ = ["ServiceError", "Handlers", "param", "MAX_PROCESS_SIDE"]
 
@@ -155,6 +158,12 @@ class Handlers:
             raise ServiceError(ErrorCode.INVALID_PARAMS, "parameter 'roots' must be a list of folder paths")
         return {"models": list_models([self.work_dir, REPO_ROOT / ".cache" / "ml_backend", *roots])}
 
+    def methods_list(self, params: dict) -> dict:
+        """Every method with its options and their defaults (``ml_backend.methods.interface.describe_methods``)."""
+        from ..methods.interface import describe_methods
+
+        return {"methods": describe_methods()}
+
     # ------------------------------------------------------------------------------------------- estimate
     def _localizer(self, db_path: Path, conf: dict):
         from ..integrity import verify_hdf5
@@ -252,9 +261,17 @@ class Handlers:
         if db_path is None:
             from ..database import build_database
 
+            from ..integrity import CorruptFile, verify_hdf5
+
+            folder = self.work_dir / "features" / ds.root.name
             with self._db_build_lock:
-                db_path = build_database(ds.root, self.work_dir / "features" / ds.root.name,
-                                         param(params, "db_conf", str, "sift"), progress=False)
+                for f in sorted(folder.glob("*.h5*")) if folder.is_dir() else []:
+                    try:  # the worker's own derived files: a corrupt one is rebuilt, never opened in-process
+                        verify_hdf5(f, what="cached feature database")
+                    except CorruptFile as e:
+                        log.warning("removing %s", e)
+                        f.unlink(missing_ok=True)
+                db_path = build_database(ds.root, folder, param(params, "db_conf", str, "sift"), progress=False)
         t_db = time.perf_counter() - t_db
         conf = {k: v for k, v in options.items()}
         conf["resize_max"] = rmax

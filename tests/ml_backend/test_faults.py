@@ -633,3 +633,16 @@ def test_oversized_files_are_refused_before_they_are_read(tmp_path):
         from_calibration(tmp_path / "calib.json")
     with pytest.raises(IntrinsicsError, match="MB limit"):
         load_photo(tmp_path / "photo.jpg")
+
+
+def test_corrupt_cached_database_is_rebuilt(worker, synth_dataset):
+    """estimate_pose with a dataset: the worker's own cached database, when corrupt, is rebuilt (never opened)."""
+    q = synth_dataset.split("query")[0]
+    r = worker.estimate_pose(str(synth_dataset.path(q.image)), dataset=str(synth_dataset.root), timeout=300)
+    assert r["success"], r["message"]
+    db = Path(r["database"])
+    data = db.read_bytes()
+    db.write_bytes(data[:1000] + os.urandom(5000) + data[6000: len(data) // 2])
+    r2 = worker.estimate_pose(str(synth_dataset.path(q.image)), dataset=str(synth_dataset.root), timeout=300)
+    assert r2["success"] and Path(r2["database"]) == db, r2["message"]
+    verify_hdf5(db)
