@@ -23,6 +23,7 @@ from pose_addon.core.sampling import SamplerConfig, placement_preset
 
 from . import blender_runner
 from .database import build_database
+from .distributed.cluster import active as distributed_active
 from .evaluation import evaluate_results
 from .methods import REGISTRY
 from .scenes import DEFAULT_LONGEST_M, SceneSpec, parse_scene
@@ -118,8 +119,11 @@ def ensure_dataset(spec: SceneSpec, cfg: RenderConfig, cache: Path, progress: bo
         return ds_dir
     cfg_path = cache / "datasets" / f"{spec.name}-{digest}.render.json"
     atomic_write_json(cfg_path, cfg.to_dict())
-    blender_runner.render_dataset(spec.spec, cfg_path, ds_dir, cache, scale=spec.scale, progress=progress,
-                                  ground=spec.ground, up_axis=spec.up_axis)
+    render = blender_runner.render_dataset
+    if distributed_active():  # --ray: frame ranges as Ray tasks, merged into the same folder
+        from .distributed.render import render_dataset as render
+    render(spec.spec, cfg_path, ds_dir, cache, scale=spec.scale, progress=progress, ground=spec.ground,
+           up_axis=spec.up_axis)
     if not _dataset_ready(ds_dir, cfg):
         raise DatasetError(f"Blender finished but {ds_dir} is not a complete dataset")
     return ds_dir
@@ -213,7 +217,10 @@ def run_bench(opts: BenchOptions, dataset_dir: Optional[Path] = None) -> dict:
                                  opts.samples, opts.query_blur_px, opts.query_style, opts.photo_seed, opts.band)
         dataset_dir = ensure_dataset(spec, cfg, cache, opts.progress)
     ds = Dataset.load(dataset_dir)
-    db_path = build_database(ds.root, cache / "features" / ds.root.name, opts.db_conf, progress=opts.progress)
+    build = build_database
+    if distributed_active():  # --ray: reference frames in chunks as Ray tasks, merged into the same file
+        from .distributed.features import build_database as build
+    db_path = build(ds.root, cache / "features" / ds.root.name, opts.db_conf, progress=opts.progress)
     scene_label = opts.scene if rendered else str(ds.scene.get("source") or ds.scene.get("name") or ds.root.name)
     results = {"scene": scene_label, "n_references": len(ds.split("reference")),
                "n_queries": len(ds.split("query")), "methods": {}}
