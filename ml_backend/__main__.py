@@ -11,6 +11,9 @@
     python -m ml_backend regression extract|train|infer ...   (see ml_backend/regression/cli.py)
     python -m ml_backend serve [--host 127.0.0.1] [--port 0] [--unix PATH] [--parent-pid PID] [--token-file F]
     python -m ml_backend ping-bench [--clients 10 --requests 1000 --dataset DIR]
+
+bench, demo, localize and build-db take ``--ray ADDRESS|local``: rendering, database building and localization
+run as Ray tasks with the same results (see ml_backend/distributed and docs/scale-out.md).
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from pose_addon.core.render_config import GROUND_STYLES
+
+from .distributed.cluster import add_ray_arguments
 
 __all__ = ["main", "build_parser"]
 
@@ -50,6 +55,7 @@ def _bench_args(p: argparse.ArgumentParser, out_default: Optional[str]) -> None:
     p.add_argument("--dataset", default=None, help="use an existing dataset folder instead of rendering")
     p.add_argument("--no-viz", action="store_true", help="skip the PNG figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_ray_arguments(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,13 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     _bench_args(sub.add_parser("demo", help="bench on the procedural building into runs/demo"), "runs/demo")
     from . import localize_photos
 
-    localize_photos.add_arguments(sub.add_parser("localize", help="localize photos against a model or a dataset; "
-                                                 "cameras in the model's frame (JSON, COLMAP, nerfstudio)"))
+    loc = sub.add_parser("localize", help="localize photos against a model or a dataset; cameras in the model's "
+                         "frame (JSON, COLMAP, nerfstudio)")
+    localize_photos.add_arguments(loc)
+    add_ray_arguments(loc)
     sub.add_parser("methods", help="list the methods and their options (JSON)")
     b = sub.add_parser("build-db", help="build the feature database of a dataset's reference split")
     b.add_argument("--dataset", required=True)
     b.add_argument("--out", required=True, help="folder (file name encodes the conf) or a .h5 path")
     b.add_argument("--conf", default="sift")
+    add_ray_arguments(b)
     r = sub.add_parser("run-method", help="run one method on a dataset (used by bench, one process each)")
     r.add_argument("--method", required=True)
     r.add_argument("--dataset", required=True)
@@ -138,9 +147,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .features.sift import ImageReadError
     from .intrinsics import IntrinsicsError
     from .methods import MethodUnavailable
+    from .distributed.cluster import ShardError, active, connect_from_args
     from .scenes import SceneSpecError
 
     try:
+        connect_from_args(args)  # --ray ADDRESS|local: the sharded paths of ml_backend.distributed
         if args.command in ("bench", "demo"):
             return _bench(args)
         if args.command == "regression":
@@ -167,11 +178,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "build-db":
             from .database import build_database
 
+            if active():  # --ray: reference frames in chunks as Ray tasks, merged into the same file
+                from .distributed.features import build_database
             print(build_database(args.dataset, args.out, args.conf))
             return 0
         return _run_method(args)
     except (SceneSpecError, BlenderError, DatasetError, ImageReadError, OSError, ValueError, KeyError,
-            IntrinsicsError, MethodUnavailable) as e:
+            IntrinsicsError, MethodUnavailable, ShardError) as e:
         sys.stderr.write(f"error: {e}\n")  # OSError: disk full, permission denied, missing file (named)
         return 1
 

@@ -41,6 +41,7 @@ from pose_addon.core.poses import matrix_to_quat
 from pose_addon.core.render_config import RenderConfig, RenderGroup, LightingConfig
 from pose_addon.core.sampling import PRESETS, SamplerConfig, in_band, placement_preset
 
+from .distributed.cluster import active as distributed_active
 from .estimate import list_photos
 from .intrinsics import IntrinsicsError, load_photo, parse_intrinsics_arg, resolve
 from .methods.interface import open_method
@@ -271,7 +272,10 @@ def run(args) -> int:
                            scale=args.scale, preset=args.preset, n_references=args.n_references, width=args.width,
                            height=args.height, samples=args.samples, engine=args.engine, ground=args.ground,
                            cache=Path(args.cache) if args.cache else None, progress=not args.quiet)
-    res = localize_photos(opts)
+    run_localize = localize_photos
+    if distributed_active():  # --ray: photos in chunks as Ray tasks (see ml_backend.distributed.localize)
+        from .distributed.localize import localize_photos as run_localize
+    res = run_localize(opts)
     for r in res["photos"]:
         what = f"{r['n_inliers']} inliers, confidence {r['confidence']:.2f}" if r["status"] == "ok" else r["reason"]
         band = "" if r.get("in_band", True) else f" (outside the references' band: {r.get('band_note')})"
