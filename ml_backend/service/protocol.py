@@ -37,7 +37,7 @@ import struct
 from typing import Any, Iterator, Optional
 
 __all__ = ["PROTOCOL_VERSION", "MAX_FRAME", "HEADER", "HEADER_SIZE", "HELLO_TIMEOUT_S", "DEFAULT_TIMEOUT_S",
-           "MAX_TIMEOUT_S", "PREAUTH_MAX_FRAME", "MAX_ECHO", "check_timeout", "ErrorCode", "ProtocolError", "RemoteError", "encode", "encode_payload", "Decoder", "make_error",
+           "MAX_TIMEOUT_S", "PREAUTH_MAX_FRAME", "MAX_ECHO", "MAX_REQUEST", "check_timeout", "ErrorCode", "ProtocolError", "RemoteError", "encode", "encode_payload", "Decoder", "make_error",
            "json_clean", "METHODS"]
 
 PROTOCOL_VERSION = 1
@@ -49,6 +49,7 @@ DEFAULT_TIMEOUT_S = 120.0
 MAX_TIMEOUT_S = 3600.0  # a request's ``timeout`` is a number of seconds in (0, MAX_TIMEOUT_S]
 PREAUTH_MAX_FRAME = 4096  # the largest frame accepted before a successful hello (a hello is ~150 bytes)
 MAX_ECHO = 64 * 1024  # bytes of JSON that ``ping`` echoes back
+MAX_REQUEST = 1024 * 1024  # the largest request the worker parses; a longer one is skipped unread (see Decoder)
 
 
 def check_timeout(value: Any) -> float:
@@ -149,10 +150,17 @@ class Decoder:
 
     A non-fatal :class:`ProtocolError` (bad JSON, not an object) consumes its frame, so decoding can go on; a
     fatal one (zero or oversized length) leaves the decoder broken: close the connection.
+
+    ``skip_above``: frames longer than this (up to ``max_frame``) are not buffered nor parsed: their bytes are
+    dropped as they arrive and a non-fatal ``frame_too_large`` is raised once, so the stream stays in sync. The
+    worker uses it to bound the time its event loop spends parsing one request (Python's JSON parser holds the
+    GIL: 1 MiB of numbers takes about 0.2 s).
     """
 
-    def __init__(self, max_frame: int = MAX_FRAME):
+    def __init__(self, max_frame: int = MAX_FRAME, skip_above: Optional[int] = None):
         self.max_frame = max_frame
+        self.skip_above = skip_above
+        self._skip = 0  # bytes of a skipped frame still to drop
         self._buf = bytearray()
         self.broken: Optional[ProtocolError] = None
 
@@ -162,6 +170,10 @@ class Decoder:
 
     def feed(self, data: bytes) -> None:
         if self.broken is None:
+            if self._skip:
+                k = min(self._skip, len(data))
+                self._skip -= k
+                data = data[k:]
             self._buf += data
 
     def __iter__(self) -> Iterator[dict]:
@@ -187,6 +199,12 @@ class Decoder:
                                         f"frame of {n} bytes exceeds the {self.max_frame} byte limit", True)
             self._buf = bytearray()
             raise self.broken
+        if self.skip_above is not None and n > self.skip_above:
+            k = min(len(buf) - HEADER_SIZE, n)
+            del buf[:HEADER_SIZE + k]
+            self._skip = n - k
+            raise ProtocolError(ErrorCode.FRAME_TOO_LARGE, f"request of {n} bytes is over the {self.skip_above} "
+                                "byte limit for requests: skipped unread", False)
         if len(buf) < HEADER_SIZE + n:
             return None
         body = bytes(buf[HEADER_SIZE:HEADER_SIZE + n])

@@ -190,6 +190,7 @@ class WorkerServer:
             "ping": ("inline", self._m_ping), "info": ("thread", self._t_info),
             "estimate_pose": ("thread", self.handlers.estimate_pose),
             "models.list": ("thread", self.handlers.models_list),
+            "methods.list": ("thread", self.handlers.methods_list),
             "solve_pnp": ("thread", self.handlers.solve_pnp),
             "job.start": ("inline", self._m_job_start), "job.status": ("inline", self._m_job_status),
             "job.cancel": ("async", self._m_job_cancel), "job.list": ("inline", self._m_job_list),
@@ -351,6 +352,7 @@ class WorkerServer:
             return
         conn.authed = True
         conn.decoder.max_frame = P.MAX_FRAME
+        conn.decoder.skip_above = P.MAX_REQUEST
         if conn._hello_timer:
             conn._hello_timer.cancel()
         conn.send({"id": req_id, "result": {"protocol": P.PROTOCOL_VERSION, "server": "ml_backend",

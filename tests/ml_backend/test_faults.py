@@ -173,14 +173,38 @@ def test_timeout_out_of_range_is_a_clear_error(worker, timeout):
 
 def test_huge_echo_is_refused_naming_the_field(worker):
     s = _raw(worker, hello=True)
+    pinger = Pinger(worker)
     try:
-        s.sendall(P.encode({"id": 1, "method": "ping", "params": {"echo": "x" * (P.MAX_FRAME - 100)}}))
+        # 16 MiB of numbers: skipped unread (parsing it would hold the GIL for seconds), the stream stays in sync
+        body = json.dumps({"id": 1, "method": "ping", "params": {"echo": list(range(1_600_000))}}).encode()
+        body = body[:-3] + b" " * (P.MAX_FRAME - len(body)) + body[-3:]
+        s.sendall(_frame(body))
         m = _recv(s, 30)
-        assert m["error"]["code"] == "invalid_params" and "'echo'" in m["error"]["message"], m["error"]
-        s.sendall(P.encode({"id": 2, "method": "ping", "params": {"echo": "ok"}}))
+        assert m["id"] is None and m["error"]["code"] == "frame_too_large", m["error"]
+        assert f"request of {P.MAX_FRAME} bytes" in m["error"]["message"]
+        s.sendall(P.encode({"id": 2, "method": "ping", "params": {"echo": "x" * 200_000}}))
+        m = _recv(s, 30)
+        assert m["id"] == 2 and m["error"]["code"] == "invalid_params" and "'echo'" in m["error"]["message"], m
+        s.sendall(P.encode({"id": 3, "method": "ping", "params": {"echo": "ok"}}))
         assert _recv(s)["result"]["echo"] == "ok"
     finally:
         s.close()
+        worst = pinger.stop()
+    assert worst < 1.0, worst
+
+
+def test_big_pnp_request_keeps_ping_fast(worker):
+    """The largest solve_pnp a request can carry (1 MiB of JSON): ping stays under 1 s."""
+    rng = np.random.default_rng(0)
+    n = 12000
+    p3 = (rng.uniform(-5, 5, (n, 3)) + [0, 0, 20]).round(3).tolist()
+    p2 = rng.uniform(0, 640, (n, 2)).round(2).tolist()
+    pinger = Pinger(worker)
+    r = worker.request("solve_pnp", {"points2d": p2, "points3d": p3, "intrinsics": {
+        "width": 640, "height": 480, "fx": 500, "fy": 500, "cx": 320, "cy": 240}}, timeout=120)
+    worst = pinger.stop()
+    assert "success" in r
+    assert worst < 1.0, worst
 
 
 # ------------------------------------------------------------------------------------------------ flood
