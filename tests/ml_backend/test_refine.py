@@ -184,3 +184,28 @@ def test_sift_refine_through_the_method_runner(synth_dataset, synth_db, tmp_path
     for k, v in mb["recall"].items():
         assert mr["recall"][k] >= v, (k, mb["recall"], mr["recall"])
     assert all("t_refine_s" in r for r in ref["rows"])
+
+
+def test_photos_estimated_with_sift_refine(synth_dataset, synth_db, tmp_path):
+    """The user path: a folder of photos, ``sift+refine`` against a dataset; rows say what refinement did."""
+    import shutil
+
+    from ml_backend.estimate import estimate_photos
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    q = synth_dataset.split("query")[0]
+    shutil.copy(synth_dataset.path(q.image), photos / "a.png")
+    conf = {"dataset": str(synth_dataset.root), "database": str(synth_db), "workdir": str(tmp_path / "w")}
+    try:
+        rows = estimate_photos(photos, "sift+refine", conf, q.intrinsics.to_dict())
+    except Exception as e:  # noqa: BLE001 -- only a missing OpenGL context may skip
+        if "OpenGL" in str(e):
+            pytest.skip(str(e))
+        raise
+    assert len(rows) == 1 and rows[0]["success"] and rows[0]["method"] == "sift+refine"
+    assert rows[0]["timings"]["refine"] > 0
+    t, R = _err(np.asarray(rows[0]["cam_from_world"]), q.cam_from_world)
+    assert t < 0.05 and R < 0.5
+    bad = estimate_photos(photos, "sift+refine", {"database": str(synth_db)}, q.intrinsics.to_dict())
+    assert not bad[0]["success"] and "scene.glb" in bad[0]["message"]
