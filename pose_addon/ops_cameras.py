@@ -7,37 +7,40 @@ import numpy as np
 from .blender import camera as bcam
 from .core.sampling import aabb_inside_fn, placement_preset, sample_cameras
 from .scene_utils import box_corners, ensure_collection, target_objects, world_bounds
+from .threaded import ThreadedOperator
 
 COLLECTION = "Sampled Cameras"
 
 
-class POSE_OT_sample_cameras(bpy.types.Operator):
+class POSE_OT_sample_cameras(ThreadedOperator, bpy.types.Operator):
     bl_idname = "building_pose.sample_cameras"
     bl_label = "Sample Cameras"
     bl_description = ("Sample cameras around the selected meshes (or every visible mesh) with the panel's settings; "
                       "camera objects also set the scene resolution to the dataset's")
     bl_options = {"REGISTER", "UNDO"}
+    busy_text = "Sampling cameras"
 
     @classmethod
     def poll(cls, context):
         return context.scene is not None and any(o.type == "MESH" for o in context.scene.objects)
 
-    def execute(self, context):
+    def prepare(self, context):
+        """The sampler call (pure numpy, run in a thread from the UI)."""
         settings = context.scene.pose_tools
         objs = target_objects(context)
         if not objs:
-            self.report({"ERROR"}, "No mesh to sample around: add or select a building mesh")
-            return {"CANCELLED"}
+            raise ValueError("No mesh to sample around: add or select a building mesh")
         boxes = world_bounds(objs)
         lo, hi = boxes[:, 0].min(0), boxes[:, 1].max(0)
         target = (lo + hi) / 2
         intr = settings.render.intrinsics()
-        try:
-            poses = sample_cameras(settings.sampling.to_config((lo, hi)), target, intr, box_corners(boxes),
-                                   aabb_inside_fn(boxes))
-        except (RuntimeError, ValueError) as e:
-            self.report({"ERROR"}, str(e))
-            return {"CANCELLED"}
+        cfg = settings.sampling.to_config((lo, hi))
+        self._n_objects = len(objs)
+        return lambda: sample_cameras(cfg, target, intr, box_corners(boxes), aabb_inside_fn(boxes))
+
+    def apply(self, context, poses):
+        settings = context.scene.pose_tools
+        intr = settings.render.intrinsics()
         clear_sampled(context)
         changed = ""
         if settings.sampling.output == "POSES":
@@ -60,7 +63,7 @@ class POSE_OT_sample_cameras(bpy.types.Operator):
         from . import draw
 
         draw.invalidate()
-        self.report({"INFO"}, f"Sampled {len(poses)} cameras around {len(objs)} object(s){changed}")
+        self.report({"INFO"}, f"Sampled {len(poses)} cameras around {self._n_objects} object(s){changed}")
         return {"FINISHED"}
 
 

@@ -10,6 +10,7 @@ from .core.dataset import DatasetError, Keypoint, load_keypoints, save_keypoints
 from .core.keypoints import suggest_keypoints
 from .paths import resolve
 from .scene_utils import ensure_collection, target_objects, world_bounds
+from .threaded import ThreadedOperator
 
 COLLECTION = "Keypoints"
 
@@ -348,18 +349,20 @@ def clear_keypoints(context) -> None:
     kps.active_index = 0
 
 
-class POSE_OT_suggest_keypoints(bpy.types.Operator):
+class POSE_OT_suggest_keypoints(ThreadedOperator, bpy.types.Operator):
     """Propose well-spread salient keypoints (corners on sharp edges, farthest-point sampling) on the target"""
 
     bl_idname = "building_pose.suggest_keypoints"
     bl_label = "Suggest Keypoints"
     bl_options = {"REGISTER", "UNDO"}
+    busy_text = "Suggesting keypoints"
 
     @classmethod
     def poll(cls, context):
         return context.scene is not None and any(o.type == "MESH" for o in context.scene.objects)
 
-    def execute(self, context):
+    def prepare(self, context):
+        """The target's triangles, then the suggestion itself (pure numpy, run in a thread from the UI)."""
         objs = target_objects(context)
         depsgraph = context.evaluated_depsgraph_get()
         verts, faces, owners, offset = [], [], [], 0
@@ -367,22 +370,28 @@ class POSE_OT_suggest_keypoints(bpy.types.Operator):
             ev = o.evaluated_get(depsgraph)
             mesh = ev.to_mesh()
             mesh.calc_loop_triangles()
-            v = np.array([ev.matrix_world @ x.co for x in mesh.vertices], dtype=np.float64).reshape(-1, 3)
-            f = np.array([t.vertices[:] for t in mesh.loop_triangles], dtype=np.int64).reshape(-1, 3)
+            co = np.empty(len(mesh.vertices) * 3)
+            mesh.vertices.foreach_get("co", co)
+            M = np.array(ev.matrix_world)
+            v = co.reshape(-1, 3) @ M[:3, :3].T + M[:3, 3]
+            tri = np.empty(len(mesh.loop_triangles) * 3, dtype=np.int64)
+            mesh.loop_triangles.foreach_get("vertices", tri)
             ev.to_mesh_clear()
             verts.append(v)
-            faces.append(f + offset)
-            owners += [o] * len(v)
+            faces.append(tri.reshape(-1, 3) + offset)
+            owners += [o.name] * len(v)
             offset += len(v)
         if offset == 0:
-            self.report({"ERROR"}, "The target meshes have no vertices")
-            return {"CANCELLED"}
+            raise ValueError("The target meshes have no vertices")
         V, F = np.concatenate(verts), np.concatenate(faces)
         ground = float(V[:, 2].min()) + 0.05
-        pts = suggest_keypoints(V, F, keypoint_list(context).suggest_count, min_z=ground)
+        n = keypoint_list(context).suggest_count
+        self._V, self._owners = V, owners
+        return lambda: suggest_keypoints(V, F, n, min_z=ground)
+
+    def apply(self, context, pts):
         for i, p in enumerate(pts):
-            owner = owners[int(np.argmin(np.linalg.norm(V - p, axis=1)))]
+            owner = bpy.data.objects.get(self._owners[int(np.argmin(np.linalg.norm(self._V - p, axis=1)))])
             add_keypoint(context, _unique_name(context, f"kp_{i:02d}"), p, owner)
         self.report({"INFO"}, f"Suggested {len(pts)} keypoints")
         return {"FINISHED"}
-
