@@ -219,6 +219,37 @@ class POSE_OT_export_nerfstudio(bpy.types.Operator, ExportHelper):
         return {"FINISHED"}
 
 
+class POSE_OT_export_dataset(bpy.types.Operator):
+    bl_idname = "building_pose.export_dataset"
+    bl_label = "Export Dataset"
+    bl_description = ("Write a rendered dataset's cameras for other tools: a COLMAP text model in <dataset>/colmap, "
+                      "or a nerfstudio transforms.json (with depth_file_path) in the dataset folder")
+
+    format: EnumProperty(name="Format", default="COLMAP", description="Which tool's format",
+                         items=[("COLMAP", "COLMAP", "cameras.txt, images.txt and points3D.txt in <dataset>/colmap"),
+                                ("NERFSTUDIO", "nerfstudio", "<dataset>/transforms.json, depth as depth_mm/*.npy")])
+    dataset: StringProperty(name="Dataset", subtype="DIR_PATH",
+                            description="Dataset folder (default: the Dataset panel's output folder)")
+
+    def execute(self, context):
+        from .core.dataset import Dataset, DatasetError, export_colmap, export_nerfstudio
+        from .ops_dataset import output_folder
+        from .paths import resolve
+
+        try:
+            root = resolve(self.dataset, "dataset folder") if self.dataset else output_folder(context)
+            ds = Dataset.load(root)
+            if self.format == "COLMAP":
+                out = export_colmap(ds, root / "colmap")
+            else:
+                out = export_nerfstudio(ds, root / "transforms.json")
+        except (DatasetError, ValueError, OSError) as e:
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Wrote the {len(ds.frames)} cameras of {root.name} to {out}")
+        return {"FINISHED"}
+
+
 def _menu_import(self, context):
     self.layout.operator(POSE_OT_import_colmap.bl_idname, text="COLMAP Cameras (.txt)")
     self.layout.operator(POSE_OT_import_nerfstudio.bl_idname, text="nerfstudio Cameras (transforms.json)")

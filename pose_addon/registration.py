@@ -26,7 +26,7 @@ CLASSES = (
     ops_models.POSE_OT_refresh_models, ops_models.POSE_OT_use_model, ops_models.POSE_OT_start_model_job,
     ops_models.POSE_OT_cancel_model_job,
     ops_io.POSE_OT_import_colmap, ops_io.POSE_OT_export_colmap, ops_io.POSE_OT_import_nerfstudio,
-    ops_io.POSE_OT_export_nerfstudio, ops_io.POSE_OT_import_localize,
+    ops_io.POSE_OT_export_nerfstudio, ops_io.POSE_OT_import_localize, ops_io.POSE_OT_export_dataset,
     ui.POSE_PT_cameras, ui.POSE_PT_dataset, ui.POSE_UL_keypoints, ui.POSE_PT_keypoints, ui.POSE_PT_annotate,
     ui.POSE_PT_estimates, ui.POSE_PT_worker, ui.POSE_UL_models, ui.POSE_PT_models,
 )

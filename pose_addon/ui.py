@@ -90,6 +90,9 @@ class POSE_PT_dataset(_PosePanel, bpy.types.Panel):
             self.layout.operator("building_pose.render_dataset", icon="RENDER_ANIMATION")
             if rt.render_status:
                 self.layout.label(text=rt.render_status)
+            row = self.layout.row(align=True)
+            row.operator("building_pose.export_dataset", text="COLMAP", icon="EXPORT").format = "COLMAP"
+            row.operator("building_pose.export_dataset", text="nerfstudio", icon="EXPORT").format = "NERFSTUDIO"
 
 
 class POSE_UL_keypoints(bpy.types.UIList):

@@ -156,6 +156,14 @@ def test_a_finished_render_leaves_the_scene_as_it_was(user_scene, tmp_path):
     depth = ds.read_depth(ds.frames[0])
     assert (depth > 0).mean() > 0.2
     assert ds.manifest["render"]["engine"] == "CYCLES"
+    # the Dataset panel's export buttons
+    assert "FINISHED" in bpy.ops.building_pose.export_dataset(format="COLMAP")
+    assert "FINISHED" in bpy.ops.building_pose.export_dataset(format="NERFSTUDIO")
+    import json
+
+    frames = json.loads((tmp_path / "ds" / "transforms.json").read_text())["frames"]
+    assert len(frames) == 3 and all((tmp_path / "ds" / f["depth_file_path"]).is_file() for f in frames)
+    assert len(importlib.import_module(PKG + ".core.interchange").read_colmap(tmp_path / "ds" / "colmap")) == 3
 
 
 def test_a_cancelled_render_leaves_the_scene_as_it_was(user_scene, tmp_path):
