@@ -212,19 +212,20 @@ def write_outputs(result: dict, out: Path) -> None:
     cam_lines, img_lines, frames = [], [], []
     for i, r in enumerate(ok, start=1):
         K = np.asarray(r["K"], np.float64)
-        cx, cy = opencv_to_colmap_principal_point(K[0, 2], K[1, 2])
-        d = r.get("dist") or []
+        fx, fy = float(K[0, 0]), float(K[1, 1])
+        cx, cy = (float(x) for x in opencv_to_colmap_principal_point(K[0, 2], K[1, 2]))
+        d = [float(x) for x in (r.get("dist") or [])]
         if d and any(abs(x) > 0 for x in d):
-            cam_lines.append(f"{i} OPENCV {r['width']} {r['height']} {K[0, 0]!r} {K[1, 1]!r} {cx!r} {cy!r} "
-                             f"{float(d[0])!r} {float(d[1]) if len(d) > 1 else 0.0!r} 0.0 0.0")
+            cam_lines.append(f"{i} OPENCV {r['width']} {r['height']} {fx!r} {fy!r} {cx!r} {cy!r} "
+                             f"{d[0]!r} {d[1] if len(d) > 1 else 0.0!r} 0.0 0.0")
         else:
-            cam_lines.append(f"{i} PINHOLE {r['width']} {r['height']} {K[0, 0]!r} {K[1, 1]!r} {cx!r} {cy!r}")
+            cam_lines.append(f"{i} PINHOLE {r['width']} {r['height']} {fx!r} {fy!r} {cx!r} {cy!r}")
         T = np.asarray(r["cam_from_world"], np.float64)
         q, t = matrix_to_quat(T[:3, :3]), T[:3, 3]
         img_lines += [f"{i} {' '.join(repr(float(x)) for x in q)} {' '.join(repr(float(x)) for x in t)} {i} "
                       f"{Path(r['image']).name}", ""]
         frames.append({"file_path": os.path.relpath(r["image"], out), "transform_matrix":
-                       blender_matrix_world_from_cam_from_world(T).tolist(), "fl_x": K[0, 0], "fl_y": K[1, 1],
+                       blender_matrix_world_from_cam_from_world(T).tolist(), "fl_x": fx, "fl_y": fy,
                        "cx": cx, "cy": cy, "w": r["width"], "h": r["height"],
                        **({"k1": float(d[0]), "k2": float(d[1]) if len(d) > 1 else 0.0} if d else {})})
     col = out / "colmap"

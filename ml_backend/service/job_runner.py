@@ -212,6 +212,39 @@ def _v_estimate(params: dict, work_dir: Path) -> dict:
     return {"path": str(path), "method": method, "conf": conf, "intrinsics": intr}
 
 
+def _v_localize(params: dict, work_dir: Path) -> dict:
+    """``localize``: photos against a model or a dataset (see :mod:`ml_backend.localize_photos`)."""
+    from pose_addon.core.sampling import PRESETS
+
+    from ..intrinsics import IntrinsicsError, parse_intrinsics_arg
+    from ..methods import REGISTRY
+
+    model, dataset = params.get("model"), params.get("dataset")
+    if bool(model) == bool(dataset):
+        raise ParamError("invalid_params", "give exactly one of 'model' (a mesh file) or 'dataset' (a folder)")
+    src = Path(_get(params, "model" if model else "dataset", str)).expanduser()
+    if not src.exists():
+        raise ParamError("not_found", f"{'model' if model else 'dataset'}: not found: {src}")
+    photos = _get(params, "photos", (str, list))
+    photos = [photos] if isinstance(photos, str) else photos
+    for ph in photos:
+        if not isinstance(ph, str) or not Path(ph).expanduser().exists():
+            raise ParamError("not_found", f"photos: not found: {ph}")
+    intr = _get(params, "intrinsics", str, "exif")
+    try:
+        parse_intrinsics_arg(intr)
+    except IntrinsicsError as e:
+        raise ParamError("invalid_params", str(e)) from None
+    return {"model": str(src) if model else None, "dataset": str(src) if dataset else None, "photos": photos,
+            "out": str(Path(_get(params, "out", str, str(work_dir / "localize"))).expanduser()),
+            "intrinsics": intr, "method": _get(params, "method", str, "sift", lambda m: m in REGISTRY),
+            "options": dict(_get(params, "options", dict, {})), "up_axis": _get(params, "up_axis", str, None),
+            "scale": _get(params, "scale", (int, float), None, lambda v: v > 0),
+            "preset": _get(params, "preset", str, "street", lambda v: v in PRESETS),
+            "n_references": _get(params, "n_references", int, 60, lambda v: v > 0),
+            "cache": _get(params, "cache", str, None)}
+
+
 def _v_train(params: dict, work_dir: Path) -> dict:
     ds = _existing_dir(params, "dataset")
     if not (ds / "manifest.json").is_file():
@@ -287,6 +320,18 @@ def _run_estimate(p: dict) -> dict:
     return {"estimates": rows, "n_localized": sum(1 for r in rows if r.get("success"))}
 
 
+def _run_localize(p: dict) -> dict:
+    from ..localize_photos import LocalizeOptions, localize_photos
+
+    report(0.0, "localize", "references", force=True)
+    opts = LocalizeOptions(photos=p["photos"], out=Path(p["out"]), model=p["model"], dataset=p["dataset"],
+                           intrinsics=p["intrinsics"], method=p["method"], options=p["options"],
+                           up_axis=p["up_axis"], scale=p["scale"], preset=p["preset"],
+                           n_references=p["n_references"], cache=Path(p["cache"]) if p["cache"] else None)
+    res = localize_photos(opts, on_progress=lambda f, msg: report(f, "localize", msg))
+    return {"poses": str(Path(p["out"]) / "poses.json"), "summary": res["summary"]}
+
+
 def _run_train_regression(p: dict) -> dict:
     """Train (or reuse) the regression checkpoint of a dataset's scene: GL training views, features, network."""
     from pose_addon.core.dataset import Dataset
@@ -338,6 +383,7 @@ KINDS: dict[str, tuple[Callable, Callable]] = {
     "render_queries": (_v_render, _run_render),
     "benchmark": (_v_benchmark, _run_benchmark),
     "estimate": (_v_estimate, _run_estimate),
+    "localize": (_v_localize, _run_localize),
     "train_regression": (_v_train, _run_train_regression),
     "train_keypoints": (_v_train, _run_train_keypoints),
     "sleep": (_v_sleep, _run_sleep),

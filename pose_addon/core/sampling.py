@@ -109,7 +109,8 @@ def placement_preset(name: str, bounds_min, bounds_max, n: int = 100, seed: int 
     if name == "street":
         r = 0.5 * float(np.hypot(ext[0], ext[1]))
         return SamplerConfig(n=n, layout=layout, distance=(r + 0.5 * longest, r + 1.3 * longest),
-                             elevation_deg=(0.0, 0.0), seed=seed, eye_height_m=tuple(float(x) for x in eye_height_m), ground_z=float(lo[2]))
+                             elevation_deg=(0.0, 0.0), seed=seed, eye_height_m=tuple(float(x) for x in eye_height_m),
+                             ground_z=float(lo[2]))
     raise ValueError(f"unknown placement preset {name!r}; choose one of {', '.join(PRESETS)}")
 
 
