@@ -210,7 +210,7 @@ def test_operators_that_change_the_scene_on_purpose_support_undo(ext):
         assert "UNDO" in ops[name].bl_options, name
 
 
-def test_sample_cameras_changes_only_what_it_says(user_scene):
+def test_sample_cameras_changes_only_what_it_says(user_scene, capfd):
     s = user_scene.pose_tools
     s.sampling.output = "POSES"
     before = snapshot()
@@ -219,9 +219,11 @@ def test_sample_cameras_changes_only_what_it_says(user_scene):
     assert_same(before, snapshot(), expected="scene.pose_tools.poses")  # no setting, object or data block
     assert "FINISHED" in bpy.ops.building_pose.clear_cameras()
     s.sampling.output = "CAMERAS"
+    capfd.readouterr()
     assert "FINISHED" in bpy.ops.building_pose.sample_cameras()
     r = user_scene.render
-    assert (r.resolution_x, r.resolution_y, r.resolution_percentage) == (32, 24, 100)  # reported as changed
+    assert (r.resolution_x, r.resolution_y, r.resolution_percentage) == (32, 24, 100)
+    assert "scene resolution set to 32x24 (was 1234x567 at 50%)" in capfd.readouterr().out  # the report says so
     assert "FINISHED" in bpy.ops.building_pose.clear_cameras()
 
 
