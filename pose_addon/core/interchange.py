@@ -17,6 +17,7 @@ from typing import Optional
 import numpy as np
 
 from .cameras import Intrinsics, cam_from_world_from_blender_matrix_world
+from .model_frame import default_up_axis, rebase_pose, up_axis_rotation
 from .poses import quat_to_matrix
 
 __all__ = ["InterchangeError", "CameraRecord", "read_colmap", "read_nerfstudio", "read_localize",
@@ -170,15 +171,12 @@ def read_nerfstudio(path: Path | str) -> list[CameraRecord]:
 
 
 # ----------------------------------------------------------------------------------------------- localize
-#: glTF and OBJ files are Y-up; Blender's importers turn them Z-up with this rotation (+90 deg about X)
-_Y_UP_TO_Z_UP = np.array([[1.0, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]])
-
-
-def model_to_blender_import(model_path: str) -> np.ndarray:
-    """``blender_from_model`` 4x4: how Blender's importer places the model file's frame in its world (glTF and
-    OBJ: Y up -> Z up; other formats as they are)."""
-    ext = Path(model_path).suffix.lower()
-    return _Y_UP_TO_Z_UP.copy() if ext in (".glb", ".gltf", ".obj") else np.eye(4)
+def model_to_blender_import(model_path: str, up_axis: Optional[str] = None) -> np.ndarray:
+    """``blender_from_model`` 4x4: how Blender's importer places the model file's frame in its world (its up
+    axis turned to +Z: glTF and OBJ are Y-up, see :mod:`.model_frame`)."""
+    M = np.eye(4)
+    M[:3, :3] = up_axis_rotation(up_axis or default_up_axis(str(model_path)))
+    return M
 
 
 def read_localize(path: Path | str, frame: str = "import") -> tuple[dict, list[CameraRecord]]:
@@ -186,7 +184,8 @@ def read_localize(path: Path | str, frame: str = "import") -> tuple[dict, list[C
 
     ``frame`` chooses the world the returned ``cam_from_world`` live in: ``model`` (the model file's own frame,
     as written), ``import`` (the model as Blender's importer places it, see :func:`model_to_blender_import`) or
-    ``render`` (the render world, via the file's ``model_from_world``). Failed photos come back with
+    ``render`` (the render world, via the file's ``model_from_world``); poses stay rigid
+    (:func:`.model_frame.rebase_pose`). Failed photos come back with
     ``cam_from_world`` None and their reason in ``info``.
     """
     path = Path(path)
@@ -214,7 +213,7 @@ def read_localize(path: Path | str, frame: str = "import") -> tuple[dict, list[C
             raise InterchangeError(f"{path}: 'model_from_world' must be 4x4 to place the cameras in the render world")
         model_from_frame = mfw
     elif frame == "import":
-        model_from_frame = np.linalg.inv(model_to_blender_import(str(doc.get("model", ""))))
+        model_from_frame = np.linalg.inv(model_to_blender_import(str(doc.get("model", "")), doc.get("up_axis")))
     else:
         model_from_frame = np.eye(4)
     out = []
@@ -244,22 +243,5 @@ def read_localize(path: Path | str, frame: str = "import") -> tuple[dict, list[C
             raise InterchangeError(f"{where} ({stem}): cam_from_world's rotation is not a rotation")
         dist = tuple(float(x) for x in (p.get("dist") or ()))
         intr = Intrinsics(w, h, float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]), dist)
-        out.append(CameraRecord(stem, _resolve(image, path.parent), intr, pose_in_frame(T, model_from_frame), info))
+        out.append(CameraRecord(stem, _resolve(image, path.parent), intr, rebase_pose(T, model_from_frame), info))
     return doc, out
-
-
-def pose_in_frame(cam_from_model: np.ndarray, model_from_frame: np.ndarray) -> np.ndarray:
-    """``cam_from_frame`` (rigid, OpenCV axes) of a camera given in the model's frame, when ``model_from_frame``
-    is a similarity (rotation, uniform scale, translation): the centre moves as a point, the axes only rotate."""
-    S = np.asarray(model_from_frame, np.float64)
-    scale = float(np.cbrt(np.linalg.det(S[:3, :3])))
-    if not np.isfinite(scale) or scale <= 0:
-        raise InterchangeError("model_from_world must be a similarity transform with a positive scale")
-    R_model_from_frame = S[:3, :3] / scale
-    T = np.asarray(cam_from_model, np.float64)
-    c_model = -T[:3, :3].T @ T[:3, 3]
-    c_frame = np.linalg.solve(S, np.r_[c_model, 1.0])[:3]
-    R = T[:3, :3] @ R_model_from_frame
-    out = np.eye(4)
-    out[:3, :3], out[:3, 3] = R, -R @ c_frame
-    return out
