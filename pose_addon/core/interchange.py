@@ -171,11 +171,11 @@ def read_nerfstudio(path: Path | str) -> list[CameraRecord]:
 
 
 # ----------------------------------------------------------------------------------------------- localize
-def model_to_blender_import(model_path: str, up_axis: Optional[str] = None) -> np.ndarray:
-    """``blender_from_model`` 4x4: how Blender's importer places the model file's frame in its world (its up
-    axis turned to +Z: glTF and OBJ are Y-up, see :mod:`.model_frame`)."""
+def model_to_blender_import(model_path: str) -> np.ndarray:
+    """``blender_from_model`` 4x4: how Blender's importers place the model file's frame in their world (glTF
+    and OBJ turned from Y-up to Z-up, PLY as it is; see :func:`.model_frame.default_up_axis`)."""
     M = np.eye(4)
-    M[:3, :3] = up_axis_rotation(up_axis or default_up_axis(str(model_path)))
+    M[:3, :3] = up_axis_rotation(default_up_axis(str(model_path)))
     return M
 
 
@@ -213,7 +213,9 @@ def read_localize(path: Path | str, frame: str = "import") -> tuple[dict, list[C
             raise InterchangeError(f"{path}: 'model_from_world' must be 4x4 to place the cameras in the render world")
         model_from_frame = mfw
     elif frame == "import":
-        model_from_frame = np.linalg.inv(model_to_blender_import(str(doc.get("model", "")), doc.get("up_axis")))
+        # what Blender's importer does depends on the file type only (glTF is Y-up by specification), not on
+        # the up axis the references were rendered with
+        model_from_frame = np.linalg.inv(model_to_blender_import(str(doc.get("model", ""))))
     else:
         model_from_frame = np.eye(4)
     out = []
