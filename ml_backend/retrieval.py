@@ -106,6 +106,9 @@ class VotingIndex:
         self._data = np.ascontiguousarray(np.concatenate(parts)) if len(self.owner) else None
         self._index = None
         if self._data is not None:
+            # the randomized k-d trees draw from OpenCV's RNG: seeded, the same references give the same index
+            # (and the same retrievals) in every process, whatever ran before
+            cv2.setRNGSeed(0)
             self._index = cv2.flann_Index(self._data, {"algorithm": 1, "trees": int(self.conf["trees"])})
 
     def votes(self, query_descriptors: np.ndarray) -> np.ndarray:
