@@ -24,7 +24,7 @@ import numpy as np
 
 from pose_addon.core.dataset import DatasetError
 
-__all__ = ["CorruptFile", "ImageRejected", "verify_hdf5", "check_image_file", "degenerate_image_reason",
+__all__ = ["CorruptFile", "ImageRejected", "verify_hdf5", "die_with_parent", "check_image_file", "degenerate_image_reason",
            "load_torch_file", "MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS", "MIN_IMAGE_SIDE"]
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -194,7 +194,20 @@ def load_torch_file(path: Path | str, what: str = "checkpoint"):
         raise CorruptFile(path, f"unreadable {what} ({type(e).__name__}: {str(e)[:300]})") from None
 
 
+def die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this (child) process when its parent goes, even if it is stuck in C code
+    holding the GIL, where no Python-level watchdog could run."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: Optional[list] = None) -> int:
+    die_with_parent()
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 2 or argv[0] != "hdf5":
         sys.stderr.write("usage: python -m ml_backend.integrity hdf5 FILE\n")

@@ -4,7 +4,11 @@ The OpenGL context (Mesa llvmpipe on CPU) never shares a process with torch: Mes
 LLVM cannot live in one process (see :mod:`ml_backend.render.gl`). The child (``python -m
 ml_backend.render.process SCENE``) imports numpy, trimesh and moderngl only, and exits when its stdin closes, so a
 killed parent leaves no renderer behind and a crash inside the GL driver ends only the child (reported as
-:class:`RenderError` with its exit code).
+:class:`RenderError` with its exit code). On Linux the kernel also kills the child when the *thread* that created
+it ends (``PR_SET_PDEATHSIG``): create a renderer in a thread that outlives its use.
+
+Cost, measured on 2 CPU cores (llvmpipe): 1.0 s to start the child; 3.4 ms a 320x240 frame against 3.1 ms in
+process (the pipe adds about 0.3 ms for its 0.5 MB).
 
 Wire format on the child's stdin/stdout: one JSON line per request (``{"op": "render", "cam_from_world": 4x4,
 "intrinsics": {...}, "near", "far"}``, ``{"op": "lighting", "light_dir": [3], "ambient"}``, ``{"op": "close"}``),
@@ -165,6 +169,9 @@ class SceneRenderer:
 
 
 def _serve(scene: str, ambient: float, light_dir: list, backend: Optional[str]) -> int:
+    from ..integrity import die_with_parent
+
+    die_with_parent()  # besides the end of stdin: a renderer stuck inside the GL driver still goes
     out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)  # library chatter goes to stderr, the protocol owns the real stdout
     sys.stdout = sys.stderr
