@@ -206,9 +206,10 @@ class WorkerServer:
             log.warning("closing %s: too many connections without a hello", old.peer)
             self.n_refused += 1
             old.abort()
-        if len(self.conns) >= MAX_CONNECTIONS:
+        n_open = sum(1 for c in self.conns if not c.closed)  # evicted ones leave the set a moment later
+        if n_open >= MAX_CONNECTIONS:
             self.n_refused += 1
-            log.warning("refusing %s: %d connections open", conn.peer, len(self.conns))
+            log.warning("refusing %s: %d connections open", conn.peer, n_open)
             conn.send(P.make_error(None, P.ErrorCode.BUSY, f"the worker serves at most {MAX_CONNECTIONS} connections"))
             conn.close()
             return False
