@@ -680,3 +680,27 @@ def test_corrupt_cached_database_is_rebuilt(worker, synth_dataset):
     r2 = worker.estimate_pose(str(synth_dataset.path(q.image)), dataset=str(synth_dataset.root), timeout=300)
     assert r2["success"] and Path(r2["database"]) == db, r2["message"]
     verify_hdf5(db)
+
+
+def test_global_connection_limit(worker):
+    """Authenticated connections beyond 64 are answered 'busy' and closed; those within keep working."""
+    socks, refused = [], None
+    try:
+        for _ in range(80):
+            s = socket.create_connection((worker.ready["address"], worker.ready["port"]), timeout=10)
+            s.sendall(P.encode({"id": 0, "method": "hello", "params": {"protocol": 1, "token": worker.token}}))
+            m = _recv(s)
+            if m is not None and "error" in m:
+                refused = m
+                s.close()
+                break
+            socks.append(s)
+        assert refused is not None and refused["error"]["code"] == "busy", refused
+        assert len(socks) <= 64
+        socks[0].sendall(P.encode({"id": 1, "method": "ping"}))
+        assert _recv(socks[0])["result"]["pong"]
+    finally:
+        for s in socks:
+            s.close()
+    time.sleep(0.3)
+    assert worker.ping()["pong"]
