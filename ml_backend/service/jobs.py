@@ -30,6 +30,8 @@ __all__ = ["Job", "JobManager", "TERMINAL"]
 
 log = logging.getLogger("ml_backend.service.jobs")
 TERMINAL = ("done", "failed", "cancelled")
+MAX_ACTIVE_JOBS = 64  # queued + running; more job.start requests are answered "busy"
+KEEP_FINISHED = 200  # finished jobs remembered for job.status / job.list (the oldest are forgotten)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -89,6 +91,12 @@ class JobManager:
     def start(self, kind: str, params: Any) -> Job:
         """Validate and queue a job; raises :class:`job_runner.ParamError` for bad parameters."""
         norm = job_runner.validate(kind, params, self.work_dir)
+        if len(self.running()) >= MAX_ACTIVE_JOBS:
+            raise job_runner.ParamError("busy", f"{MAX_ACTIVE_JOBS} jobs are queued or running: wait for some to "
+                                        "end or cancel them")
+        finished = [j for j in self.jobs.values() if j.state in TERMINAL]
+        for old in finished[: max(0, len(finished) - KEEP_FINISHED + 1)]:
+            del self.jobs[old.id]
         job_id = f"j{self._next}"
         self._next += 1
         job = Job(job_id, kind, norm, self.work_dir / "jobs" / self._session / job_id)

@@ -704,3 +704,21 @@ def test_global_connection_limit(worker):
             s.close()
     time.sleep(0.3)
     assert worker.ping()["pong"]
+
+
+def test_job_queue_is_bounded(worker):
+    """job.start beyond 64 queued or running jobs is 'busy'; cancelling frees the queue."""
+    ids, busy = [], None
+    for _ in range(70):
+        try:
+            ids.append(worker.start_job("sleep", seconds=30)["id"])
+        except RemoteError as e:
+            busy = e
+            break
+    try:
+        assert busy is not None and busy.code == "busy" and "64 jobs" in busy.message, busy
+        assert worker.ping()["pong"]
+    finally:
+        for j in reversed(ids):
+            worker.cancel(j)
+    assert all(worker.job_status(j)["state"] == "cancelled" for j in ids)
