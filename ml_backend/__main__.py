@@ -7,6 +7,7 @@
         fx,fy,cx,cy|calib.json --method sift --up-axis Y --preset street --n-references 60]  (see localize_photos.py)
     python -m ml_backend methods   (the methods and their options, as JSON)
     python -m ml_backend build-db --dataset DIR --out DIR [--conf sift]
+    python -m ml_backend scale-bench [--frames 40 --photos 20 --workers 1,2 --out runs/scale]  (Ray throughput)
     python -m ml_backend run-method --method NAME --dataset DIR --workdir DIR --out FILE [--conf JSON]
     python -m ml_backend regression extract|train|infer ...   (see ml_backend/regression/cli.py)
     python -m ml_backend serve [--host 127.0.0.1] [--port 0] [--unix PATH] [--parent-pid PID] [--token-file F]
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     _bench_args(sub.add_parser("bench", help="render, localize and report metrics"), None)
     _bench_args(sub.add_parser("demo", help="bench on the procedural building into runs/demo"), "runs/demo")
+    bp = sub.add_parser("bench-plot", help="one recall figure of several bench runs (render vs photo queries)")
+    bp.add_argument("runs", nargs="+", help="bench output folders (results.json + errors.json)")
+    bp.add_argument("--out", required=True, help="PNG to write")
     from . import localize_photos
 
     loc = sub.add_parser("localize", help="localize photos against a model or a dataset; cameras in the model's "
@@ -75,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, help="folder (file name encodes the conf) or a .h5 path")
     b.add_argument("--conf", default="sift")
     add_ray_arguments(b)
+    from .distributed import benchmark as scale_bench
+
+    scale_bench.add_arguments(sub.add_parser("scale-bench", help="throughput on 1 machine and on local Ray workers, "
+                                             "results checked equal (frames/min, photos/min)"))
     r = sub.add_parser("run-method", help="run one method on a dataset (used by bench, one process each)")
     r.add_argument("--method", required=True)
     r.add_argument("--dataset", required=True)
@@ -152,6 +160,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     try:
         connect_from_args(args)  # --ray ADDRESS|local: the sharded paths of ml_backend.distributed
+        if args.command == "bench-plot":
+            from .bench import plot_runs
+
+            print(plot_runs([Path(r) for r in args.runs], Path(args.out)))
+            return 0
         if args.command in ("bench", "demo"):
             return _bench(args)
         if args.command == "regression":
@@ -175,6 +188,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
             print(json.dumps(describe_methods(), indent=1))
             return 0
+        if args.command == "scale-bench":
+            from .distributed import benchmark as scale_bench
+
+            return scale_bench.run(args)
         if args.command == "build-db":
             from .database import build_database
 
