@@ -5,6 +5,8 @@ Commands::
     render-dataset --scene SPEC --config CONFIG.json --out DIR [--scale F] [--scale-longest M]   (alias: render)
     sample --scene SPEC --out POSES.json [--n N --layout L --distance MIN MAX --elevation MIN MAX --seed S ...]
     scene-info --scene SPEC [--scale F] [--scale-longest M]
+    localize --model FILE|--dataset DIR --photos FILES|DIR --out DIR [any option of python -m ml_backend localize]
+             [--blend OUT.blend]   (runs the worker's localize; --blend imports the cameras and saves the file)
 
 In a real Blender the extension registers the same handler as a command-line command:
 ``blender --command building_pose render --scene procedural --config C.json --out DIR``.
@@ -81,7 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scale-longest", type=float, default=15.0)
     s.add_argument("--ground", default="textured", choices=GROUND_STYLES)
     s.add_argument("--up-axis", default=None)
-    return p
+    lo = sub.add_parser("localize", help="localize photos with the worker (python -m ml_backend localize) and "
+                        "optionally import the cameras into a .blend")
+    lo.add_argument("--blend", default=None, help="also import the localized cameras (with their photos as "
+                    "backgrounds) into a new file saved here")
+    lo.add_argument("--frame", default="model", choices=["model", "import", "render"],
+                    help="the world the imported cameras are placed in (default: the model file's own frame)")
+    return p  # localize's other arguments pass through to python -m ml_backend localize (see main)
 
 
 def _render_dataset(args) -> int:
@@ -147,10 +155,59 @@ def _sample(args) -> int:
     return 0
 
 
+def _localize(args) -> int:
+    """Run ``python -m ml_backend localize`` with the worker's interpreter, pass its output on as progress
+    events, then (``--blend``) import ``poses.json`` with the extension's importer and save the file."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from .worker.process import _project_root, find_python
+
+    rest = [a for a in args.rest if a != "--"]
+    if "--out" not in rest:
+        raise ValueError("localize needs --out DIR (and --model or --dataset, --photos)")
+    out = Path(rest[rest.index("--out") + 1])
+    python = find_python(os.environ.get("POSE_WORKER_PYTHON", ""))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP")}
+    root = _project_root(python)
+    if root is not None:
+        env["PYTHONPATH"] = str(root)
+    proc = subprocess.Popen([str(python), "-m", "ml_backend", "localize", "--quiet", *rest], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=str(root) if root else None)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line.rstrip("\n"))
+        _emit({"event": "progress", "done": len(lines), "total": 0, "message": lines[-1]})
+    err = proc.stderr.read()
+    if proc.wait() != 0:
+        raise RuntimeError(f"localize failed: {err.strip().splitlines()[-1] if err.strip() else proc.returncode}")
+    done = {"event": "done", "poses": str((out / "poses.json").resolve()), "summary": lines[-1] if lines else ""}
+    if args.blend:
+        import bpy
+
+        from . import register
+
+        try:
+            register()
+        except ValueError:  # already registered (a real Blender with the extension enabled)
+            pass
+        res = bpy.ops.building_pose.import_localize(filepath=str(out / "poses.json"), frame=args.frame)
+        if "FINISHED" not in res:
+            raise RuntimeError(f"no localized camera to import from {out / 'poses.json'}")
+        bpy.ops.wm.save_as_mainfile(filepath=str(Path(args.blend).resolve()))
+        done["blend"] = str(Path(args.blend).resolve())
+    _emit(done)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     """Run one command; returns the process exit code (0 ok, 1 failure, 2 bad arguments)."""
     try:
-        args = build_parser().parse_args(argv)
+        args, rest = build_parser().parse_known_args(argv)
+        if rest and args.command != "localize":
+            raise _ArgError(f"building_pose headless: unrecognized arguments: {' '.join(rest)}")
+        args.rest = rest
     except _ArgError as e:
         sys.stderr.write(f"{e}\n")
         _emit({"event": "error", "message": str(e)})
@@ -162,6 +219,8 @@ def main(argv: list[str]) -> int:
             return _render_dataset(args)
         if args.command == "sample":
             return _sample(args)
+        if args.command == "localize":
+            return _localize(args)
         return _scene_info(args)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

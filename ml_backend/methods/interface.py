@@ -16,6 +16,9 @@ the acceptance rule below carries ``success=False`` and the reason, never a pose
 * the inliers are at least ``min_inlier_ratio`` of the pooled 2D-3D matches,
 * their mean reprojection error is at most ``max_reproj_error_px`` (at 640 px image width, scaled with the
   image like the RANSAC threshold),
+* they spread over the photo: the box holding the central 90% of them (5th-95th percentiles in x and y) covers
+  at least ``min_inlier_coverage`` of the image (inliers bunched on one small patch, typically one facade seen
+  from the wrong side, give confident but wrong poses),
 * the focal length (given or solved) gives a horizontal field of view inside ``hfov_range_deg``.
 
 ``confidence`` = min(1, n_inliers / 100) x min(1, inlier_ratio / 0.5): 1 for a well-supported pose.
@@ -82,6 +85,7 @@ class MatchingOptions:
     min_inliers_focal: int = 40  # when the focal length is solved
     min_inlier_ratio: float = 0.05
     max_reproj_error_px: float = 2.5  # at 640 px width, scaled like the threshold
+    min_inlier_coverage: float = 0.2  # share of the image covered by the central 90% of the inliers
     hfov_range_deg: tuple = (15.0, 120.0)  # plausible horizontal field of view
     pnp_backend: str = "poselib"
     resize_max: int = 1600  # longer images are downscaled to this longest side
@@ -115,8 +119,22 @@ def _options(cls, given: Any):
     return cls(**vals)
 
 
+def inlier_coverage(cam_from_world: Optional[np.ndarray], points3d: Optional[np.ndarray], intr: Intrinsics) -> float:
+    """Share of the image covered by the 5th-95th percentile box of the inliers ``points3d [M, 3]`` projected."""
+    from pose_addon.core.cameras import project_points
+
+    if cam_from_world is None or points3d is None or len(points3d) < 2:
+        return 0.0
+    uv, z = project_points(intr.K, cam_from_world, np.asarray(points3d, np.float64))
+    uv = uv[z > 0]
+    if len(uv) < 2:
+        return 0.0
+    lo, hi = np.percentile(uv, 5, axis=0), np.percentile(uv, 95, axis=0)
+    return float(np.prod(np.clip(hi - lo, 0, None)) / (intr.width * intr.height))
+
+
 def accept(n_inliers: int, n_matches: int, reproj_px: float, intr: Intrinsics, opts: MatchingOptions,
-           focal_solved: bool) -> tuple[str, float, float]:
+           focal_solved: bool, coverage: float = 1.0) -> tuple[str, float, float]:
     """The acceptance rule: ``(reason or "", inlier_ratio, confidence)`` (see the module docstring)."""
     ratio = n_inliers / n_matches if n_matches else 0.0
     conf = min(1.0, n_inliers / 100.0) * min(1.0, ratio / 0.5)
@@ -130,6 +148,9 @@ def accept(n_inliers: int, n_matches: int, reproj_px: float, intr: Intrinsics, o
         return f"inlier ratio {ratio:.3f} < {opts.min_inlier_ratio}", ratio, conf
     if not reproj_px <= opts.max_reproj_error_px * scale:
         return f"reprojection error {reproj_px:.2f} px > {opts.max_reproj_error_px * scale:.2f} px", ratio, conf
+    if coverage < opts.min_inlier_coverage:
+        return (f"inliers cover {coverage:.0%} of the image (< {opts.min_inlier_coverage:.0%}): too bunched to "
+                "trust"), ratio, conf
     lo, hi = opts.hfov_range_deg
     if not lo <= hfov <= hi:
         return (f"implausible focal length {intr.fx:.1f} px (horizontal field of view {hfov:.1f} deg outside "
@@ -202,13 +223,16 @@ class MatchingMethod(Method):
         t0 = time.perf_counter()
         if not estimate_focal:
             r = self.loc.localize(image, intrinsics)
-            reason, ratio, conf = accept(r.n_inliers, r.n_matches, r.reproj_error_px, intrinsics, self.opts, False)
+            cov = inlier_coverage(r.cam_from_world, r.inliers_3d, intrinsics)
+            reason, ratio, conf = accept(r.n_inliers, r.n_matches, r.reproj_error_px, intrinsics, self.opts, False,
+                                         cov)
             if not r.success:
                 reason = r.message or "not localized"
             ok = not reason
             return Estimate(ok, r.cam_from_world if ok else None, intrinsics, r.n_inliers, r.n_matches, ratio,
                             conf if ok else 0.0, r.reproj_error_px, time.perf_counter() - t0, reason, r.message,
-                            list(r.retrieved), r.inliers_3d if ok else None, {"timings": dict(r.timings)})
+                            list(r.retrieved), r.inliers_3d if ok else None,
+                            {"timings": dict(r.timings), "coverage": cov})
         return self._estimate_focal(image, intrinsics, t0)
 
     def _estimate_focal(self, image, guess: Intrinsics, t0: float) -> Estimate:
@@ -228,13 +252,15 @@ class MatchingMethod(Method):
                 res = pol
         est = Intrinsics(guess.width, guess.height, f * scale, f * scale, guess.cx, guess.cy) if res.success \
             else guess
-        reason, ratio, conf = accept(res.n_inliers, len(P2), res.reproj_error_px * scale, est, self.opts, True)
+        pts = _overlay_points(P3, res, res.success)
+        cov = inlier_coverage(res.cam_from_world, pts, est)
+        reason, ratio, conf = accept(res.n_inliers, len(P2), res.reproj_error_px * scale, est, self.opts, True, cov)
         if not res.success:
             reason = res.message
         ok = not reason
         return Estimate(ok, res.cam_from_world if ok else None, est, res.n_inliers, len(P2), ratio,
                         conf if ok else 0.0, res.reproj_error_px * scale, time.perf_counter() - t0, reason,
-                        res.message, retrieved, _overlay_points(P3, res, ok), {"focal_solved": True})
+                        res.message, retrieved, pts if ok else None, {"focal_solved": True, "coverage": cov})
 
 
 class RowsMethod(Method):
