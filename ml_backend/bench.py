@@ -259,12 +259,39 @@ def run_bench(opts: BenchOptions, dataset_dir: Optional[Path] = None) -> dict:
         details = out / "work" / name / "method_metrics.json"  # optional extra metrics a method writes
         if details.is_file():
             metrics["details"] = json.loads(details.read_text())
+            if "median_keypoint_px" in metrics["details"]:  # keypoint rows: the detector's (or oracle's) error
+                metrics["median_keypoint_px"] = metrics["details"]["median_keypoint_px"]
         results["methods"][name] = metrics
         per_query[name] = (res["rows"], rows)
     atomic_write_json(out / "results.json", results)
+    atomic_write_json(out / "errors.json", {n: {"t_err_m": [_finite(r["t_err_m"]) for r in rows],
+                                                "R_err_deg": [_finite(r["R_err_deg"]) for r in rows]}
+                                            for n, (_, rows) in per_query.items()})
     if opts.viz and per_query:
         _write_figures(ds, out, per_query)
     return results
+
+
+def _finite(x: float) -> Optional[float]:
+    return None if x is None or x == float("inf") else float(x)
+
+
+def plot_runs(run_dirs: list, out_png: Path) -> Path:
+    """One recall figure of several bench runs (e.g. render-style and photo-style queries of one scene): each
+    method of each run labelled with its run's query style and band. Reads ``results.json`` and ``errors.json``."""
+    from . import viz
+
+    curves = {}
+    for d in run_dirs:
+        d = Path(d)
+        res = json.loads((d / "results.json").read_text())
+        err = json.loads((d / "errors.json").read_text())
+        tag = ", ".join(str(res[k]) for k in ("query_style", "band") if k in res) or d.name
+        for name, e in err.items():
+            inf = float("inf")
+            curves[f"{name} ({tag})"] = ([inf if v is None else v for v in e["t_err_m"]],
+                                         [inf if v is None else v for v in e["R_err_deg"]])
+    return viz.plot_recall_curves(curves, out_png)
 
 
 class _QuerySubset:

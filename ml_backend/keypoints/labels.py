@@ -28,7 +28,7 @@ from pose_addon.core.dataset import (Dataset, DatasetError, Frame, Keypoint, ato
 from pose_addon.core.keypoints import suggest_keypoints
 
 __all__ = ["KeypointSet", "keypoint_set_for_dataset", "load_building_mesh", "frame_keypoints", "frame_bbox",
-           "label_line", "parse_label_line", "suggest_outer_corners", "from_yolo_pixels", "write_yolo_dataset", "YoloSource",
+           "label_line", "parse_label_line", "suggest_outer_corners", "view_counts", "from_yolo_pixels", "write_yolo_dataset", "YoloSource",
            "VISIBLE", "OCCLUDED", "OUTSIDE", "DEFAULT_OKS_SIGMA", "TRAIN_OKS_SIGMA",
            "train_yaml_path"]
 
@@ -53,11 +53,13 @@ class KeypointSet:
         points: ``[K, 3]`` world (Blender, Z up, metres).
         hull: ``[M, 3]`` world points whose projections bound the building in an image (mesh hull vertices, or the
             keypoints themselves when no mesh is known).
+        views: ``[K]`` how many reference views see each keypoint unoccluded, or None.
     """
 
     names: list
     points: np.ndarray
     hull: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    views: Optional[np.ndarray] = None  # [K] reference views that see each keypoint (when counted)
 
     def __post_init__(self):
         self.points = np.asarray(self.points, np.float64).reshape(-1, 3)
@@ -130,12 +132,14 @@ def _hull_points(vertices: np.ndarray) -> np.ndarray:
 
 
 def keypoint_set_for_dataset(dataset: Dataset, keypoints_path: Optional[Path | str] = None, k: int = 16,
-                             angle_deg: float = 30.0) -> KeypointSet:
+                             angle_deg: float = 30.0, min_view_share: float = 0.15) -> KeypointSet:
     """The keypoints to train and localize with.
 
     ``keypoints_path`` (the extension's JSON) if given, else the dataset's own ``keypoints.json``, else ``k``
-    points suggested on the building mesh (:func:`pose_addon.core.keypoints.suggest_keypoints`: corners on sharp
-    edges, spread by farthest-point sampling, the ground left out), named ``kp00``, ``kp01``, ...
+    points suggested on the building mesh (:func:`suggest_outer_corners`: outer corners on sharp edges that at
+    least ``min_view_share`` of the dataset's reference views see unoccluded, spread by farthest-point sampling,
+    the ground left out), named ``kp00``, ``kp01``, ... ``views`` of the result counts the reference views that
+    see each keypoint (depth-tested).
     """
     hull = np.zeros((0, 3))
     try:
@@ -144,28 +148,47 @@ def keypoint_set_for_dataset(dataset: Dataset, keypoints_path: Optional[Path | s
     except DatasetError:
         v = f = None
     path = Path(keypoints_path) if keypoints_path else dataset.root / "keypoints.json"
+    refs = [fr for fr in dataset.reference_frames() if fr.depth]
     if keypoints_path or path.is_file():
         kps = load_keypoints(path)
         if len(kps) < 4:
             raise DatasetError(f"{path} holds {len(kps)} keypoints; PnP needs at least 4 (12+ recommended)")
-        return KeypointSet([kp.name for kp in kps], np.array([kp.position for kp in kps]), hull)
+        kset = KeypointSet([kp.name for kp in kps], np.array([kp.position for kp in kps]), hull)
+        kset.views = view_counts(dataset, refs, kset.points)
+        return kset
     if v is None:
         raise DatasetError(f"{dataset.root} has neither keypoints.json nor a model to suggest keypoints on")
-    pts = suggest_outer_corners(v, f, k=k, angle_deg=angle_deg)
+    pts = suggest_outer_corners(v, f, k=k, angle_deg=angle_deg,
+                                seen_by=(lambda p: view_counts(dataset, refs, p)) if refs else None,
+                                min_views=max(1, int(np.ceil(min_view_share * len(refs)))))
     # a stable order: by height, then angle around the centre (names then mean the same corner across runs)
     c = pts.mean(0)
     order = np.lexsort((np.arctan2(pts[:, 1] - c[1], pts[:, 0] - c[0]), np.round(pts[:, 2], 2)))
     pts = pts[order]
-    return KeypointSet([f"kp{i:02d}" for i in range(len(pts))], pts, hull)
+    kset = KeypointSet([f"kp{i:02d}" for i in range(len(pts))], pts, hull)
+    kset.views = view_counts(dataset, refs, kset.points)
+    return kset
+
+
+def view_counts(dataset: Dataset, frames: Sequence[Frame], points: np.ndarray) -> np.ndarray:
+    """``[N]`` how many of ``frames`` (with depth) see each world point ``points [N, 3]`` unoccluded."""
+    kset = KeypointSet([str(i) for i in range(len(points))], points)
+    n = np.zeros(len(kset), np.int64)
+    for fr in frames:
+        _, vis = frame_keypoints(kset, fr, dataset.read_depth(fr))
+        n += vis == VISIBLE
+    return n
 
 
 def suggest_outer_corners(vertices: np.ndarray, faces: np.ndarray, k: int = 16, angle_deg: float = 30.0,
-                          hull_tol_m: float = 0.05) -> np.ndarray:
+                          hull_tol_m: float = 0.05, seen_by=None, min_views: int = 1) -> np.ndarray:
     """``k`` well-spread corners ``[k, 3]`` on the mesh's convex hull (building corners, eaves, ridge, chimney).
 
     Outer corners are distinctive for a detector (window corners repeat along a facade); candidates are the sharp-
-    edge corners of :mod:`pose_addon.core.keypoints` within ``hull_tol_m`` of the convex hull, spread by
-    farthest-point sampling. With fewer than ``k`` such corners, :func:`suggest_keypoints` decides.
+    edge corners of :mod:`pose_addon.core.keypoints` within ``hull_tol_m`` of the convex hull. ``seen_by(points
+    [N, 3]) -> [N]`` counts the views that see each candidate: those seen by fewer than ``min_views`` are left
+    out (a corner no training view shows cannot be learned). The rest are spread by farthest-point sampling.
+    With fewer than ``k`` candidates, :func:`suggest_keypoints` decides.
     """
     from pose_addon.core.keypoints import corner_vertices, farthest_point_sampling, sharp_edges, weld_vertices
 
@@ -178,6 +201,10 @@ def suggest_outer_corners(vertices: np.ndarray, faces: np.ndarray, k: int = 16, 
         outer = corners[(v[corners] @ eq[:, :3].T + eq[:, 3]).max(1) > -hull_tol_m]
     except Exception:
         outer = np.zeros(0, np.int64)
+    if seen_by is not None and len(outer):
+        seen = np.asarray(seen_by(v[outer]))
+        if (seen >= min_views).sum() >= k:
+            outer = outer[seen >= min_views]
     if len(outer) < k:
         return suggest_keypoints(vertices, faces, k=k, angle_deg=angle_deg)
     return v[outer[farthest_point_sampling(v[outer], k)]]

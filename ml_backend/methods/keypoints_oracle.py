@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from pose_addon.core.dataset import Dataset, atomic_write_json
 
 __all__ = ["run"]
@@ -32,12 +34,15 @@ def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
             noise, source = float(med) / pipeline.RAYLEIGH_MEDIAN, str(det)
     from ..evaluation import evaluate_results
 
-    rows = pipeline.oracle_queries(dataset, kset, noise, c)
+    errs: list = []
+    rows = pipeline.oracle_queries(dataset, kset, noise, c, errors_out=errs)
     sweep = {}
     for n in c.get("noise_sweep_px", (1.0, 2.0, 3.0, 5.0)):
         m, _ = evaluate_results(pipeline.oracle_queries(dataset, kset, float(n), c), dataset)
         sweep[f"{float(n):g}px"] = {"recall": m["recall"], "median_t_m": m["median_t_m"],
                                     "median_R_deg": m["median_R_deg"]}
     atomic_write_json(Path(workdir) / "method_metrics.json", {"noise_px": noise, "noise_from": source,
+                                                              "median_keypoint_px": float(np.median(errs))
+                                                              if errs else None,
                                                               "n_keypoints": len(kset), "fixed_noise": sweep})
     return rows

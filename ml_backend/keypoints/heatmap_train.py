@@ -1,0 +1,417 @@
+"""Training of the heatmap keypoint model (:mod:`.heatmap`): random crops of labelled views, time-bounded,
+resumable, with curves; the saved model records the keypoints and the digest of the dataset it was trained on.
+
+Samples: each labelled view (``[H, W, 3]`` image, keypoints ``uv [K, 2]`` OpenCV px, visibility ``vis [K]``: 2
+visible, 1 occluded, 0 outside) gives crops in three regimes matching the detector's passes: the whole image
+letterboxed (pass 1), a loose crop of 1.6-3.2 times the keypoints' extent, and a tight crop of 1.1-1.6 times it
+(the refining passes use 1.35), each rotated a little, with colour, blur, noise and JPEG jitter.
+
+Loss: per keypoint in the crop, the cross entropy between the softmax of its heatmap and a Gaussian of
+``sigma_cells`` around the true position (occluded keypoints weighted ``occluded_weight``), plus a binary cross
+entropy of the presence head (the keypoint lies in the crop).
+
+Files in ``out_dir``: ``checkpoint.pt`` (after every epoch, atomic; resumed from), ``model.pt`` (final),
+``model.json`` (the model's metadata and history), ``curves.png``. Everything is read back with
+``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from pose_addon.core.dataset import Dataset, atomic_write_json
+
+from .heatmap import (STRIDE, KeypointHeatNet, TwoPassDetector, apply_affine, crop_affine, input_to_cell,
+                      load_image_rgb, resolve_device, to_tensor, warp_crop)
+from .labels import OCCLUDED, VISIBLE, KeypointSet, frame_keypoints
+
+__all__ = ["TrainView", "default_train_conf", "load_views", "make_sample", "train_heatmap", "load_heatmap_model",
+           "ModelMismatch", "MODEL_FORMAT", "dataset_digest", "plot_curves", "is_heatmap_model",
+           "detector_for"]
+
+MODEL_FORMAT = "building-pose-heatmap-keypoints"
+
+default_train_conf: dict = {
+    "size": 224,  # crop side (network input, px)
+    "width": 48,  # FPN channels
+    "batch": 12,
+    "time_s": 1800.0,  # training wall-time budget (the loop stops after the batch that passes it)
+    "samples_per_epoch": 240,  # crops per epoch (a checkpoint after each)
+    "lr": 1e-3,
+    "weight_decay": 1e-4,
+    "freeze": "s8",  # ImageNet layers kept fixed up to this stage: "none", "s4" or "s8" (stride 8; their backward
+    # pass at high resolution costs more than the rest of the step on a CPU)
+    "sigma_cells": 1.25,
+    "occluded_weight": 0.5,
+    "presence_weight": 0.2,
+    "p_whole": 0.2,  # share of whole-image crops
+    "p_loose": 0.3,  # share of loose crops (the rest are tight)
+    "rot_deg": 6.0,
+    "blender_share": 0.35,  # share of crops drawn from the Blender-rendered views (the rest: worker GL views)
+    "val_views": 24,  # views held out for the validation curve
+    "seed": 0,
+    "threads": 2,
+    "device": None,  # None / "auto": CUDA when available
+    "pretrained": True,  # False only in tests of code paths
+    "progress": True,
+}
+
+
+class ModelMismatch(ValueError):
+    """A keypoint model used with another dataset or keypoint set than it was trained on."""
+
+
+@dataclass
+class TrainView:
+    """One labelled view: ``rgb [H, W, 3]`` uint8, ``uv [K, 2]`` OpenCV px, ``vis [K]`` (2/1/0), ``source``."""
+
+    rgb: np.ndarray
+    uv: np.ndarray
+    vis: np.ndarray
+    source: str
+    id: str
+
+
+def dataset_digest(dataset: Dataset) -> str:
+    """The identity a keypoint model records: :meth:`Dataset.digest` of the dataset's reference frames."""
+    return dataset.digest(dataset.reference_frames())
+
+
+def load_views(dataset: Dataset, frames: Sequence, kset: KeypointSet, source: str) -> list[TrainView]:
+    """Labelled views of ``frames`` (depth-tested visibility; frames without depth count every in-image point)."""
+    out = []
+    for f in frames:
+        uv, vis = frame_keypoints(kset, f, dataset.read_depth(f) if f.depth else None)
+        if (vis >= OCCLUDED).sum() < 2:
+            continue
+        out.append(TrainView(load_image_rgb(dataset.path(f.image)), np.nan_to_num(uv, nan=-1e4), vis, source, f.id))
+    return out
+
+
+def _photometric(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    out = img.astype(np.float32)
+    if rng.random() < 0.8:  # brightness / contrast / per-channel gain
+        out = (out - 128.0) * rng.uniform(0.7, 1.3) + 128.0 + rng.uniform(-30, 30)
+        out *= rng.uniform(0.9, 1.1, size=3)[None, None, :]
+    if rng.random() < 0.5:  # saturation
+        g = out.mean(2, keepdims=True)
+        out = g + (out - g) * rng.uniform(0.5, 1.4)
+    if rng.random() < 0.4:
+        out = 255.0 * (np.clip(out / 255.0, 0, 1) ** rng.uniform(0.7, 1.4))
+    if rng.random() < 0.35:
+        out = cv2.GaussianBlur(out, (0, 0), float(rng.uniform(0.3, 1.3)))
+    if rng.random() < 0.6:
+        out += rng.normal(0, rng.uniform(1.0, 6.0), out.shape)
+    out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    if rng.random() < 0.3:
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(60, 95))])
+        out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    return out
+
+
+def keypoint_extent(uv: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre ``[2]`` and longest side (px) of the box of the in-image keypoints."""
+    p = uv[vis >= OCCLUDED]
+    lo, hi = p.min(0), p.max(0)
+    return (lo + hi) / 2.0, float(max((hi - lo).max(), 8.0))
+
+
+def make_sample(view: TrainView, rng: np.random.Generator, size: int, conf: dict,
+                regime: Optional[str] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One augmented crop: ``(crop [S, S, 3] uint8, uv [K, 2] input px, vis [K] in the crop, 0 outside)``.
+
+    ``regime``: ``whole``, ``loose`` or ``tight`` (default: drawn with ``p_whole`` / ``p_loose``); ``"eval"``:
+    the refining pass's crop (1.35 x the extent, no jitter, no photometric change).
+    """
+    h, w = view.rgb.shape[:2]
+    c, ext = keypoint_extent(view.uv, view.vis)
+    angle = 0.0
+    if regime is None:
+        r = rng.random()
+        regime = "whole" if r < conf["p_whole"] else "loose" if r < conf["p_whole"] + conf["p_loose"] else "tight"
+    if regime == "eval":
+        side = 1.35 * ext
+    elif regime == "whole":
+        c = np.array([(w - 1) / 2.0, (h - 1) / 2.0]) + rng.uniform(-0.03, 0.03, 2) * max(w, h)
+        side = max(w, h) * rng.uniform(0.95, 1.12)
+    elif regime == "loose":
+        side = ext * math.exp(rng.uniform(math.log(1.6), math.log(3.2)))
+        c = c + rng.uniform(-0.15, 0.15, 2) * side
+    else:
+        side = ext * rng.uniform(1.1, 1.6)
+        c = c + rng.uniform(-0.07, 0.07, 2) * side
+    if regime != "eval":
+        angle = float(np.clip(rng.normal(0, conf["rot_deg"] / 2), -conf["rot_deg"], conf["rot_deg"]))
+    A = crop_affine(c, side, size, angle)
+    border = 114.0 if regime == "eval" else float(rng.uniform(0, 255))
+    crop = warp_crop(view.rgb, A, size, border)
+    if regime != "eval":
+        crop = _photometric(crop, rng)
+    uv = apply_affine(A, view.uv)
+    inside = (uv >= 0).all(1) & (uv <= size - 1).all(1)
+    vis = np.where(inside, view.vis, 0)
+    return crop, uv, vis
+
+
+def _gaussian_targets(uv_in: np.ndarray, hw: tuple, sigma: float) -> np.ndarray:
+    """``[B, K, h, w]`` normalized Gaussians at ``uv_in [B, K, 2]`` (input px)."""
+    h, w = hw
+    cell = input_to_cell(uv_in)
+    xs, ys = np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)
+    gx = np.exp(-0.5 * ((xs[None, None, :] - cell[..., 0:1]) / sigma) ** 2)
+    gy = np.exp(-0.5 * ((ys[None, None, :] - cell[..., 1:2]) / sigma) ** 2)
+    t = gy[..., :, None] * gx[..., None, :]
+    return (t / np.clip(t.sum((2, 3), keepdims=True), 1e-12, None)).astype(np.float32)
+
+
+def loss_fn(logits: torch.Tensor, presence: torch.Tensor, uv: np.ndarray, vis: np.ndarray, conf: dict) -> torch.Tensor:
+    """Heatmap cross entropy + presence BCE (see the module docstring)."""
+    B, K, h, w = logits.shape
+    target = torch.from_numpy(_gaussian_targets(uv, (h, w), conf["sigma_cells"])).to(logits.device)
+    wts = np.where(vis == VISIBLE, 1.0, np.where(vis == OCCLUDED, conf["occluded_weight"], 0.0)).astype(np.float32)
+    wt = torch.from_numpy(wts).to(logits.device)
+    logp = torch.log_softmax(logits.view(B, K, -1), -1)
+    ce = -(target.view(B, K, -1) * logp).sum(-1)
+    hm = (ce * wt).sum() / wt.sum().clamp(min=1.0)
+    pres_t = torch.from_numpy((vis >= OCCLUDED).astype(np.float32)).to(logits.device)
+    return hm + conf["presence_weight"] * F.binary_cross_entropy_with_logits(presence, pres_t)
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def plot_curves(history: list[dict], path: Path) -> Path:
+    """Training loss and validation median keypoint error per epoch, as a PNG (written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
+    ax[0].plot(ep, [h["loss"] for h in history], "-o", ms=3)
+    ax[0].set_xlabel("epoch")
+    ax[0].set_ylabel("training loss")
+    ax[0].grid(alpha=0.3)
+    ax[1].plot(ep, [h["val_median_px"] for h in history], "-o", ms=3, label="median")
+    ax[1].plot(ep, [h["val_p90_px"] for h in history], "-o", ms=3, label="90th percentile")
+    ax[1].set_yscale("log")
+    ax[1].set_xlabel("epoch")
+    ax[1].set_ylabel("validation keypoint error (image px)")
+    ax[1].legend()
+    ax[1].grid(alpha=0.3, which="both")
+    t = history[-1]["elapsed_s"] if history else 0
+    fig.suptitle(f"heatmap keypoints: {len(history)} epochs, {t / 60:.1f} min")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+@torch.no_grad()
+def _validate(model: KeypointHeatNet, views: list[TrainView], size: int, device: str) -> tuple[float, float]:
+    """Median and 90th percentile error (image px) of visible keypoints on tight (evaluation) crops."""
+    from .heatmap import decode_heatmaps, invert_affine
+
+    model.eval()
+    errs = []
+    for v in views:
+        c, ext = keypoint_extent(v.uv, v.vis)
+        A = crop_affine(c, 1.35 * ext, size)
+        logits, pres = model(to_tensor(warp_crop(v.rgb, A, size)[None]).to(device))
+        xy, _ = decode_heatmaps(logits, pres)
+        uv = apply_affine(invert_affine(A), xy[0])
+        ok = v.vis == VISIBLE
+        errs.append(np.linalg.norm(uv[ok] - v.uv[ok], axis=1))
+    model.train()
+    e = np.concatenate(errs) if errs else np.array([np.inf])
+    return float(np.median(e)), float(np.percentile(e, 90))
+
+
+def _frozen_modules(model: KeypointHeatNet, freeze: str) -> list:
+    if freeze not in ("none", "s4", "s8"):
+        raise ValueError(f"freeze must be none, s4 or s8, got {freeze!r}")
+    return {"none": [], "s4": [model.stem, model.s4], "s8": [model.stem, model.s4, model.s8]}[freeze]
+
+
+def _set_train_mode(model: KeypointHeatNet, freeze: str) -> None:
+    model.train()
+    for m in _frozen_modules(model, freeze):
+        m.eval()
+
+
+def train_heatmap(views: list[TrainView], kset: KeypointSet, out_dir: Path | str, digest: str,
+                  conf: Optional[dict] = None, on_event: Optional[Callable[[dict], None]] = None,
+                  meta_extra: Optional[dict] = None) -> Path:
+    """Train (or resume) the heatmap model on ``views``; returns the path of ``model.pt``.
+
+    Args:
+        views: labelled views; ``val_views`` of them (at random, at most a fifth) are held out for the curve.
+        kset: the keypoints the views are labelled with.
+        out_dir: checkpoint, model, metadata and curves (see the module docstring).
+        digest: the training dataset's identity (:func:`dataset_digest`), recorded in the model.
+        on_event: progress events ``{"event": "progress", "done", "total", "message", "loss", "elapsed_s"}``.
+
+    A ``checkpoint.pt`` from a run with another keypoint set, dataset or configuration is refused (ValueError
+    naming it); delete it to start over. A larger ``time_s`` continues a finished run.
+    """
+    c = dict(default_train_conf, **(conf or {}))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(int(c["threads"]))
+    device = resolve_device(c["device"])
+    size = int(c["size"])
+    rng0 = np.random.default_rng(int(c["seed"]))
+    order = rng0.permutation(len(views))
+    n_val = min(int(c["val_views"]), max(0, len(views) // 5))
+    val = [views[i] for i in order[:n_val]]
+    train = [views[i] for i in order[n_val:]]
+    if not train:
+        raise ValueError("no labelled training views (every view shows fewer than 2 keypoints)")
+    blender = [v for v in train if v.source == "blender"]
+    other = [v for v in train if v.source != "blender"]
+    identity = {"format": MODEL_FORMAT, "version": 1, "names": list(kset.names), "points": kset.points.tolist(),
+                "keypoints_digest": kset.digest(), "dataset_digest": digest, "size": size, "stride": STRIDE,
+                "width": int(c["width"]), "train_conf": {k: c[k] for k in sorted(c) if k not in
+                                                        ("progress", "device", "threads", "time_s")}}
+    model = KeypointHeatNet(len(kset), int(c["width"]), bool(c["pretrained"])).to(device)
+    for m in _frozen_modules(model, str(c["freeze"])):
+        for p in m.parameters():
+            p.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=float(c["lr"]), weight_decay=float(c["weight_decay"]))
+    ckpt_path, model_path = out / "checkpoint.pt", out / "model.pt"
+    epoch, step, elapsed, history = 0, 0, 0.0, []
+    if ckpt_path.is_file():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if ck.get("identity") != identity:
+            raise ValueError(f"{ckpt_path} belongs to another training (keypoints, dataset or configuration "
+                             f"differ); delete it to start over")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        epoch, step, elapsed, history = int(ck["epoch"]), int(ck["step"]), float(ck["elapsed_s"]), list(ck["history"])
+    budget = float(c["time_s"])
+    per_epoch = int(c["samples_per_epoch"])
+    batch = int(c["batch"])
+    from tqdm import tqdm
+
+    while elapsed < budget:
+        rng = np.random.default_rng([int(c["seed"]), epoch])
+        _set_train_mode(model, str(c["freeze"]))
+        t_ep = time.perf_counter()
+        losses = []
+        bar = tqdm(total=per_epoch, desc=f"keypoints epoch {epoch + 1}", unit="crop", disable=not c["progress"],
+                   file=sys.stderr, leave=False)
+        done = 0
+        while done < per_epoch:
+            t_b = time.perf_counter()
+            crops, uvs, viss = [], [], []
+            for _ in range(batch):
+                pool = blender if blender and (not other or rng.random() < c["blender_share"]) else other
+                cr, uv, vs = make_sample(pool[int(rng.integers(len(pool)))], rng, size, c)
+                crops.append(cr)
+                uvs.append(uv)
+                viss.append(vs)
+            frac = min(1.0, elapsed / budget)
+            lr = float(c["lr"]) * min(1.0, (step + 1) / 30.0) * max(0.02, 0.5 * (1 + math.cos(math.pi * frac)))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            logits, pres = model(to_tensor(np.stack(crops)).to(device))
+            loss = loss_fn(logits, pres, np.stack(uvs), np.stack(viss), c)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            done += batch
+            losses.append(loss.item())
+            elapsed += time.perf_counter() - t_b
+            bar.update(batch)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", min=f"{elapsed / 60:.1f}")
+            if elapsed >= budget:
+                break
+        bar.close()
+        t_v = time.perf_counter()
+        med, p90 = _validate(model, val, size, device) if val else (float("nan"), float("nan"))
+        elapsed += time.perf_counter() - t_v
+        epoch += 1
+        history.append({"epoch": epoch, "step": step, "loss": float(np.mean(losses)), "val_median_px": med,
+                        "val_p90_px": p90, "elapsed_s": round(elapsed, 1), "lr": lr,
+                        "epoch_wall_s": round(time.perf_counter() - t_ep, 1)})
+        _atomic_torch_save({"identity": identity, "model": model.state_dict(), "opt": opt.state_dict(),
+                            "epoch": epoch, "step": step, "elapsed_s": elapsed, "history": history}, ckpt_path)
+        plot_curves(history, out / "curves.png")
+        msg = (f"epoch {epoch}: loss {history[-1]['loss']:.3f}, validation median {med:.2f} px (p90 {p90:.1f}), "
+               f"{elapsed / 60:.1f}/{budget / 60:.0f} min")
+        if on_event:
+            on_event({"event": "progress", "done": min(elapsed, budget), "total": budget, "message": msg,
+                      "loss": history[-1]["loss"], "elapsed_s": elapsed, "val_median_px": med})
+        elif c["progress"]:
+            sys.stderr.write(f"[keypoints] {msg}\n")
+    meta = dict(identity, backbone=model.backbone_version, history=history, epochs=epoch, steps=step,
+                train_s=round(elapsed, 1), device=device, n_train_views=len(train), n_val_views=len(val),
+                **(meta_extra or {}))
+    _atomic_torch_save({"meta": meta, "state_dict": model.state_dict()}, model_path)
+    atomic_write_json(out / "model.json", meta)
+    return model_path
+
+
+def is_heatmap_model(path: Path | str) -> bool:
+    """Whether ``path`` is a heatmap keypoint ``model.pt`` (False for YOLO weights or anything else)."""
+    try:
+        ck = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception:  # YOLO checkpoints hold pickled modules: weights_only refuses them
+        return False
+    return isinstance(ck, dict) and isinstance(ck.get("meta"), dict) and ck["meta"].get("format") == MODEL_FORMAT
+
+
+def load_heatmap_model(path: Path | str, device: Optional[str] = None,
+                       dataset: Optional[Dataset] = None, kset: Optional[KeypointSet] = None
+                       ) -> tuple[KeypointHeatNet, dict]:
+    """A trained model and its metadata from ``model.pt`` (``torch.load(weights_only=True)``).
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: not a heatmap keypoint model.
+        ModelMismatch: ``dataset`` (by :func:`dataset_digest`) or ``kset`` differ from those it was trained on.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"keypoint model not found: {path}")
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    meta = ck.get("meta") if isinstance(ck, dict) else None
+    if not meta or meta.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{path} is not a heatmap keypoint model (format {MODEL_FORMAT!r})")
+    if dataset is not None:
+        d = dataset_digest(dataset)
+        if d != meta["dataset_digest"]:
+            raise ModelMismatch(f"keypoint model {path} was trained on dataset {meta['dataset_digest']} "
+                                f"({meta.get('dataset', '?')}), not on {dataset.root} ({d}); train one for it")
+    if kset is not None and (list(kset.names) != list(meta["names"])
+                             or not np.allclose(kset.points, np.asarray(meta["points"]), atol=1e-4)):
+        raise ModelMismatch(f"keypoint model {path} was trained on other keypoints ({len(meta['names'])}: "
+                            f"{meta['keypoints_digest']}) than given ({len(kset)}: {kset.digest()})")
+    model = KeypointHeatNet(len(meta["names"]), int(meta["width"]), pretrained=False)
+    model.load_state_dict(ck["state_dict"])
+    return model.to(resolve_device(device)).eval(), meta
+
+
+def detector_for(path: Path | str, device: Optional[str] = None, dataset: Optional[Dataset] = None,
+                 kset: Optional[KeypointSet] = None, passes: int = 2) -> tuple[TwoPassDetector, dict]:
+    """A :class:`TwoPassDetector` of a saved model (see :func:`load_heatmap_model`)."""
+    model, meta = load_heatmap_model(path, device, dataset, kset)
+    return TwoPassDetector(model, int(meta["size"]), resolve_device(device), passes), meta
