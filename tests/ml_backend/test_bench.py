@@ -68,3 +68,15 @@ def test_photo_queries_and_street_band_in_the_render_config():
     assert plain.groups[1].photo is None and "photo" not in json.dumps(plain.to_dict())
     with pytest.raises(ValueError, match="query style"):
         make_render_config(spec, 10, 4, 320, 240, query_style="painting")
+
+
+def test_bench_plot_of_two_runs(tmp_path):
+    from ml_backend.bench import plot_runs
+
+    for style in ("render", "photo"):
+        d = tmp_path / style
+        d.mkdir()
+        (d / "results.json").write_text(json.dumps({"scene": "s", "query_style": style, "band": "orbit"}))
+        (d / "errors.json").write_text(json.dumps({"sift": {"t_err_m": [0.01, None, 0.3], "R_err_deg": [0.1, None, 1]}}))
+    out = plot_runs([tmp_path / "render", tmp_path / "photo"], tmp_path / "both.png")
+    assert out.is_file() and out.stat().st_size > 1000
