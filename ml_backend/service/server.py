@@ -546,7 +546,12 @@ def reexec_without_token_env() -> None:
     os.close(w)
     os.set_inheritable(r, True)
     env = {k: v for k, v in os.environ.items() if k != "POSE_WORKER_TOKEN"}
-    os.execve(sys.executable, [sys.executable, *argv[1:], "--token-fd", str(r)], env)
+    try:
+        os.execve(sys.executable, [sys.executable, *argv[1:], "--token-fd", str(r)], env)
+    except OSError as e:  # keep serving with the token from the environment
+        os.close(r)
+        sys.stderr.write(f"warning: cannot re-execute without POSE_WORKER_TOKEN ({e}); it stays visible in "
+                         f"/proc/{os.getpid()}/environ\n")
 
 
 def read_token(token_file: Optional[str], token_fd: Optional[int] = None) -> tuple[Optional[str], str]:
