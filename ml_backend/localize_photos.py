@@ -45,6 +45,7 @@ from .distributed.cluster import active as distributed_active
 from .estimate import list_photos
 from .intrinsics import IntrinsicsError, load_photo, parse_intrinsics_arg, resolve
 from .methods.interface import open_method
+from .scenes import DEFAULT_LONGEST_M
 
 __all__ = ["LocalizeOptions", "localize_photos", "reference_dataset", "write_outputs", "FORMAT", "VERSION"]
 
@@ -250,7 +251,7 @@ def add_arguments(p) -> None:
     p.add_argument("--options", default="{}", help="method options as JSON, e.g. '{\"min_inliers\": 30}'")
     p.add_argument("--up-axis", default=None, help="the mesh file's up axis: Z, Y, X, -Z, -Y, -X "
                    "(default: Y for glTF and OBJ, Z for PLY)")
-    p.add_argument("--scale", type=float, default=None, help="model units -> metres (default: longest side 15 m)")
+    p.add_argument("--scale", type=float, default=None, help=f"model units -> metres (default: longest side {DEFAULT_LONGEST_M:g} m)")
     p.add_argument("--preset", default="street", choices=PRESETS, help="where the references are rendered from")
     p.add_argument("--n-references", type=int, default=60)
     p.add_argument("--width", type=int, default=640)

@@ -15,13 +15,13 @@ from typing import Optional
 
 import numpy as np
 
-from pose_addon.core.model_frame import default_up_axis, up_axis_rotation
+from pose_addon.core.model_frame import DEFAULT_LONGEST_SIDE_M, default_up_axis, up_axis_rotation
 from pose_addon.core.render_config import GROUND_STYLES
 
 __all__ = ["SceneSpecError", "SceneSpec", "parse_scene", "MESH_EXTENSIONS", "DEFAULT_LONGEST_M", "GROUND_STYLES"]
 
 MESH_EXTENSIONS = (".glb", ".gltf", ".obj", ".ply")
-DEFAULT_LONGEST_M = 15.0  # Blender side's --scale-longest default; also the procedural building's size class
+DEFAULT_LONGEST_M = DEFAULT_LONGEST_SIDE_M  # Blender side's --scale-longest default
 
 
 class SceneSpecError(ValueError):

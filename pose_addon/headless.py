@@ -22,6 +22,7 @@ import argparse
 import json
 import sys
 
+from .core.model_frame import DEFAULT_LONGEST_SIDE_M
 from .core.render_config import GROUND_STYLES
 
 __all__ = ["main", "build_parser"]
@@ -51,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--config", required=True, help="RenderConfig JSON file")
     r.add_argument("--out", required=True, help="dataset folder (resumed if it holds the same dataset)")
     r.add_argument("--scale", type=float, default=None, help="explicit scale factor for a mesh file")
-    r.add_argument("--scale-longest", type=float, default=15.0,
-                   help="metres of the mesh's longest side when --scale is not given (default 15)")
+    r.add_argument("--scale-longest", type=float, default=DEFAULT_LONGEST_SIDE_M,
+                   help=f"metres of the mesh's longest side when --scale is not given (default {DEFAULT_LONGEST_SIDE_M:g})")
     r.add_argument("--bake-resolution", type=int, default=1024, help="texture size of scene.glb (default 1024)")
     r.add_argument("--ground", default="textured", choices=GROUND_STYLES,
                    help="ground under the building: procedural texture (default), one flat colour, or none")
@@ -76,11 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--height", type=int, default=480)
     m.add_argument("--lens", type=float, default=30.0)
     m.add_argument("--scale", type=float, default=None)
-    m.add_argument("--scale-longest", type=float, default=15.0)
+    m.add_argument("--scale-longest", type=float, default=DEFAULT_LONGEST_SIDE_M)
     s = sub.add_parser("scene-info", help="load a scene and print its info as JSON")
     s.add_argument("--scene", required=True)
     s.add_argument("--scale", type=float, default=None)
-    s.add_argument("--scale-longest", type=float, default=15.0)
+    s.add_argument("--scale-longest", type=float, default=DEFAULT_LONGEST_SIDE_M)
     s.add_argument("--ground", default="textured", choices=GROUND_STYLES)
     s.add_argument("--up-axis", default=None)
     lo = sub.add_parser("localize", help="localize photos with the worker (python -m ml_backend localize) and "

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..core import dataset as core_dataset
 from ..core.dataset import Dataset, DatasetError, Frame
+from ..core.model_frame import DEFAULT_LONGEST_SIDE_M
 from ..core.render_config import LightingConfig, RenderConfig
 from ..core.sampling import aabb_inside_fn, sample_cameras
 from . import camera as bcam
@@ -531,7 +532,7 @@ class DatasetRender:
 
 
 def render_dataset(scene_spec: str, config: RenderConfig, out_dir, progress: Progress = None,
-                   scale: Optional[float] = None, scale_longest: float = 15.0,
+                   scale: Optional[float] = None, scale_longest: float = DEFAULT_LONGEST_SIDE_M,
                    bake_resolution: int = 1024, ground: str = "textured", up_axis: Optional[str] = None,
                    frames: Optional[tuple] = None) -> Dataset:
     """Load ``scene_spec`` and render ``config``'s groups into ``out_dir``; resumes a matching partial dataset.

@@ -28,7 +28,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from ..core.model_frame import default_up_axis, up_axis_rotation, world_from_model_matrix
+from ..core.model_frame import DEFAULT_LONGEST_SIDE_M, default_up_axis, up_axis_rotation, world_from_model_matrix
 from ..core.render_config import GROUND_STYLES
 from ..scene_utils import ensure_collection
 from . import building
@@ -151,7 +151,7 @@ def _vertex_colour_materials(meshes: list) -> int:
     return n
 
 
-def load_scene(spec: str, scale_longest: float = 15.0, scale: float | None = None, ground: str = "textured",
+def load_scene(spec: str, scale_longest: float = DEFAULT_LONGEST_SIDE_M, scale: float | None = None, ground: str = "textured",
                up_axis: str | None = None) -> dict:
     """Clear the current file and load ``spec``; returns the scene info (world metres, Z up).
 

@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["UP_AXES", "up_axis_rotation", "default_up_axis", "world_from_model_matrix", "rebase_pose",
-           "transform_points"]
+__all__ = ["UP_AXES", "DEFAULT_LONGEST_SIDE_M", "up_axis_rotation", "default_up_axis", "world_from_model_matrix",
+           "rebase_pose", "transform_points"]
+
+#: metres a model file's longest side is scaled to when no explicit scale is given; also the size class of the
+#: procedural building and the building size the camera placement presets' distances were chosen for
+DEFAULT_LONGEST_SIDE_M = 15.0
 
 #: up axes a model file may use (its axis that points to the sky)
 UP_AXES = ("Z", "Y", "X", "-Z", "-Y", "-X")

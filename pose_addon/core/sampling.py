@@ -26,6 +26,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from .cameras import Intrinsics, project_points
+from .model_frame import DEFAULT_LONGEST_SIDE_M
 from .poses import axis_angle_to_matrix, make_pose
 
 __all__ = ["SamplerConfig", "look_at", "sample_cameras", "coverage", "aabb_inside_fn", "placement_preset",
@@ -35,7 +36,7 @@ LAYOUTS = ("fibonacci", "rings", "random")
 #: camera placement presets of :func:`placement_preset`
 PRESETS = ("orbit", "street", "aerial")
 #: the building size the fixed distances of the ``orbit`` and ``aerial`` presets were chosen for (longest side, m)
-REFERENCE_SIZE_M = 15.0
+REFERENCE_SIZE_M = DEFAULT_LONGEST_SIDE_M
 
 
 @dataclass
