@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from pose_addon.core.render_config import GROUND_STYLES
+from pose_addon.core.render_config import ENGINES, GROUND_STYLES
 
 from .distributed.cluster import add_ray_arguments
 
@@ -51,7 +51,7 @@ def _bench_args(p: argparse.ArgumentParser, out_default: Optional[str]) -> None:
     p.add_argument("--band", default="orbit", choices=("orbit", "street"),
                    help="camera band of references and queries (placement presets)")
     p.add_argument("--cache", default=None, help="cache folder (default: <checkout>/.cache/ml_backend)")
-    p.add_argument("--engine", default="CYCLES", choices=["CYCLES", "BLENDER_EEVEE", "BLENDER_WORKBENCH"])
+    p.add_argument("--engine", default=ENGINES[0], choices=ENGINES)
     p.add_argument("--samples", type=int, default=16)
     p.add_argument("--dataset", default=None, help="use an existing dataset folder instead of rendering")
     p.add_argument("--no-viz", action="store_true", help="skip the PNG figures")

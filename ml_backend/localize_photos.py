@@ -38,7 +38,7 @@ from pose_addon.core.cameras import (Intrinsics, blender_matrix_world_from_cam_f
 from pose_addon.core.dataset import Dataset, atomic_write_bytes, atomic_write_json, json_safe
 from pose_addon.core.model_frame import rebase_pose
 from pose_addon.core.poses import matrix_to_quat
-from pose_addon.core.render_config import RenderConfig, RenderGroup, LightingConfig
+from pose_addon.core.render_config import ENGINES, GROUND_STYLES, LightingConfig, RenderConfig, RenderGroup
 from pose_addon.core.sampling import PRESETS, SamplerConfig, in_band, placement_preset
 
 from .distributed.cluster import active as distributed_active
@@ -257,8 +257,8 @@ def add_arguments(p) -> None:
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--samples", type=int, default=16)
-    p.add_argument("--engine", default="CYCLES", choices=["CYCLES", "BLENDER_EEVEE", "BLENDER_WORKBENCH"])
-    p.add_argument("--ground", default="textured", choices=["textured", "plain", "none"])
+    p.add_argument("--engine", default=ENGINES[0], choices=ENGINES)
+    p.add_argument("--ground", default=GROUND_STYLES[0], choices=GROUND_STYLES)
     p.add_argument("--cache", default=None, help="cache folder (default: <checkout>/.cache/ml_backend)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

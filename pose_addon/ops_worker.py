@@ -8,6 +8,7 @@ import bpy
 
 from . import paths, prefs
 from .worker.process import WorkerSetupError
+from .worker.protocol import WORKER_ARGS
 from .worker.supervisor import Supervisor
 
 SUPERVISOR = Supervisor()
@@ -26,7 +27,7 @@ def log_path():
 def _start_kwargs(context=None):
     p = prefs.get(context)
     python = bpy.path.abspath(p.worker_python) if p and p.worker_python else ""
-    args = (p.worker_args if p and p.worker_args.strip() else "-m ml_backend serve")
+    args = (p.worker_args if p and p.worker_args.strip() else WORKER_ARGS)
     try:
         data_dir = str(paths.data_dir(context))
     except Exception:  # no context (timers at load time)

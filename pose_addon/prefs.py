@@ -8,6 +8,7 @@ import bpy
 from bpy.props import StringProperty
 
 from . import paths, worker_env
+from .worker.protocol import WORKER_ARGS
 
 #: the running create/check task (module state: nothing of it is saved)
 _TASK = {"task": None, "kind": "", "python": ""}
@@ -27,7 +28,7 @@ class POSE_AP_preferences(bpy.types.AddonPreferences):
         description="Python interpreter of the worker environment (an existing one, or the one Create Environment "
                     "made)")
     worker_args: StringProperty(
-        name="Worker Arguments", default="-m ml_backend serve",
+        name="Worker Arguments", default=WORKER_ARGS,
         description="Arguments that start the worker with that interpreter")
     data_dir: StringProperty(
         name="Data Folder", subtype="DIR_PATH",

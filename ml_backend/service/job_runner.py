@@ -156,14 +156,15 @@ def _v_scene_look(params: dict) -> dict:
 
 
 def _v_render(params: dict, work_dir: Path) -> dict:
+    from pose_addon.core.render_config import ENGINES
+
     pos = lambda v: v > 0  # noqa: E731
     out = {"scene": _get(params, "scene", str, "procedural"),
            "out": str(Path(_get(params, "out", str)).expanduser()),
            "n_references": _get(params, "n_references", int, 0, lambda v: v >= 0),
            "n_queries": _get(params, "n_queries", int, 10, lambda v: v >= 0),
            "width": _get(params, "width", int, 640, pos), "height": _get(params, "height", int, 480, pos),
-           "engine": _get(params, "engine", str, "CYCLES",
-                          lambda v: v in ("CYCLES", "BLENDER_EEVEE", "BLENDER_WORKBENCH")),
+           "engine": _get(params, "engine", str, ENGINES[0], lambda v: v in ENGINES),
            "samples": _get(params, "samples", int, 16, pos),
            "scale": _get(params, "scale", (int, float), None), **_v_scene_look(params)}
     if out["n_references"] + out["n_queries"] == 0:

@@ -12,7 +12,7 @@ import time
 import json
 from pathlib import Path
 
-from .protocol import EXIT_MESSAGES
+from .protocol import EXIT_MESSAGES, WORKER_ARGS
 
 #: The checkout this module lives in when the extension runs from a source tree (``<root>/pose_addon/worker``).
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -62,11 +62,11 @@ def _project_root(python):
 class WorkerProcess:
     """One worker process. ``ready`` is filled (by a reader thread) once the worker printed its ready line."""
 
-    def __init__(self, python, args="-m ml_backend serve", log_path=None, data_dir=None, extra_env=None):
+    def __init__(self, python, args=WORKER_ARGS, log_path=None, data_dir=None, extra_env=None):
         self.python = Path(python)
         self.args = shlex.split(args) if isinstance(args, str) else list(args)
         if not self.args:
-            raise WorkerSetupError("Worker Arguments are empty (default: -m ml_backend serve)")
+            raise WorkerSetupError("Worker Arguments are empty (default: %s)" % WORKER_ARGS)
         if any(a.startswith("--token") for a in self.args):
             raise WorkerSetupError("Do not put the token in Worker Arguments: the extension passes it itself")
         self.log_path = Path(log_path) if log_path else None

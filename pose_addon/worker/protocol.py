@@ -8,6 +8,8 @@ import json
 import struct
 
 PROTOCOL_VERSION = 1
+#: arguments that start the worker with its environment's Python (the default of Worker Arguments)
+WORKER_ARGS = "-m ml_backend serve"
 MAX_FRAME = 16 * 1024 * 1024
 HEADER = struct.Struct(">I")
 HEADER_SIZE = HEADER.size

@@ -12,6 +12,7 @@ import time
 
 from .connection import Connection
 from .process import WorkerProcess, WorkerSetupError, find_python
+from .protocol import WORKER_ARGS
 
 READY_TIMEOUT_S = 90.0
 STOP_GRACE_S = 3.0
@@ -35,7 +36,7 @@ class Supervisor:
         self._user_stop = False
 
     # ----------------------------------------------------------------------------------- commands
-    def start(self, python="", args="-m ml_backend serve", log_path=None, data_dir=None, extra_env=None):
+    def start(self, python="", args=WORKER_ARGS, log_path=None, data_dir=None, extra_env=None):
         """Spawn the worker unless one is alive. Raises :class:`WorkerSetupError` with a user-facing message."""
         if self.proc is not None and self.proc.alive():
             return False
@@ -67,7 +68,7 @@ class Supervisor:
         self._stopping_since = time.monotonic()
         self._set("stopping", "stopping")
 
-    def restart(self, python="", args="-m ml_backend serve", log_path=None, data_dir=None, extra_env=None):
+    def restart(self, python="", args=WORKER_ARGS, log_path=None, data_dir=None, extra_env=None):
         """Stop the worker if it runs, then start a new one once the old process is gone."""
         self.stop()
         if self.state == "stopped":
