@@ -2,13 +2,13 @@
 
     python -m ml_backend localize --model FILE | --dataset DIR --photos FILES|DIR --out DIR
         [--intrinsics exif|estimate|fx,fy,cx,cy|calib.json] [--method sift] [--up-axis Z|Y|-Y|X|...]
-        [--preset orbit|street|aerial] [--n-references N] [--scale F] [--options JSON]
+        [--preset orbit|street|aerial] [--n-references N] [--scale F] [--options JSON] [--seed-cameras JSON]
 
-With ``--model`` the references are rendered once through Blender (placement preset, cached by model content and
-settings under ``--cache``); with ``--dataset`` the dataset's reference splits serve. Each photo is read with its
-EXIF orientation applied, gets its intrinsics, and goes through the method (:mod:`.methods.interface`); a photo
-that cannot be read, has no usable intrinsics or fails the acceptance rule is reported with its reason and the
-batch goes on.
+With ``--model`` the references are rendered once through Blender (placement preset, or the band of cameras the
+user placed: ``--seed-cameras``; cached by model content and settings under ``--cache``); with ``--dataset`` the
+dataset's reference splits serve. Each photo is read with its EXIF orientation applied, gets its intrinsics, and
+goes through the method (:mod:`.methods.interface`); a photo that cannot be read, has no usable intrinsics or
+fails the acceptance rule is reported with its reason and the batch goes on.
 
 Output folder (the layout the extension's importer reads)::
 
@@ -39,7 +39,7 @@ from pose_addon.core.dataset import Dataset, atomic_write_bytes, atomic_write_js
 from pose_addon.core.model_frame import rebase_pose
 from pose_addon.core.poses import matrix_to_quat
 from pose_addon.core.render_config import ENGINES, GROUND_STYLES, LightingConfig, RenderConfig, RenderGroup
-from pose_addon.core.sampling import PRESETS, SamplerConfig, in_band, placement_preset
+from pose_addon.core.sampling import PRESETS, SamplerConfig, in_band, placement_from_cameras, placement_preset
 
 from .distributed.cluster import active as distributed_active
 from .estimate import list_photos
@@ -74,6 +74,7 @@ class LocalizeOptions:
     engine: str = "CYCLES"
     ground: str = "textured"
     reference_splits: Optional[list] = None
+    seed_cameras: Optional[str] = None  # JSON of cameras placed by the user (cam_from_model): references around them
     cache: Optional[Path] = None
     progress: bool = True
 
@@ -102,10 +103,33 @@ def reference_dataset(opts: LocalizeOptions) -> Dataset:
     from .scenes import parse_scene
 
     spec = parse_scene(opts.model, opts.scale, opts.ground, opts.up_axis)
-    cfg = reference_config(opts.preset, spec.world_bounds(), opts.n_references, opts.width, opts.height,
-                           opts.engine, opts.samples)
+    bounds = spec.world_bounds()
+    cfg = reference_config(opts.preset, bounds, opts.n_references, opts.width, opts.height, opts.engine,
+                           opts.samples)
+    if opts.seed_cameras:  # the band of the user's cameras instead of a preset
+        cams = read_seed_cameras(opts.seed_cameras)
+        model_from_world = np.linalg.inv(spec.world_from_model())
+        world = [rebase_pose(T, model_from_world) for T in cams]
+        cfg.groups[0].sampler = placement_from_cameras(world, (bounds[0] + bounds[1]) / 2, float(bounds[0][2]),
+                                                       n=opts.n_references)
     cache = Path(opts.cache) if opts.cache else blender_runner.REPO_ROOT / ".cache" / "ml_backend"
     return Dataset.load(ensure_dataset(spec, cfg, cache, opts.progress))
+
+
+def read_seed_cameras(path: str | Path) -> list[np.ndarray]:
+    """``cam_from_model`` poses ``[4, 4]`` (OpenCV axes, the model file's frame) of a cameras JSON: ``{"format":
+    "building-pose-cameras", "cam_from_model": [4x4, ...]}`` as the headless ``cameras`` command writes it."""
+    p = Path(path)
+    try:
+        d = json.loads(p.read_text("utf-8"))
+        poses = [np.asarray(T, np.float64) for T in d["cam_from_model"]]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"seed cameras file not found: {p}") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{p}: expected {{'cam_from_model': [4x4, ...]}}: {e}") from None
+    if not poses or any(T.shape != (4, 4) for T in poses):
+        raise ValueError(f"{p}: 'cam_from_model' must be a non-empty list of 4x4 matrices")
+    return poses
 
 
 def _reference_bands(ds: Dataset) -> list[SamplerConfig]:
@@ -126,7 +150,7 @@ def localize_photos(opts: LocalizeOptions, on_progress: Optional[Callable[[float
     Raises:
         ValueError / FileNotFoundError / DatasetError: bad arguments, no photos, a missing model or dataset.
     """
-    from tqdm import tqdm
+    from .progress import progress_bar
 
     spec = parse_intrinsics_arg(opts.intrinsics)
     photos = [p for arg in opts.photos for p in list_photos(arg)]
@@ -141,7 +165,7 @@ def localize_photos(opts: LocalizeOptions, on_progress: Optional[Callable[[float
     rows = []
     stems = _unique_stems(photos)
     with open_method(opts.method, ds, cache / "localize" / ds.root.name, opts.options) as method:
-        bar = tqdm(photos, desc=f"localize {opts.method}", unit="photo", disable=not opts.progress)
+        bar = progress_bar(photos, desc=f"localize {opts.method}", unit="photo", disable=not opts.progress)
         for i, path in enumerate(bar):
             row = _localize_one(method, path, stems[i], spec, world_from_model, bands, target)
             rows.append(row)
@@ -253,6 +277,8 @@ def add_arguments(p) -> None:
                    "(default: Y for glTF and OBJ, Z for PLY)")
     p.add_argument("--scale", type=float, default=None, help=f"model units -> metres (default: longest side {DEFAULT_LONGEST_M:g} m)")
     p.add_argument("--preset", default="street", choices=PRESETS, help="where the references are rendered from")
+    p.add_argument("--seed-cameras", default=None, help="JSON of cameras placed in Blender (headless 'cameras' "
+                   "command): references are rendered in their band instead of the preset's")
     p.add_argument("--n-references", type=int, default=60)
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
@@ -273,7 +299,8 @@ def run(args) -> int:
                            intrinsics=args.intrinsics, method=args.method, options=options, up_axis=args.up_axis,
                            scale=args.scale, preset=args.preset, n_references=args.n_references, width=args.width,
                            height=args.height, samples=args.samples, engine=args.engine, ground=args.ground,
-                           cache=Path(args.cache) if args.cache else None, progress=not args.quiet)
+                           seed_cameras=args.seed_cameras, cache=Path(args.cache) if args.cache else None,
+                           progress=not args.quiet)
     run_localize = localize_photos
     if distributed_active():  # --ray: photos in chunks as Ray tasks (see ml_backend.distributed.localize)
         from .distributed.localize import localize_photos as run_localize

@@ -60,6 +60,26 @@ class SceneSpec:
         up = "" if self.up_axis is None or self.up_axis == default_up_axis(str(self.path)) else f"|up={self.up_axis}"
         return f"mesh:{self.path.name}:{h.hexdigest()[:16]}|scale={self.scale}{ground}{up}"
 
+    def world_from_model(self) -> np.ndarray:
+        """``[4, 4]`` similarity from the mesh file's frame to the render world, as Blender's import will apply it
+        (turned upright, scaled, x/y centre of the box at the origin, floor at z = 0; see
+        :mod:`pose_addon.core.model_frame`), computed with trimesh before any render; identity for procedural."""
+        if self.kind == "procedural":
+            return np.eye(4)
+        import trimesh
+
+        try:
+            pts = np.asarray(trimesh.load(self.path, force="scene").bounds, np.float64)
+        except Exception as e:  # trimesh raises a zoo of types on bad files
+            raise SceneSpecError(f"cannot read mesh {self.path} to size the cameras: {e}") from e
+        up = self.up_axis or default_up_axis(str(self.path))
+        corners = np.array([[x, y, z] for x in pts[:, 0] for y in pts[:, 1] for z in pts[:, 2]])
+        c = corners @ up_axis_rotation(up).T
+        lo, hi = c.min(0), c.max(0)
+        f = float(self.scale) if self.scale is not None else DEFAULT_LONGEST_M / float((hi - lo).max())
+        centre = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]])
+        return world_from_model_matrix(f, -f * centre, up)
+
     def world_bounds(self) -> tuple:
         """(lo, hi) ``[3]`` of the building in the render world (turned upright, scaled, centred, on z = 0), read
         with trimesh before any render; the procedural building's nominal box for ``procedural``."""

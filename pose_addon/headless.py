@@ -5,6 +5,8 @@ Commands::
     render-dataset --scene SPEC --config CONFIG.json --out DIR [--scale F] [--scale-longest M]   (alias: render)
     sample --scene SPEC --out POSES.json [--n N --layout L --distance MIN MAX --elevation MIN MAX --seed S ...]
     scene-info --scene SPEC [--scale F] [--scale-longest M]
+    cameras --blend FILE.blend --model FILE --out CAMS.json [--up-axis A] [--collection NAME]
+             (camera objects the user placed around the imported model, in the model file's frame: --seed-cameras)
     localize --model FILE|--dataset DIR --photos FILES|DIR --out DIR [any option of python -m ml_backend localize]
              [--blend OUT.blend]   (runs the worker's localize; --blend imports the cameras and saves the file)
 
@@ -84,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scale-longest", type=float, default=DEFAULT_LONGEST_SIDE_M)
     s.add_argument("--ground", default="textured", choices=GROUND_STYLES)
     s.add_argument("--up-axis", default=None)
+    c = sub.add_parser("cameras", help="write the camera objects of a .blend in the model file's frame (JSON)")
+    c.add_argument("--blend", required=True, help="the .blend holding the model (as Blender's importer placed it) "
+                   "and the cameras")
+    c.add_argument("--model", required=True, help="the model file that was imported (its format fixes the turn "
+                   "Blender's importer applied: glTF and OBJ Y-up to Z-up, PLY none)")
+    c.add_argument("--up-axis", default=None, help="the up axis the importer turned to Z, when not the format's")
+    c.add_argument("--collection", default=None, help="only the cameras of this collection")
+    c.add_argument("--out", required=True)
     lo = sub.add_parser("localize", help="localize photos with the worker (python -m ml_backend localize) and "
                         "optionally import the cameras into a .blend")
     lo.add_argument("--blend", default=None, help="also import the localized cameras (with their photos as "
@@ -156,6 +166,37 @@ def _sample(args) -> int:
     return 0
 
 
+def _cameras(args) -> int:
+    """Camera objects of a .blend -> ``{"format": "building-pose-cameras", "cam_from_model": [4x4], "names"}``
+    (OpenCV axes, the model file's frame: the .blend's world is the file's frame turned by Blender's importer)."""
+    from pathlib import Path
+
+    import bpy
+    import numpy as np
+
+    from .blender import camera as bcam
+    from .core.dataset import atomic_write_json
+    from .core.model_frame import default_up_axis, rebase_pose, up_axis_rotation
+
+    blend = Path(args.blend)
+    if not blend.is_file():
+        raise FileNotFoundError(f".blend not found: {blend}")
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    objs = bpy.data.collections[args.collection].all_objects if args.collection else bpy.data.objects
+    cams = sorted((o for o in objs if o.type == "CAMERA"), key=lambda o: o.name)
+    if not cams:
+        raise ValueError(f"no camera objects in {blend}" + (f" (collection {args.collection})" if args.collection
+                                                             else ""))
+    blend_from_model = np.eye(4)
+    blend_from_model[:3, :3] = up_axis_rotation(args.up_axis or default_up_axis(args.model))
+    poses = [rebase_pose(bcam.get_cam_from_world(o), blend_from_model) for o in cams]
+    atomic_write_json(args.out, {"format": "building-pose-cameras", "version": 1, "model": str(args.model),
+                                 "frame": "model file, OpenCV camera axes", "names": [o.name for o in cams],
+                                 "cam_from_model": [T.tolist() for T in poses]})
+    _emit({"event": "done", "cameras": str(args.out), "n": len(cams)})
+    return 0
+
+
 def _localize(args) -> int:
     """Run ``python -m ml_backend localize`` with the worker's interpreter, pass its output on as progress
     events, then (``--blend``) import ``poses.json`` with the extension's importer and save the file."""
@@ -222,6 +263,8 @@ def main(argv: list[str]) -> int:
             return _sample(args)
         if args.command == "localize":
             return _localize(args)
+        if args.command == "cameras":
+            return _cameras(args)
         return _scene_info(args)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

@@ -30,7 +30,7 @@ from .model_frame import DEFAULT_LONGEST_SIDE_M
 from .poses import axis_angle_to_matrix, make_pose
 
 __all__ = ["SamplerConfig", "look_at", "sample_cameras", "coverage", "aabb_inside_fn", "placement_preset",
-           "PRESETS", "in_band"]
+           "PRESETS", "in_band", "placement_from_cameras"]
 
 LAYOUTS = ("fibonacci", "rings", "random")
 #: camera placement presets of :func:`placement_preset`
@@ -113,6 +113,33 @@ def placement_preset(name: str, bounds_min, bounds_max, n: int = 100, seed: int 
                              elevation_deg=(0.0, 0.0), seed=seed, eye_height_m=tuple(float(x) for x in eye_height_m),
                              ground_z=float(lo[2]))
     raise ValueError(f"unknown placement preset {name!r}; choose one of {', '.join(PRESETS)}")
+
+
+def placement_from_cameras(cams_from_world, target, ground_z: float, n: int = 100, seed: int = 0,
+                           layout: str = "fibonacci") -> SamplerConfig:
+    """A :class:`SamplerConfig` at eye height around ``target`` covering the band of cameras a user placed
+    (``cams_from_world [M, 4, 4]``, world frame): their horizontal distances (+-15%), heights above ``ground_z``
+    (+-0.25 m) and azimuths (the whole circle unless they leave a gap over 90 deg, which stays out, 15 deg kept
+    on either side)."""
+    T = np.asarray(cams_from_world, np.float64).reshape(-1, 4, 4)
+    if len(T) == 0:
+        raise ValueError("no cameras to seed the references from")
+    centres = np.array([-t[:3, :3].T @ t[:3, 3] for t in T])
+    v = centres - np.asarray(target, np.float64)
+    dist = np.hypot(v[:, 0], v[:, 1])
+    height = centres[:, 2] - float(ground_z)
+    az = np.sort(np.mod(np.degrees(np.arctan2(v[:, 1], v[:, 0])), 360.0))
+    gaps = np.diff(np.concatenate([az, az[:1] + 360.0]))
+    k = int(np.argmax(gaps))
+    azimuth = (0.0, 360.0)
+    if len(az) > 1 and gaps[k] > 90.0:  # leave out the largest empty sector
+        start = az[(k + 1) % len(az)] - 15.0
+        azimuth = (start, start + 360.0 - gaps[k] + 30.0)
+    elif len(az) == 1:
+        azimuth = (az[0] - 45.0, az[0] + 45.0)
+    return SamplerConfig(n=n, layout=layout, distance=(max(0.5, 0.85 * dist.min()), 1.15 * dist.max()),
+                         elevation_deg=(0.0, 0.0), azimuth_deg=azimuth, seed=seed,
+                         eye_height_m=(max(0.0, height.min() - 0.25), height.max() + 0.25), ground_z=float(ground_z))
 
 
 def in_band(cfg: SamplerConfig, target, cam_from_world: np.ndarray, margin: float = 0.25) -> tuple[bool, str]:

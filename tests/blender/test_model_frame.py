@@ -85,3 +85,31 @@ def test_vertex_colours_get_a_material_and_survive_the_bake(empty_scene, tmp_pat
     im = bpy.data.images.load(str(path))
     px = np.array(im.pixels[:]).reshape(-1, 4)[:, :3]
     assert (px[:, 0] - px[:, 2] > 0.3).mean() > 0.05  # the red of the vertex colours is in the texture
+
+
+def test_headless_cameras_command_writes_the_users_cameras_in_the_model_frame(empty_scene, tmp_path, capsys):
+    """Cameras placed around a glTF model as Blender's importer placed it (Y-up turned Z-up) come out in the
+    file's own Y-up frame."""
+    from pose_addon import headless
+    from pose_addon.blender import camera as bcam
+    from pose_addon.core.model_frame import rebase_pose, up_axis_rotation
+    from pose_addon.core.sampling import look_at
+
+    T_blend = look_at(np.array([12.0, -20.0, 1.7]), np.array([0.0, 0.0, 4.0]))
+    cam = bpy.data.objects.new("MyPhoto", bpy.data.cameras.new("MyPhoto"))
+    bpy.context.scene.collection.objects.link(cam)
+    bcam.set_cam_from_world(cam, T_blend)
+    blend = tmp_path / "placed.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    out = tmp_path / "cams.json"
+    assert headless.main(["cameras", "--blend", str(blend), "--model", "house.glb", "--out", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["names"] == ["MyPhoto"] and d["format"] == "building-pose-cameras"
+    T_model = np.array(d["cam_from_model"][0])
+    A = np.eye(4)
+    A[:3, :3] = up_axis_rotation("Y")  # blend_from_model for a glTF file
+    assert np.allclose(rebase_pose(T_model, np.linalg.inv(A)), T_blend, atol=1e-5)
+    centre = -T_model[:3, :3].T @ T_model[:3, 3]
+    assert np.isclose(centre[1], 1.7, atol=1e-5)  # eye height is along the file's +Y
+    assert headless.main(["cameras", "--blend", str(tmp_path / "none.blend"), "--model", "a.ply", "--out",
+                          str(out)]) == 1

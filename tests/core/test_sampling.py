@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from pose_addon.core.cameras import Intrinsics, camera_center
-from pose_addon.core.sampling import (SamplerConfig, aabb_inside_fn, coverage, in_band, placement_preset,
+from pose_addon.core.sampling import (SamplerConfig, aabb_inside_fn, coverage, in_band, look_at, placement_preset,
                                      sample_cameras)
 
 INTR = Intrinsics(640, 480, 500.0, 500.0, 319.5, 239.5)
@@ -87,3 +87,18 @@ def test_placement_presets_scale_with_the_building_and_street_stands_at_eye_heig
     assert SamplerConfig.from_dict(street.to_dict()) == street
     with pytest.raises(ValueError, match="unknown placement preset"):
         placement_preset("drone", lo, hi)
+
+
+def test_placement_from_user_cameras_covers_their_band():
+    from pose_addon.core.sampling import placement_from_cameras
+
+    target = np.array([0.0, 0.0, 5.0])
+    user = [look_at(np.array([18 * np.cos(a), 18 * np.sin(a), h]), target)
+            for a, h in ((0.2, 1.6), (0.6, 1.8), (1.1, 1.7))]  # three photos from one side, at eye height
+    cfg = placement_from_cameras(user, target, 0.0, n=20)
+    assert cfg.eye_height_m[0] <= 1.6 and cfg.eye_height_m[1] >= 1.8 and cfg.distance[0] < 18 < cfg.distance[1]
+    assert cfg.azimuth_deg[1] - cfg.azimuth_deg[0] < 120  # the empty side is left out
+    T = sample_cameras(cfg, target, INTR)
+    assert all(in_band(cfg, target, t)[0] for t in T) and all(in_band(cfg, target, u)[0] for u in user)
+    with pytest.raises(ValueError, match="no cameras"):
+        placement_from_cameras([], target, 0.0)
