@@ -36,7 +36,7 @@ def photo_row(image, r, intrinsics=None) -> dict:
     """The ``estimate_images`` row of one photo from a :class:`~ml_backend.localize.LocalizationResult`
     (``intrinsics``: the estimated ones, when the method solved them)."""
     row = {"image": str(image), "success": bool(r.success), "cam_from_world": r.cam_from_world,
-           "inliers": int(r.n_inliers), "reproj_error_px": float(r.reproj_error_px), "retrieved": list(r.retrieved),
+           "n_inliers": int(r.n_inliers), "reproj_error_px": float(r.reproj_error_px), "retrieved": list(r.retrieved),
            "timings": dict(r.timings), "message": r.message, "inliers_3d": r.inliers_3d}
     if intrinsics is not None:
         row["intrinsics"] = intrinsics.to_dict()
