@@ -45,7 +45,8 @@ default_train_conf: dict = {
     "size": 224,  # crop side (network input, px)
     "width": 48,  # FPN channels
     "batch": 12,
-    "time_s": 1800.0,  # training wall-time budget (the loop stops after the batch that passes it)
+    "time_s": 1800.0,  # training wall-time budget (the loop stops after the batch that passes it; a larger one
+    # continues a finished run)
     "samples_per_epoch": 240,  # crops per epoch (a checkpoint after each)
     "lr": 1e-3,
     "weight_decay": 1e-4,
@@ -309,14 +310,14 @@ def train_heatmap(views: list[TrainView], kset: KeypointSet, out_dir: Path | str
     budget = float(c["time_s"])
     per_epoch = int(c["samples_per_epoch"])
     batch = int(c["batch"])
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
     while elapsed < budget:
         rng = np.random.default_rng([int(c["seed"]), epoch])
         _set_train_mode(model, str(c["freeze"]))
-        t_ep = time.perf_counter()
+        t_ep, cpu_ep = time.perf_counter(), time.process_time()
         losses = []
-        bar = tqdm(total=per_epoch, desc=f"keypoints epoch {epoch + 1}", unit="crop", disable=not c["progress"],
+        bar = progress_bar(total=per_epoch, desc=f"keypoints epoch {epoch + 1}", unit="crop", disable=not c["progress"],
                    file=sys.stderr, leave=False)
         done = 0
         while done < per_epoch:
@@ -352,7 +353,9 @@ def train_heatmap(views: list[TrainView], kset: KeypointSet, out_dir: Path | str
         epoch += 1
         history.append({"epoch": epoch, "step": step, "loss": float(np.mean(losses)), "val_median_px": med,
                         "val_p90_px": p90, "elapsed_s": round(elapsed, 1), "lr": lr,
-                        "epoch_wall_s": round(time.perf_counter() - t_ep, 1)})
+                        "epoch_wall_s": round(time.perf_counter() - t_ep, 1),
+                        "epoch_cpu_s": round(time.process_time() - cpu_ep, 1),
+                        "load_avg": round(os.getloadavg()[0], 2)})
         _atomic_torch_save({"identity": identity, "model": model.state_dict(), "opt": opt.state_dict(),
                             "epoch": epoch, "step": step, "elapsed_s": elapsed, "history": history}, ckpt_path)
         plot_curves(history, out / "curves.png")

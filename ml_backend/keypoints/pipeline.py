@@ -183,12 +183,16 @@ def _ensure_heatmap_model(dataset: Dataset, c: dict, kset: KeypointSet, cache: P
         hconf["device"] = c["device"]
     digest = ht.dataset_digest(dataset)
     key = json.dumps({"kp": kset.digest(), "ds": digest, "gl": int(c["gl_views"]),
-                      "train": {k: v for k, v in hconf.items() if k not in ("progress", "device", "threads")}},
+                      "train": {k: v for k, v in hconf.items() if k not in ("progress", "device", "threads",
+                                                                              "time_s")}},
                      sort_keys=True)
     model_dir = cache / "keypoints" / f"{dataset.root.name}-hm-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
     if (model_dir / "model.pt").is_file():
         _, meta = ht.load_heatmap_model(model_dir / "model.pt", "cpu", dataset, kset)
-        return KeypointModel(model_dir / "model.pt", kset, None, model_dir, meta, "heatmap")
+        if float(meta["train_s"]) >= float(hconf["time_s"]) or not (model_dir / "checkpoint.pt").is_file():
+            return KeypointModel(model_dir / "model.pt", kset, None, model_dir, meta, "heatmap")
+        _log(c, f"[keypoints] continuing {model_dir} from {float(meta['train_s']) / 60:.1f} to "
+                f"{float(hconf['time_s']) / 60:.1f} min")
     t0 = time.time()
     views = []
     if int(c["gl_views"]) > 0:

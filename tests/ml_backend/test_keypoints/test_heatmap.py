@@ -100,6 +100,10 @@ def test_training_records_digest_progress_curves_and_resumes(trained_hm, synth_d
         ht.train_heatmap(views, model.kset, model.model_dir, "0" * 16, conf)
     again = pipeline.ensure_model(synth_dataset, dict(CONF, cache=str(cache)))  # cached: no training
     assert again.weights == model.weights
+    more = dict(CONF, cache=str(cache), heatmap=dict(TINY_HM, time_s=ck2["elapsed_s"] + 0.01))
+    longer = pipeline.ensure_model(synth_dataset, more)  # a larger budget continues the same run
+    assert longer.model_dir == model.model_dir and longer.train_info["epochs"] == 3
+    assert "epoch_cpu_s" in longer.train_info["history"][-1]
 
 
 def test_model_is_refused_for_another_dataset_or_keypoint_set(trained_hm, synth_dataset, tmp_path):
