@@ -12,6 +12,12 @@ Weights & Biases when installed; ``WANDB_MODE=offline`` works), progress.
 Outputs in ``out``: ``best.pt`` and ``last.pt`` (state dicts, config, extractor meta, scene normalization, RNG
 states: loadable with ``torch.load(weights_only=True)``), ``metrics.csv``, ``tb/`` (TensorBoard), ``curves.png``,
 ``config.json``. The validation score is ``median_t_m + median_R_deg / 2`` (1 m weighs like 2 deg).
+
+Data-parallel: when a ``torch.distributed`` process group is set up (Ray Train's ``TorchTrainer``, torchrun;
+see :mod:`ml_backend.distributed.train`), every rank draws the same permutation, takes its share of each batch
+(``batch[rank::world]``), weights its loss by its share and the gradients are summed over the ranks (gloo
+all-reduce), which is the gradient of the whole batch's loss; parameters stay identical on every rank and only
+rank 0 writes. The checkpoints are the single-process ones (``--resume`` continues them on one machine).
 """
 from __future__ import annotations
 
@@ -90,6 +96,29 @@ def _split(ids: np.ndarray, frac: float, seed: int) -> np.ndarray:
     n_val = int(round(frac * len(uniq))) if frac > 0 else 0
     val_ids = set(rng.choice(uniq, n_val, replace=False).tolist()) if n_val else set()
     return np.array([i in val_ids for i in ids])
+
+
+def _world() -> tuple[int, int]:
+    """``(world size, rank)`` of the torch.distributed process group, ``(1, 0)`` without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def _sum_over_ranks(params: list, value: float) -> float:
+    """Sum every parameter's gradient (missing ones as zeros) and ``value`` over the ranks."""
+    import torch.distributed as dist
+
+    for q in params:
+        if q.requires_grad:
+            if q.grad is None:
+                q.grad = torch.zeros_like(q)
+            dist.all_reduce(q.grad, op=dist.ReduceOp.SUM)
+    v = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(v, op=dist.ReduceOp.SUM)
+    return float(v[0])
 
 
 def _save(path: Path, obj: dict) -> None:
@@ -179,6 +208,8 @@ def train(config: dict, resume: bool = False) -> Path:
     if not cfg["features"] or not cfg["out"]:
         raise ValueError("training needs 'features' (an HDF5 file from extract) and 'out' (a run folder)")
     torch.set_num_threads(int(cfg["threads"]))
+    world, rank = _world()
+    lead = rank == 0  # the rank that writes (every rank holds the same parameters)
     out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
     data = load_features(cfg["features"])
@@ -202,8 +233,8 @@ def train(config: dict, resume: bool = False) -> Path:
     gen = torch.Generator().manual_seed(int(cfg["seed"]))
     model = BuildingPoseNetCached(X.shape[1], tuple(cfg["hidden"]), cfg["rotation"], float(cfg["dropout"]))
     crit = PoseLoss(bool(cfg["learned_weights"]), float(cfg["beta"]), geodesic_weight=float(cfg["geodesic_weight"]))
-    opt = torch.optim.AdamW(list(model.parameters()) + list(crit.parameters()), lr=float(cfg["lr"]),
-                            weight_decay=float(cfg["weight_decay"]))
+    params = list(model.parameters()) + list(crit.parameters())
+    opt = torch.optim.AdamW(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
     if cfg["schedule"] == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(cfg["epochs"]), eta_min=float(cfg["lr"]) * 0.01)
     elif cfg["schedule"] == "plateau":
@@ -226,12 +257,15 @@ def train(config: dict, resume: bool = False) -> Path:
         start, best, bad, history = int(ck["epoch"]) + 1, float(ck["best_score"]), int(ck["bad_epochs"]), ck["history"]
         torch.set_rng_state(ck["rng_torch"])
         gen.set_state(ck["rng_gen"])
-    atomic_write_json(out / "config.json", cfg)
+    if world > 1:  # other dropout masks per rank; the permutation generator stays shared
+        torch.manual_seed(int(cfg["seed"]) * 1000 + 1 + rank)
+    if lead:
+        atomic_write_json(out / "config.json", cfg)
     from torch.utils.tensorboard import SummaryWriter
 
-    tb = SummaryWriter(str(out / "tb"), purge_step=start)
+    tb = SummaryWriter(str(out / "tb"), purge_step=start) if lead else None
     wb = None
-    if cfg["wandb"]:
+    if cfg["wandb"] and lead:
         try:
             import wandb
 
@@ -248,12 +282,18 @@ def train(config: dict, resume: bool = False) -> Path:
         tot, nb = 0.0, 0
         for i in range(0, len(perm), bs):
             b = torch.from_numpy(perm[i:i + bs])
-            c_p, R_p = model(X[b])
-            loss, _ = crit(c_p, R_p, C[b], Rt[b])
+            mine = b[rank::world]
             opt.zero_grad()
-            loss.backward()
+            part = 0.0
+            if len(mine):
+                c_p, R_p = model(X[mine])
+                loss, _ = crit(c_p, R_p, C[mine], Rt[mine])
+                (loss * (len(mine) / len(b))).backward()
+                part = float(loss.detach()) * (len(mine) / len(b))
+            if world > 1:
+                part = _sum_over_ranks(params, part)
             opt.step()
-            tot += float(loss.detach())
+            tot += part
             nb += 1
         ev = evaluate_features(model, feats[va], T_all[va], norm) if len(va) else {"median_t_m": math.nan,
                                                                                      "median_R_deg": math.nan}
@@ -268,7 +308,7 @@ def train(config: dict, resume: bool = False) -> Path:
                "s_t": crit.s_t.item(), "s_R": crit.s_r.item()}
         history.append(rec)
         for k, v in rec.items():
-            if k != "epoch":
+            if k != "epoch" and tb is not None:
                 tb.add_scalar(k, v, epoch)
         if wb is not None:
             wb.log(rec, step=epoch)
@@ -283,18 +323,21 @@ def train(config: dict, resume: bool = False) -> Path:
               "config": json.dumps(cfg), "extractor": json.dumps(extractor_meta),
               "normalization": json.dumps(norm), "history": json.dumps(history),
               "val_ids": json.dumps(sorted(set(ids[val].tolist()))), "val_metrics": json.dumps(ev)}
-        if improved:
+        if improved and lead:
             _save(best_path, ck)
-        _save(last_path, ck)
+        if lead:
+            _save(last_path, ck)
         bar.set_postfix(val_t=f"{ev['median_t_m']:.2f}", val_R=f"{ev['median_R_deg']:.2f}", best=f"{best:.3f}")
         if bad >= int(cfg["patience"]):
             break
-    tb.close()
+    if tb is not None:
+        tb.close()
     if wb is not None:
         wb.finish()
-    _write_csv(out / "metrics.csv", history)
-    if history:
-        _plot(history, out / "curves.png")
+    if lead:
+        _write_csv(out / "metrics.csv", history)
+        if history:
+            _plot(history, out / "curves.png")
     return best_path
 
 
