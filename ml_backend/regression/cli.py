@@ -2,7 +2,7 @@
 
     regression extract --dataset DIR --out DIR [--split reference] [--extractor efficientnet-lite0|clip:ARCH
         --checkpoint FILE] [--views 2] [--random-weights]
-    regression train [--config cfg.json] [--set key=value ...] [--resume]
+    regression train [--config cfg.json] [--set key=value ...] [--resume] [--ray local|HOST:PORT --ray-workers 2]
     regression infer --checkpoint best.pt --source DATASET_OR_FOLDER --out FILE_STEM [--split query]
 """
 from __future__ import annotations
@@ -29,6 +29,10 @@ def add_parser(sub) -> None:
     t.add_argument("--config", default=None, help="JSON config file (see regression.train.default_config)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override (value as JSON)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    from ..distributed.cluster import add_ray_arguments
+
+    add_ray_arguments(t)
+    t.add_argument("--ray-workers", type=int, default=2, help="Ray Train workers (data-parallel ranks) with --ray")
     i = s.add_parser("infer", help="poses of a dataset split or an image folder to JSON + CSV")
     i.add_argument("--checkpoint", required=True)
     i.add_argument("--source", required=True)
@@ -52,7 +56,17 @@ def dispatch(args: argparse.Namespace) -> int:
         from .train import merge_config, parse_overrides, train
 
         base = json.loads(Path(args.config).read_text()) if args.config else {}
-        print(train(merge_config(base, parse_overrides(args.set)), resume=args.resume))
+        cfg = merge_config(base, parse_overrides(args.set))
+        if getattr(args, "ray", None):  # Ray Train workers, the same checkpoints (see ml_backend.distributed.train)
+            from ..distributed.cluster import connect_from_args
+            from ..distributed.train import train_regression
+
+            connect_from_args(args)
+            print(train_regression(cfg, resume=args.resume, num_workers=args.ray_workers,
+                                   use_gpu=args.ray_task_gpus > 0, cpus_per_worker=args.ray_task_cpus,
+                                   max_failures=args.ray_max_retries))
+            return 0
+        print(train(cfg, resume=args.resume))
         return 0
     from .infer import infer
 

@@ -184,3 +184,24 @@ def test_sharded_localize_equals_single_machine(cluster, synth_dataset, tmp_path
     for q, row in zip(queries, sharded["photos"]):  # the render world is the model frame here
         if row["status"] == "ok":
             assert np.allclose(row["cam_from_world"], q.cam_from_world, atol=0.05)
+
+
+@pytest.mark.slow
+def test_ray_train_regression_matches_one_process_and_resumes_there(cluster, tmp_path):
+    """Two Ray Train workers (gloo) train like one process (no dropout: same gradients up to rounding), and the
+    single-machine trainer resumes their checkpoint (about 3 minutes on 2 shared cores)."""
+    import torch
+
+    from ml_backend.distributed.train import train_regression
+    from ml_backend.regression.train import load_checkpoint, train
+
+    from .regression.test_regression import _cfg
+
+    train_regression(_cfg(tmp_path, "ray", epochs=3, dropout=0.0), num_workers=2)
+    ray_ck = load_checkpoint(tmp_path / "ray" / "last.pt")
+    one = load_checkpoint(train(_cfg(tmp_path, "one", epochs=3, dropout=0.0)).with_name("last.pt"))
+    assert ray_ck["epoch"] == one["epoch"] == 2
+    for k in one["model"]:
+        assert torch.allclose(one["model"][k], ray_ck["model"][k], atol=1e-4), k
+    resumed = load_checkpoint(train(_cfg(tmp_path, "ray", epochs=5, dropout=0.0), resume=True).with_name("last.pt"))
+    assert resumed["epoch"] == 4 and [h["epoch"] for h in resumed["history"]] == [0, 1, 2, 3, 4]
