@@ -13,10 +13,10 @@ its start-up time is reported apart. Writes ``OUT/results.json`` and prints the 
 """
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
+from typing import Optional
 
 from pose_addon.core.dataset import Dataset, atomic_write_json
 
@@ -41,7 +41,8 @@ def _per_min(n: int, s: float) -> float:
     return 60.0 * n / s if s > 0 else float("nan")
 
 
-def _stage(out: Path, cfg_path: Path, spec, photos_fn, args, sharded: bool, ref_dataset: Path = None) -> dict:
+def _stage(out: Path, cfg_path: Path, spec, photos_fn, args, sharded: bool,
+           ref_dataset: Optional[Path] = None) -> dict:
     """Render, database and localize into ``out``; sharded through the connected Ray instance or not."""
     from .. import blender_runner
     from ..database import build_database
@@ -81,8 +82,6 @@ def _stage(out: Path, cfg_path: Path, spec, photos_fn, args, sharded: bool, ref_
 
 def run(args) -> int:
     """Entry of ``python -m ml_backend scale-bench``: prints the throughput table."""
-    import ray
-
     from ..bench import make_render_config
     from ..scenes import parse_scene
     from . import cluster, compare
@@ -147,5 +146,5 @@ def format_table(rows: dict, args) -> str:
         start = f"{r['ray_start_s']:.1f}" if "ray_start_s" in r else "-"
         lines.append(f"{name:<20}{r['frames_per_min']:>18.1f}{r['db_frames_per_min']:>15.1f}"
                      f"{r['photos_per_min']:>21.1f}{start:>12}  {same}")
-    lines.append(f"localized: " + ", ".join(f"{n}: {r['localized']}/{r['photos']}" for n, r in rows.items()))
+    lines.append("localized: " + ", ".join(f"{n}: {r['localized']}/{r['photos']}" for n, r in rows.items()))
     return "\n".join(lines)

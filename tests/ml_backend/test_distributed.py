@@ -205,3 +205,22 @@ def test_ray_train_regression_matches_one_process_and_resumes_there(cluster, tmp
         assert torch.allclose(one["model"][k], ray_ck["model"][k], atol=1e-4), k
     resumed = load_checkpoint(train(_cfg(tmp_path, "ray", epochs=5, dropout=0.0), resume=True).with_name("last.pt"))
     assert resumed["epoch"] == 4 and [h["epoch"] for h in resumed["history"]] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.slow
+@needs_blender
+def test_scale_bench_forty_frames_twenty_photos(tmp_path, capsys):
+    """The command users run: 40 frames rendered and 20 photos localized on one machine and on a local 2-worker Ray
+    instance, each result equal, the throughput table printed (about 10 minutes on 2 shared cores)."""
+    from ml_backend.__main__ import main
+
+    if distributed.active():
+        distributed.shutdown()
+    rc = main(["scale-bench", "--frames", "40", "--photos", "20", "--workers", "2", "--out", str(tmp_path / "scale")])
+    table = capsys.readouterr().out
+    res = json.loads((tmp_path / "scale" / "results.json").read_text())
+    assert rc == 0, table
+    ray2 = res["rows"]["Ray, 2 workers"]
+    assert ray2["identical"] == {"render": True, "database": True, "localize": True}
+    assert ray2["frames"] == 40 and ray2["photos"] == 20
+    assert "render frames/min" in table and "localize photos/min" in table
