@@ -1,6 +1,7 @@
 """Joining a Ray cluster and running a list of tasks on it.
 
-``connect("local")`` starts a Ray instance on this machine (loopback, no dashboard); ``connect("HOST:PORT")``
+``connect("local")`` starts a Ray instance on this machine (no dashboard; Ray 2.60 turns a loopback node address
+into the machine's own and listens on all interfaces, with its token authentication on); ``connect("HOST:PORT")``
 joins a running cluster (``ray start --head`` on one machine, ``ray start --address HOST:PORT`` on the others; see
 docs/scale-out.md). Every node needs the same checkout with its environments at the same path and the data
 folders (datasets, caches, outputs) on storage all nodes share: tasks read and write files by path.
@@ -49,8 +50,7 @@ def connect(address: str, num_cpus: Optional[int] = None, task: Optional[TaskRes
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if address == "local":
-        ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 logging_level="WARNING", log_to_driver=False)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
         _STATE["started_here"] = True
     else:
         ray.init(address=address, logging_level="WARNING", log_to_driver=False)
@@ -137,7 +137,7 @@ def add_ray_arguments(p) -> None:
     """``--ray ADDRESS|local`` and the per-task resources, for the commands that can run sharded."""
     p.add_argument("--ray", default=None, metavar="ADDRESS|local",
                    help="run rendering, database building and localization as Ray tasks: 'local' starts Ray on "
-                        "this machine, HOST:PORT joins a cluster (default: no Ray, one machine)")
+                        "this machine for this command, HOST:PORT joins a cluster (default: no Ray, one machine)")
     p.add_argument("--ray-task-cpus", type=float, default=1.0, help="CPUs each Ray task asks for (default 1)")
     p.add_argument("--ray-task-gpus", type=float, default=0.0,
                    help="GPUs each Ray task asks for (default 0; e.g. 1 for Cycles on a GPU per Blender)")

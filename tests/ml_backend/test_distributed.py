@@ -1,4 +1,4 @@
-"""The Ray backend on a local 2-CPU Ray instance started here (loopback, no dashboard): sharded render, database
+"""The Ray backend on a local 2-CPU Ray instance started here (no dashboard): sharded render, database
 and localization equal to the single-machine results; a task whose worker is killed is retried and resumes."""
 from __future__ import annotations
 
