@@ -116,8 +116,10 @@ def run_tasks(fn: Callable, items: Sequence[tuple], names: Sequence[str], desc: 
                     out[i] = ray.get(r)
                 except RayTaskError as e:  # the task's own exception, after its retries
                     cause = e.cause if getattr(e, "cause", None) is not None else e
-                    raise ShardError(f"{desc} task {names[i]} failed after {res.max_retries} retries: "
-                                     f"{type(cause).__name__}: {cause}") from None
+                    retried = isinstance(cause, tuple(retry_exceptions)) and res.max_retries > 0
+                    raise ShardError(f"{desc} task {names[i]} failed"
+                                     + (f" after {res.max_retries} retries" if retried else "")
+                                     + f": {type(cause).__name__}: {cause}") from None
                 except RayError as e:  # the worker died on every attempt
                     raise ShardError(f"{desc} task {names[i]} failed after {res.max_retries} retries: "
                                      f"{type(e).__name__}: {e}") from None

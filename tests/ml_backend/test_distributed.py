@@ -224,3 +224,16 @@ def test_scale_bench_forty_frames_twenty_photos(tmp_path, capsys):
     assert ray2["identical"] == {"render": True, "database": True, "localize": True}
     assert ray2["frames"] == 40 and ray2["photos"] == 20
     assert "render frames/min" in table and "localize photos/min" in table
+
+
+def test_a_task_error_names_the_shard_and_is_not_retried(cluster, synth_dataset, tmp_path):
+    from ml_backend.database import resolve_conf
+    from ml_backend.distributed.cluster import ShardError, run_tasks
+
+    conf = resolve_conf("sift")
+    conf["split"] = synth_dataset.reference_splits(None)
+    item = (str(synth_dataset.root), str(tmp_path / "db.h5.shard"), conf, "not-the-digest", ("reference_0000",))
+    with pytest.raises(ShardError, match=r"task shard-a failed: DatasetError: .*changed since") as e:
+        run_tasks(dfeatures.build_shard, [item], ["shard-a"], desc="database shards", progress=False,
+                  retry_exceptions=(OSError,))
+    assert "retries" not in str(e.value)
