@@ -9,9 +9,6 @@ between methods; a method that cannot run here (missing package or weights) is r
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +19,12 @@ from pose_addon.core.render_config import LightingConfig, PhotoStyle, RenderConf
 from pose_addon.core.sampling import SamplerConfig, placement_preset
 
 from . import blender_runner
+from .child_process import ChildError, describe_exit, python_command, run_events
 from .database import build_database
 from .distributed.cluster import active as distributed_active
 from .evaluation import evaluate_results
 from .methods import REGISTRY
+from .paths import CACHE_DIR
 from .scenes import DEFAULT_LONGEST_M, SceneSpec, parse_scene
 
 __all__ = ["BenchOptions", "make_render_config", "TRAINING_METHODS", "ensure_dataset", "run_method_subprocess", "run_bench",
@@ -138,32 +137,20 @@ def run_method_subprocess(name: str, dataset_dir: Path, workdir: Path, conf: dic
     signal is a negative ``rc``, e.g. -11 for a segmentation fault, reported by a shell as 139).
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "ml_backend", "run-method", "--method", name, "--dataset", str(dataset_dir),
-           "--workdir", str(workdir), "--conf", json.dumps(conf), "--out", str(out_json)]
-    env = dict(os.environ)  # the worker package must import even when not installed
-    env["PYTHONPATH"] = os.pathsep.join([str(blender_runner.REPO_ROOT)] + ([env["PYTHONPATH"]]
-                                                                           if env.get("PYTHONPATH") else []))
+    cmd = python_command("ml_backend", "run-method", "--method", name, "--dataset", dataset_dir, "--workdir", workdir,
+                         "--conf", json.dumps(conf), "--out", out_json)
     try:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout_s,
-                              env=env)
-    except subprocess.TimeoutExpired:
-        return {"failed": f"timed out after {timeout_s} s", "exit_code": None}
-    if proc.stderr and conf.get("progress", True):
-        sys.stderr.write(proc.stderr[-2000:] if proc.returncode else "")
-    if proc.returncode == 0 and out_json.is_file():
+        res = run_events(cmd, timeout_s=timeout_s, tail_lines=40)
+    except ChildError as e:  # could not start, or timed out
+        return {"failed": str(e), "exit_code": None}
+    rc = res.returncode
+    if rc and conf.get("progress", True):
+        sys.stderr.write("\n".join(res.stderr_tail) + "\n")
+    if rc in (0, EXIT_UNAVAILABLE) and out_json.is_file():
         return json.loads(out_json.read_text())
-    if proc.returncode == EXIT_UNAVAILABLE and out_json.is_file():
-        return json.loads(out_json.read_text())
-    last = " | ".join([x for x in proc.stderr.strip().splitlines() if x.strip()][-3:])
-    rc = proc.returncode
-    if rc < 0:
-        try:
-            how = f"killed by {signal.Signals(-rc).name} (exit code {128 - rc} in a shell)"
-        except ValueError:
-            how = f"killed by signal {-rc}"
-    else:
-        how = f"exit code {rc}"
-    return {"failed": f"{'crashed' if rc < 0 else 'failed'}: {how}" + (f": {last}" if last else ""), "exit_code": rc}
+    last = " | ".join([x for x in res.stderr_tail if x.strip()][-3:])
+    return {"failed": f"{'crashed' if rc < 0 else 'failed'}: {describe_exit(rc)}" + (f": {last}" if last else ""),
+            "exit_code": rc}
 
 
 def format_table(results: dict) -> str:
@@ -209,7 +196,7 @@ def run_bench(opts: BenchOptions, dataset_dir: Optional[Path] = None) -> dict:
         raise ValueError(f"unknown methods {unknown}; available: {', '.join(REGISTRY)}")
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
-    cache = Path(opts.cache) if opts.cache else blender_runner.REPO_ROOT / ".cache" / "ml_backend"
+    cache = Path(opts.cache) if opts.cache else CACHE_DIR
     rendered = dataset_dir is None
     if rendered:
         spec = parse_scene(opts.scene, opts.scale, opts.ground)  # fails on a missing mesh before Blender starts

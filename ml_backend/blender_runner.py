@@ -1,30 +1,26 @@
-"""Run the Blender extension's headless entry point as a subprocess and follow its JSON-line events.
+"""Run the Blender extension's headless entry point as a child process and follow its JSON-line events.
 
 Protocol (stdout, one JSON object per line): ``{"event": "progress", "done", "total", "message"}``,
-``{"event": "done", ...}``, ``{"event": "error", "message"}``. Other stdout lines (Blender's own chatter) are
-ignored. Blender gets its own HOME / XDG_CACHE_HOME / MESA_SHADER_CACHE_DIR under a cache folder so it never
-writes to the user's configuration.
+``{"event": "done", ...}``, ``{"event": "error", "message"}``; other stdout lines (Blender's own chatter) are
+ignored (:mod:`.child_process`). Blender gets its own HOME / XDG_CACHE_HOME / MESA_SHADER_CACHE_DIR under a cache
+folder so it never writes to the user's configuration, and no ``PYTHONPATH``: its Python must not see the worker's
+packages.
 """
 from __future__ import annotations
 
-import collections
 import os
-import subprocess
-import threading
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from tqdm import tqdm
-
-from .child_events import json_events
+from .child_process import ChildError, child_env, run_events
+from .paths import REPO_ROOT
 
 __all__ = ["BlenderError", "find_blender", "run_headless", "render_dataset", "REPO_ROOT"]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 ENTRY = REPO_ROOT / "tools" / "blender_entry.py"
 
 
-class BlenderError(RuntimeError):
+class BlenderError(ChildError):
     """Blender could not be found, or a headless command failed (message holds its last stderr lines)."""
 
 
@@ -46,11 +42,8 @@ def _isolated_env(cache_dir: Path) -> dict:
     home = cache_dir / "blender-home"
     for sub in ("home", "xdg-cache", "mesa"):
         (home / sub).mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env.update({"HOME": str(home / "home"), "XDG_CACHE_HOME": str(home / "xdg-cache"),
-                "MESA_SHADER_CACHE_DIR": str(home / "mesa"), "PYTHONUNBUFFERED": "1"})
-    env.pop("PYTHONPATH", None)  # Blender's Python must not see the worker's packages
-    return env
+    return child_env({"HOME": str(home / "home"), "XDG_CACHE_HOME": str(home / "xdg-cache"),
+                      "MESA_SHADER_CACHE_DIR": str(home / "mesa")}, pythonpath=False)
 
 
 def run_headless(command: Sequence[str], cache_dir: Path | str, progress: bool = True,
@@ -61,8 +54,9 @@ def run_headless(command: Sequence[str], cache_dir: Path | str, progress: bool =
     Args:
         command: the headless command and its arguments (e.g. ``["render-dataset", "--scene", ...]``).
         cache_dir: folder for Blender's isolated HOME and caches.
-        progress: show a tqdm bar fed by the progress events.
+        progress: show a terminal bar fed by the progress events (inside a job they are reported either way).
         on_event: called with every parsed event.
+        desc: the step name of its progress.
 
     Returns:
         The final ``done`` (or other non-progress) event.
@@ -73,54 +67,15 @@ def run_headless(command: Sequence[str], cache_dir: Path | str, progress: bool =
     """
     exe = find_blender()
     cmd = [str(exe), "-b", "--python", str(ENTRY), "--python-exit-code", "1", "--", *map(str, command)]
-    env = _isolated_env(Path(cache_dir))
-    tail: collections.deque = collections.deque(maxlen=20)
     try:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                cwd=str(REPO_ROOT), bufsize=1)
-    except OSError as e:
-        raise BlenderError(f"cannot start Blender {exe}: {e}") from e
-
-    def drain():
-        for line in proc.stderr:
-            tail.append(line.rstrip("\n"))
-
-    t = threading.Thread(target=drain, daemon=True)
-    t.start()
-    bar = tqdm(desc=desc, unit="frame", disable=not progress)
-    final, error = None, None
-    try:
-        for ev in json_events(proc.stdout):
-            if on_event:
-                on_event(ev)
-            kind = ev["event"]
-            if kind == "progress":
-                total = int(ev.get("total") or 0)
-                if total and bar.total != total:
-                    bar.total = total
-                bar.n = int(ev.get("done") or 0)
-                if ev.get("message"):
-                    bar.set_postfix_str(str(ev["message"])[:40], refresh=False)
-                bar.refresh()
-            elif kind == "error":
-                error = str(ev.get("message", "unknown error"))
-            else:
-                final = ev
-        rc = proc.wait(timeout=timeout_s)
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    finally:
-        bar.close()
-        t.join(timeout=5)
-    if rc != 0 or error is not None or final is None:
-        reason = error or (f"exit code {rc}" if rc != 0 else "no result event")
-        last = "\n".join(f"  | {x}" for x in list(tail)[-12:])
-        raise BlenderError(f"Blender command {command[0] if command else ''!s} failed: {reason}"
-                           + (f" (exit code {rc})" if error and rc != 0 else "")
-                           + (f"\nlast stderr lines:\n{last}" if last else ""))
-    return final
+        res = run_events(cmd, env=_isolated_env(Path(cache_dir)), on_event=on_event, progress=desc,
+                         show_progress=progress, unit="frame", timeout_s=timeout_s, tail_lines=20)
+    except ChildError as e:
+        raise BlenderError(f"Blender {exe}: {e}") from e
+    if not res.ok:
+        raise BlenderError(str(res.failure(f"Blender command {command[0] if command else ''!s}")))
+    assert res.final is not None
+    return res.final
 
 
 def render_dataset(scene_spec: str, config_path: Path | str, out_dir: Path | str, cache_dir: Path | str,

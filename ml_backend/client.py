@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import secrets
+import shlex
 import socket
 import subprocess
 import sys
@@ -26,6 +27,9 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from pose_addon.worker.protocol import WORKER_ARGS
+
+from .child_process import child_env
 from .service import protocol as P
 from .service.protocol import RemoteError
 
@@ -84,11 +88,7 @@ class WorkerClient:
               **kw) -> "WorkerClient":
         """Start a worker (``python -m ml_backend serve``) owned by this process and connect to it."""
         token = secrets.token_urlsafe(32)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        env.pop("POSE_WORKER_TOKEN", None)
-        root = str(Path(__file__).resolve().parents[1])
-        env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-        cmd = [python or sys.executable, "-m", "ml_backend", "serve", "--parent-pid", str(os.getpid())]
+        cmd = [str(python or sys.executable), *shlex.split(WORKER_ARGS), "--parent-pid", str(os.getpid())]
         if data_dir:
             cmd += ["--data-dir", str(data_dir)]
         if unix:
@@ -98,7 +98,7 @@ class WorkerClient:
         r, w = os.pipe()  # the token travels through an inherited pipe: not in argv, not in /proc/PID/environ
         try:
             proc = subprocess.Popen(cmd + ["--token-fd", str(r)], stdout=subprocess.PIPE, stderr=err,
-                                    stdin=subprocess.DEVNULL, env=env, pass_fds=(r,))
+                                    stdin=subprocess.DEVNULL, env=child_env(), pass_fds=(r,))
             os.write(w, token.encode())
         finally:
             os.close(r)

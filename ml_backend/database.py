@@ -32,7 +32,7 @@ from typing import Any, Iterator, Optional
 
 import h5py
 import numpy as np
-from tqdm import tqdm
+from .progress import progress_bar
 
 from pose_addon.core.cameras import Intrinsics
 from pose_addon.core.dataset import Dataset, DatasetError
@@ -275,7 +275,7 @@ def _write_frames(tmp: Path, cj: str, final: Path, digest: str, conf: dict, ds: 
         f.attrs["split"] = json.dumps(conf["split"])
         done = _complete_ids(f)
         todo = [fr for fr in refs if fr.id not in done]
-        for fr in tqdm(todo, desc="database", unit="img", disable=not progress or not todo):
+        for fr in progress_bar(todo, desc="database", unit="img", disable=not progress or not todo):
             data = extract_frame(ds, fr, conf)
             if fr.id in f["frames"]:
                 del f["frames"][fr.id]  # an incomplete group from an interrupted write

@@ -24,6 +24,8 @@ import numpy as np
 
 from pose_addon.core.dataset import DatasetError
 
+from .child_process import child_env, describe_exit, python_command
+
 __all__ = ["CorruptFile", "ImageRejected", "verify_hdf5", "die_with_parent", "check_image_file", "degenerate_image_reason",
            "load_torch_file", "MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS", "MIN_IMAGE_SIDE"]
 
@@ -32,7 +34,6 @@ MAX_IMAGE_BYTES = 200 * 1024 * 1024  # a photo file larger than this is refused 
 MAX_IMAGE_PIXELS = 50_000_000  # 50 MP (8660 x 5773); larger images are refused from their header
 MIN_IMAGE_SIDE = 32  # pixels; smaller images hold too little to localize
 MIN_IMAGE_STD = 2.0  # grey levels; below this an image is uniform (all black, all white, a flat colour)
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 _verified: dict[tuple, bool] = {}
 _verified_lock = threading.Lock()
@@ -84,12 +85,9 @@ def verify_hdf5(path: Path | str, timeout_s: Optional[float] = None, what: str =
     if head != HDF5_SIGNATURE:
         raise CorruptFile(path, f"not an HDF5 file (it starts with {head[:8]!r}); expected a {what}")
     limit = timeout_s if timeout_s is not None else 20.0 + 10.0 * size / 1e8
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    env.pop("POSE_WORKER_TOKEN", None)
     try:
-        proc = subprocess.run([sys.executable, "-m", "ml_backend.integrity", "hdf5", str(path)], capture_output=True,
-                              text=True, timeout=limit, env=env, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(python_command("ml_backend.integrity", "hdf5", path), capture_output=True, text=True,
+                              timeout=limit, env=child_env(), stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise CorruptFile(path, f"reading the {what} did not finish within {limit:.0f} s (corrupt HDF5 structure?)") \
             from None
@@ -101,8 +99,7 @@ def verify_hdf5(path: Path | str, timeout_s: Optional[float] = None, what: str =
         return
     if ans.get("error"):
         raise CorruptFile(path, f"unreadable {what}: {ans['error']}")
-    why = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit code {proc.returncode}"
-    raise CorruptFile(path, f"reading the {what} crashed its reader ({why}): corrupt HDF5 file")
+    raise CorruptFile(path, f"reading the {what} crashed its reader ({describe_exit(proc.returncode)}): corrupt HDF5 file")
 
 
 def _read_all_hdf5(path: str) -> dict:

@@ -95,7 +95,7 @@ def run_tasks(fn: Callable, items: Sequence[tuple], names: Sequence[str], desc: 
     """
     import ray
     from ray.exceptions import RayError, RayTaskError
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
     res = task or resources()
     remote = ray.remote(fn).options(num_cpus=res.num_cpus, num_gpus=res.num_gpus, max_retries=res.max_retries,
@@ -104,7 +104,7 @@ def run_tasks(fn: Callable, items: Sequence[tuple], names: Sequence[str], desc: 
     index = {r: i for i, r in enumerate(refs)}
     out: list = [None] * len(refs)
     pending = list(refs)
-    bar = tqdm(total=len(refs), desc=desc, unit="task", disable=not progress)
+    bar = progress_bar(total=len(refs), desc=desc, unit="task", disable=not progress)
     try:
         while pending:
             done, pending = ray.wait(pending, num_returns=1, timeout=None)

@@ -4,7 +4,7 @@
 
 Ultralytics changes process-wide state (OpenCV threads, settings), so it only ever runs here. The parent sets the
 offline environment (``YOLO_OFFLINE``, ``YOLO_CONFIG_DIR``, ...) before this process starts. Events are JSON lines
-on stdout (``progress``, then ``done`` or ``error``), the protocol of :mod:`ml_backend.blender_runner`.
+on stdout (``progress``, then ``done`` or ``error``), the protocol of :mod:`ml_backend.child_process`.
 """
 from __future__ import annotations
 

@@ -19,8 +19,7 @@ from typing import Callable, Optional, Sequence
 
 from pose_addon.core.dataset import atomic_write_json
 
-from ..blender_runner import REPO_ROOT
-from ..child_events import json_events
+from ..child_process import ChildError, child_env, python_command, run_events
 
 __all__ = ["YoloError", "offline_env", "run_yolo", "train", "predict", "validate", "DEFAULT_TRAIN_ARGS",
            "default_device"]
@@ -47,7 +46,7 @@ def default_device() -> str:
     """``"0"`` when torch sees a CUDA device, else ``"cpu"`` (checked in a child: torch's CUDA init is sticky)."""
     try:
         out = subprocess.run([sys.executable, "-c", "import torch; print(int(torch.cuda.is_available()))"],
-                             capture_output=True, text=True, timeout=120)
+                             capture_output=True, text=True, timeout=120, env=child_env())
         return "0" if out.stdout.strip() == "1" else "cpu"
     except (OSError, subprocess.TimeoutExpired):
         return "cpu"
@@ -70,13 +69,10 @@ def offline_env(settings_root: Path | str, threads: int = 2) -> dict:
             tmp = font.with_suffix(".part")
             shutil.copyfile(src, tmp)
             os.replace(tmp, font)
-    env = dict(os.environ)
-    env.update({"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false", "ULTRALYTICS_SKIP_REQUIREMENTS_CHECKS": "1",
-                "YOLO_CONFIG_DIR": str(root), "YOLO_VERBOSE": "false", "HF_HUB_OFFLINE": "1",
-                "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1",
-                "MPLCONFIGDIR": str(root / "matplotlib")})
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    return env
+    return child_env({"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false", "ULTRALYTICS_SKIP_REQUIREMENTS_CHECKS": "1",
+                      "YOLO_CONFIG_DIR": str(root), "YOLO_VERBOSE": "false", "HF_HUB_OFFLINE": "1",
+                      "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+                      "MPLCONFIGDIR": str(root / "matplotlib")})
 
 
 def run_yolo(request: dict, settings_root: Path | str, on_event: Optional[Callable[[dict], None]] = None,
@@ -91,39 +87,20 @@ def run_yolo(request: dict, settings_root: Path | str, on_event: Optional[Callab
     Raises:
         YoloError: non-zero exit or an ``error`` event (message with the last stderr lines).
     """
-    import collections
-    import threading
-
     root = Path(settings_root).resolve()
     with tempfile.TemporaryDirectory(prefix="yolo-") as td:
         req = dict(request, settings_root=str(root), threads=threads, result=str(Path(td) / "result.json"))
         req_path = Path(td) / "request.json"
         req_path.write_text(json.dumps(req))
-        cmd = [sys.executable, "-m", "ml_backend.keypoints._yolo_proc", str(req_path)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=offline_env(root, threads), cwd=str(REPO_ROOT), bufsize=1)
-        tail: collections.deque = collections.deque(maxlen=30)
-        t = threading.Thread(target=lambda: [tail.append(x.rstrip("\n")) for x in proc.stderr], daemon=True)
-        t.start()
-        error = None
         try:
-            for ev in json_events(proc.stdout):
-                if ev.get("event") == "error":
-                    error = ev.get("message")
-                if on_event:
-                    on_event(ev)
-            rc = proc.wait(timeout=timeout_s)
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        finally:
-            t.join(timeout=5)
+            res = run_events(python_command("ml_backend.keypoints._yolo_proc", req_path),
+                             env=offline_env(root, threads), on_event=on_event, timeout_s=timeout_s,
+                             progress=f"yolo {request.get('command')}", show_progress=False)
+        except ChildError as e:
+            raise YoloError(str(e)) from e
         res_path = Path(req["result"])
-        if rc != 0 or error or not res_path.is_file():
-            last = "\n".join(f"  | {x}" for x in list(tail)[-12:])
-            raise YoloError(f"ultralytics {request.get('command')} failed: {error or f'exit code {rc}'}"
-                            + (f"\nlast stderr lines:\n{last}" if last else ""))
+        if not res.ok or not res_path.is_file():
+            raise YoloError(str(res.failure(f"ultralytics {request.get('command')}")))
         return json.loads(res_path.read_text())
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from tqdm import tqdm
+from ..progress import progress_bar
 
 from pose_addon.core.dataset import Dataset
 
@@ -78,7 +78,7 @@ def make_run(preset: str) -> Callable:
         except (MissingWeightsError, ImportError) as err:
             raise MethodUnavailable(str(err)) from err
         with method:
-            for q in tqdm(queries, desc=preset, unit="query", disable=not conf.get("progress", True)):
+            for q in progress_bar(queries, desc=preset, unit="query", disable=not conf.get("progress", True)):
                 e = method.estimate(str(dataset.path(q.image)), q.intrinsics)
                 rows.append(result_row(q.id, e.cam_from_world, e.time_s, n_inliers=e.n_inliers,
                                        n_matches=e.n_matches, reproj_error_px=e.reproj_error_px,

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import Callable
 
 import numpy as np
-from tqdm import tqdm
+from ..progress import progress_bar
 
 from pose_addon.core.dataset import Dataset
 
@@ -65,7 +65,7 @@ def for_method(base: str) -> SimpleNamespace:
         if not glb.is_file():
             raise MethodUnavailable(f"refinement needs the building as glTF; {glb} is missing")
         with _open_refiner(glb, conf) as ref:
-            for row in tqdm(rows, desc=f"{base}{SUFFIX}", unit="query", disable=not conf.get("progress", True)):
+            for row in progress_bar(rows, desc=f"{base}{SUFFIX}", unit="query", disable=not conf.get("progress", True)):
                 if row.get("cam_from_world") is None:
                     row.update(refined=False, t_refine_s=0.0)
                     continue

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
+from ..progress import progress_bar
 
 from pose_addon.core.dataset import Dataset
 
@@ -45,7 +45,7 @@ def predict_queries(dataset: Dataset, workdir: Path, conf: dict):
 def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
     """Per-query results on ``dataset``'s ``conf.get("split", "query")`` frames."""
     rows = []
-    for q, _, T, dt, n_train in tqdm(predict_queries(dataset, workdir, conf), desc="regression", unit="query",
+    for q, _, T, dt, n_train in progress_bar(predict_queries(dataset, workdir, conf), desc="regression", unit="query",
                                      disable=not conf.get("progress", True)):
         rows.append(result_row(q.id, T, dt, n_train=n_train, t_infer_s=dt))
     return rows

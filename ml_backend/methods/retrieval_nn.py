@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tqdm import tqdm
+from ..progress import progress_bar
 
 from pose_addon.core.dataset import Dataset
 
@@ -31,7 +31,7 @@ def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
     db_path = ensure_database(dataset, workdir, conf)
     rows = []
     with Localizer(db_path, conf.get("localize")) as loc:
-        for q in tqdm(dataset.split(conf.get("split", "query")), desc="retrieval_nn", unit="query",
+        for q in progress_bar(dataset.split(conf.get("split", "query")), desc="retrieval_nn", unit="query",
                       disable=not conf.get("progress", True)):
             t0 = time.perf_counter()
             i = nearest_reference(loc, dataset.path(q.image))

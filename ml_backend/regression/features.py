@@ -24,7 +24,7 @@ import cv2
 import h5py
 import numpy as np
 import torch
-from tqdm import tqdm
+from ..progress import progress_bar
 
 from pose_addon.core.dataset import Dataset
 
@@ -116,7 +116,7 @@ def extract_features(dataset_dir: Path | str, out_dir: Path | str, extractor: Ex
     shard_dir = final.with_name(final.stem + ".shards")
     shard_dir.mkdir(exist_ok=True)
     chunks = [frames[i:i + chunk] for i in range(0, len(frames), chunk)]
-    bar = tqdm(total=len(frames), desc=f"features {extractor.name}", unit="img", disable=not progress)
+    bar = progress_bar(total=len(frames), desc=f"features {extractor.name}", unit="img", disable=not progress)
     for ci, fr in enumerate(chunks):
         shard = shard_dir / f"{ci:05d}.h5"
         if shard.is_file():

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from tqdm import tqdm
+from ..progress import progress_bar
 
 from pose_addon.core.cameras import blender_matrix_world_from_cam_from_world
 from pose_addon.core.dataset import Dataset, atomic_write_bytes, atomic_write_json
@@ -46,7 +46,7 @@ def infer(checkpoint: Path | str, source: Path | str, out: Path | str, split: st
     if not items:
         raise ValueError(f"no images to run on in {source}")
     records = []
-    for fid, path, gt in tqdm(items, desc="infer", unit="img", disable=not progress):
+    for fid, path, gt in progress_bar(items, desc="infer", unit="img", disable=not progress):
         img = load_rgb(path)
         t0 = time.perf_counter()
         T = pred.predict_images([img])[0]

@@ -30,7 +30,7 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from ..progress import progress_bar
 
 from pose_addon.core.dataset import atomic_write_bytes, atomic_write_json
 
@@ -273,8 +273,8 @@ def train(config: dict, resume: bool = False) -> Path:
         except ImportError:
             print("wandb requested but not installed; logging to CSV and TensorBoard only")
     bs = int(cfg["batch_size"])
-    bar = tqdm(range(start, int(cfg["epochs"])), desc="train", unit="epoch", disable=not cfg["progress"],
-               initial=start, total=int(cfg["epochs"]))
+    bar = progress_bar(range(start, int(cfg["epochs"])), desc="train", unit="epoch",
+                       disable=not cfg["progress"] or not lead, initial=start, total=int(cfg["epochs"]))
     epoch = start - 1
     for epoch in bar:
         model.train()

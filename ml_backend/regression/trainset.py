@@ -13,7 +13,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
+from ..progress import progress_bar
 
 from pose_addon.core.dataset import Dataset, Frame, atomic_write_bytes, write_depth
 from pose_addon.core.sampling import SamplerConfig, aabb_inside_fn, sample_cameras
@@ -70,7 +70,7 @@ def build_train_dataset(dataset_dir: Path | str, out_dir: Path | str, n_render: 
                            inside_fn=aabb_inside_fn(boxes) if len(boxes) else None)
     rng = np.random.default_rng(seed)
     with SceneRenderer(tmp / "scene.glb") as r:
-        for i, T in enumerate(tqdm(poses, desc="train views", unit="view", disable=not progress)):
+        for i, T in enumerate(progress_bar(poses, desc="train views", unit="view", disable=not progress)):
             el, az = np.radians(rng.uniform(25, 70)), np.radians(rng.uniform(0, 360))
             r.set_lighting((float(np.cos(el) * np.cos(az)), float(np.cos(el) * np.sin(az)), float(np.sin(el))),
                            float(rng.uniform(0.35, 0.7)))

@@ -29,11 +29,12 @@ import numpy as np
 
 from pose_addon.core.cameras import Intrinsics
 
+from ..child_process import child_env, python_command
+from ..paths import REPO_ROOT
 from .gl import RendererUnavailable
 
 __all__ = ["SceneRenderer", "RenderError", "MAX_PIXELS"]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 MAX_PIXELS = 64_000_000  # one render (8000 x 8000): bounds the child's framebuffer and the pipe transfer
 START_TIMEOUT_S = 60.0
 
@@ -59,14 +60,11 @@ class SceneRenderer:
         scene = Path(scene)
         if not scene.is_file():
             raise FileNotFoundError(f"scene mesh not found: {scene}")
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH")
-                                                                else []))
-        cmd = [sys.executable, "-m", "ml_backend.render.process", str(scene), "--ambient", repr(float(ambient)),
-               "--light-dir", json.dumps([float(x) for x in light_dir]), "--backend", backend or ""]
+        cmd = python_command("ml_backend.render.process", scene, "--ambient", repr(float(ambient)),
+                             "--light-dir", json.dumps([float(x) for x in light_dir]), "--backend", backend or "")
         self._lock = threading.Lock()
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      env=env)
+                                      env=child_env(), cwd=str(REPO_ROOT))
         self._stderr: list[str] = []
         threading.Thread(target=self._drain_stderr, daemon=True, name="renderer-stderr").start()
         hello = self._read_header(START_TIMEOUT_S)

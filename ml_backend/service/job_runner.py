@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from .. import progress
+
 __all__ = ["KINDS", "main", "validate"]
 
 _out_lock = threading.Lock()
@@ -37,7 +39,7 @@ def emit(event: dict) -> None:
 
 
 class _Reporter:
-    """Throttled progress events."""
+    """The job process's progress sink (:mod:`ml_backend.progress`): throttled ``progress`` events on stdout."""
 
     def __init__(self):
         self._last = 0.0
@@ -52,58 +54,6 @@ class _Reporter:
 
 
 report = _Reporter()
-
-
-class _ProgressBar:
-    """Stands in for ``tqdm`` inside the job process: turns bars into progress events."""
-
-    def __init__(self, iterable=None, desc: Optional[str] = None, total=None, disable: bool = False, **_kw):
-        self.iterable = iterable
-        self.desc = desc or "working"
-        if total is None and iterable is not None and hasattr(iterable, "__len__"):
-            total = len(iterable)
-        self.total = total
-        self.n = 0
-        self.postfix = ""
-        self._emit(force=True)
-
-    def _emit(self, force: bool = False) -> None:
-        frac = (self.n / self.total) if self.total else None
-        msg = f"{self.n}/{self.total}" if self.total else f"{self.n}"
-        report(frac, self.desc, msg + (f" {self.postfix}" if self.postfix else ""), force)
-
-    def __iter__(self):
-        for x in self.iterable:
-            yield x
-            self.n += 1
-            self._emit(force=self.n == self.total)
-
-    def update(self, k: int = 1) -> None:
-        self.n += k
-        self._emit()
-
-    def refresh(self) -> None:
-        self._emit()
-
-    def set_postfix_str(self, s: str, refresh: bool = True) -> None:
-        self.postfix = s
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _patch_progress() -> None:
-    from .. import blender_runner, database
-    from ..methods import retrieval_nn, sift
-
-    for mod in (database, blender_runner, sift, retrieval_nn):
-        mod.tqdm = _ProgressBar
 
 
 # ------------------------------------------------------------------------------------------------ parameters
@@ -284,11 +234,6 @@ def _run_render(p: dict) -> dict:
     cfg_path = out.parent / f".{out.name}.render.json"
     atomic_write_json(cfg_path, cfg.to_dict())
 
-    def on_event(ev: dict) -> None:
-        if ev.get("event") == "progress":
-            total = int(ev.get("total") or 0)
-            report(int(ev.get("done") or 0) / total if total else None, "render", str(ev.get("message", "")))
-
     cmd = ["render-dataset", "--scene", spec.spec, "--config", str(cfg_path), "--out", str(out)]
     if spec.scale is not None:
         cmd += ["--scale", repr(float(spec.scale))]
@@ -296,7 +241,7 @@ def _run_render(p: dict) -> dict:
         cmd += ["--ground", spec.ground]
     report(0.0, "render", "starting Blender", force=True)
     ev = blender_runner.run_headless(cmd, Path(p.get("cache") or out.parent / ".blender-cache"), progress=False,
-                                     on_event=on_event, desc="render")
+                                     desc="render")
     return {"dataset": str(ev.get("dataset", out))}
 
 
@@ -317,7 +262,7 @@ def _run_estimate(p: dict) -> dict:
 
     report(0.0, "estimate", f"{p['method']} on {Path(p['path']).name}", force=True)
     rows = estimate_photos(p["path"], p["method"], p["conf"], p["intrinsics"],
-                           progress=lambda f, msg: report(f, "estimate", msg))
+                           progress=progress.stage_reporter("estimate"))
     return {"estimates": rows, "n_localized": sum(1 for r in rows if r.get("success"))}
 
 
@@ -329,7 +274,7 @@ def _run_localize(p: dict) -> dict:
                            intrinsics=p["intrinsics"], method=p["method"], options=p["options"],
                            up_axis=p["up_axis"], scale=p["scale"], preset=p["preset"],
                            n_references=p["n_references"], cache=Path(p["cache"]) if p["cache"] else None)
-    res = localize_photos(opts, on_progress=lambda f, msg: report(f, "localize", msg))
+    res = localize_photos(opts, on_progress=progress.stage_reporter("localize"))
     return {"poses": str(Path(p["out"]) / "poses.json"), "summary": res["summary"]}
 
 
@@ -356,11 +301,7 @@ def _run_train_keypoints(p: dict) -> dict:
     ds = Dataset.load(p["dataset"])
     conf = {"cache": str(Path(p["workdir"]) / "cache"), **p["conf"]}
 
-    def on_event(ev: dict) -> None:
-        if ev.get("event") == "progress" and ev.get("total"):
-            report(int(ev.get("done") or 0) / int(ev["total"]), "keypoints", str(ev.get("message", "")))
-
-    model = pipeline.ensure_model(ds, conf, on_event=on_event)
+    model = pipeline.ensure_model(ds, conf)
     model.kset.save(Path(model.weights).parent / "keypoints.json", scene=str(ds.scene.get("name", "")))
     return {"model": str(model.weights), "n_keypoints": len(model.kset), "train": model.train_info}
 
@@ -426,7 +367,7 @@ def main(argv: Optional[list] = None) -> int:
     sys.stdout = sys.stderr
     params = json.loads(Path(args.params).read_text())
     try:
-        _patch_progress()
+        progress.set_sink(report)  # every bar and report of the job's steps becomes a progress event
         result = KINDS[args.kind][1](params)
     except Exception as e:  # reported as the job's error; the traceback goes to the log
         import traceback

@@ -6,7 +6,7 @@ A job is ``queued`` -> ``running`` -> ``done`` | ``failed`` | ``cancelled``. Its
      "message": "4/10", "result": {...} or null, "error": {"code", "message", "detail"} or null,
      "created": t, "started": t, "finished": t, "log": "/path/to/log.txt", "params": {...}}
 
-Each job runs ``python -m ml_backend.service.job_runner`` (so a crash or a cancel never takes the worker down and
+Each job runs ``python -m ml_backend.service.job_runner`` (started as every child is, :mod:`ml_backend.child_process`; so a crash or a cancel never takes the worker down and
 process-wide state never leaks between jobs); at most ``max_running`` run at once, the others wait in order.
 Cancel sends SIGTERM to the job's process group and SIGKILL after a grace period.
 """
@@ -17,13 +17,14 @@ import json
 import logging
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from pose_addon.core.dataset import atomic_write_json
 
+from ..child_process import child_env, describe_exit, parse_event, python_command
+from ..paths import REPO_ROOT
 from . import job_runner
 
 __all__ = ["Job", "JobManager", "TERMINAL"]
@@ -32,7 +33,6 @@ log = logging.getLogger("ml_backend.service.jobs")
 TERMINAL = ("done", "failed", "cancelled")
 MAX_ACTIVE_JOBS = 64  # queued + running; more job.start requests are answered "busy"
 KEEP_FINISHED = 200  # finished jobs remembered for job.status / job.list (the oldest are forgotten)
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Job:
@@ -159,12 +159,8 @@ class JobManager:
             params_path = job.dir / "params.json"
             result_path = job.dir / "result.json"
             atomic_write_json(params_path, job.params)
-            env = dict(os.environ)
-            env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH")
-                                                                    else []))
-            env["PYTHONUNBUFFERED"] = "1"
-            cmd = [sys.executable, "-m", "ml_backend.service.job_runner", "--kind", job.kind, "--params",
-                   str(params_path), "--result", str(result_path), "--parent-pid", str(os.getpid())]
+            cmd = python_command("ml_backend.service.job_runner", "--kind", job.kind, "--params", params_path,
+                                 "--result", result_path, "--parent-pid", os.getpid())
             job.state, job.stage, job.started = "running", "starting", time.time()
             job.last_event = job.started
             self._changed(job)
@@ -173,7 +169,7 @@ class JobManager:
                 try:
                     job.proc = await asyncio.create_subprocess_exec(
                         *cmd, stdout=asyncio.subprocess.PIPE, stderr=logf, stdin=asyncio.subprocess.DEVNULL,
-                        env=env, start_new_session=True, limit=1 << 20)
+                        env=child_env(), cwd=str(REPO_ROOT), start_new_session=True, limit=1 << 20)
                 except OSError as e:
                     self._finish(job, "failed", None, {"code": "internal", "message": f"cannot start: {e}",
                                                        "detail": None})
@@ -187,11 +183,8 @@ class JobManager:
                             continue
                         if not line:
                             break
-                        try:
-                            ev = json.loads(line)
-                        except ValueError:
-                            continue
-                        if not isinstance(ev, dict):
+                        ev = parse_event(line)
+                        if ev is None:
                             continue
                         job.last_event = time.time()
                         if job.stalled_s is not None:
@@ -224,8 +217,7 @@ class JobManager:
                     err = {"code": str(error_ev.get("code", "failed")), "message": str(error_ev.get("message")),
                            "detail": {"exit_code": rc, "log": str(job.log_path)}}
                 else:
-                    why = f"killed by signal {-rc}" if rc < 0 else f"exit code {rc}"
-                    err = {"code": "failed", "message": f"job process ended ({why}) without a result",
+                    err = {"code": "failed", "message": f"job process ended ({describe_exit(rc)}) without a result",
                            "detail": {"exit_code": rc, "log": str(job.log_path), "log_tail": _tail(job.log_path)}}
                 self._finish(job, "failed", None, err, err["message"])
 
