@@ -45,6 +45,7 @@ from .distributed.cluster import active as distributed_active
 from .estimate import list_photos
 from .intrinsics import IntrinsicsError, load_photo, parse_intrinsics_arg, resolve
 from .methods.interface import open_method
+from .paths import CACHE_DIR
 from .scenes import DEFAULT_LONGEST_M
 
 __all__ = ["LocalizeOptions", "localize_photos", "reference_dataset", "write_outputs", "FORMAT", "VERSION"]
@@ -98,7 +99,6 @@ def reference_dataset(opts: LocalizeOptions) -> Dataset:
         raise ValueError("give exactly one of --model (a mesh file) or --dataset (a rendered dataset)")
     if opts.dataset:
         return Dataset.load(opts.dataset)
-    from . import blender_runner
     from .bench import ensure_dataset
     from .scenes import parse_scene
 
@@ -112,7 +112,7 @@ def reference_dataset(opts: LocalizeOptions) -> Dataset:
         world = [rebase_pose(T, model_from_world) for T in cams]
         cfg.groups[0].sampler = placement_from_cameras(world, (bounds[0] + bounds[1]) / 2, float(bounds[0][2]),
                                                        n=opts.n_references)
-    cache = Path(opts.cache) if opts.cache else blender_runner.REPO_ROOT / ".cache" / "ml_backend"
+    cache = Path(opts.cache) if opts.cache else CACHE_DIR
     return Dataset.load(ensure_dataset(spec, cfg, cache, opts.progress))
 
 
@@ -161,7 +161,7 @@ def localize_photos(opts: LocalizeOptions, on_progress: Optional[Callable[[float
     world_from_model = np.linalg.inv(model_from_world)
     bands = _reference_bands(ds)
     target = np.asarray(ds.scene.get("target", [0, 0, 0]), np.float64)
-    cache = Path(opts.cache) if opts.cache else Path(__file__).resolve().parent.parent / ".cache" / "ml_backend"
+    cache = Path(opts.cache) if opts.cache else CACHE_DIR
     rows = []
     stems = _unique_stems(photos)
     with open_method(opts.method, ds, cache / "localize" / ds.root.name, opts.options) as method:

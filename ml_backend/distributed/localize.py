@@ -25,6 +25,7 @@ from .. import localize_photos as lp
 from ..estimate import list_photos
 from ..intrinsics import parse_intrinsics_arg
 from ..methods.interface import MATCHING_METHODS, open_method
+from ..paths import CACHE_DIR
 from .cluster import run_tasks
 from .features import build_database
 
@@ -89,7 +90,7 @@ def localize_photos(opts: lp.LocalizeOptions, on_progress: Optional[Callable[[fl
     world_from_model = np.linalg.inv(model_from_world)
     bands = lp._reference_bands(ds)
     target = np.asarray(ds.scene.get("target", [0, 0, 0]), np.float64)
-    cache = Path(opts.cache) if opts.cache else Path(__file__).resolve().parents[2] / ".cache" / "ml_backend"
+    cache = Path(opts.cache) if opts.cache else CACHE_DIR
     workdir = (cache / "localize" / ds.root.name).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     _prepare_databases(opts.method, ds, workdir, opts.options, opts.progress)

@@ -35,7 +35,7 @@ import numpy as np
 
 from pose_addon.core.dataset import Dataset, atomic_write_json
 
-from ..blender_runner import REPO_ROOT
+from ..paths import CACHE_DIR
 from . import yolo
 from .labels import (OCCLUDED, TRAIN_OKS_SIGMA, VISIBLE, KeypointSet, YoloSource, frame_keypoints,
                      from_yolo_pixels, keypoint_set_for_dataset, train_yaml_path, write_yolo_dataset)
@@ -73,7 +73,7 @@ default_conf: dict = {
 
 
 def default_cache() -> Path:
-    return REPO_ROOT / ".cache" / "ml_backend"
+    return CACHE_DIR
 
 
 @dataclass

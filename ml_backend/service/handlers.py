@@ -150,13 +150,13 @@ class Handlers:
     def models_list(self, params: dict) -> dict:
         """Datasets, feature databases, regression checkpoints and keypoint models under the worker's folder,
         the bench cache and ``roots`` (a list of extra folders)."""
-        from ..blender_runner import REPO_ROOT
         from ..models_index import list_models
+        from ..paths import CACHE_DIR
 
         roots = param(params, "roots", list, [])
         if not all(isinstance(r, str) for r in roots):
             raise ServiceError(ErrorCode.INVALID_PARAMS, "parameter 'roots' must be a list of folder paths")
-        return {"models": list_models([self.work_dir, REPO_ROOT / ".cache" / "ml_backend", *roots])}
+        return {"models": list_models([self.work_dir, CACHE_DIR, *roots])}
 
     def methods_list(self, params: dict) -> dict:
         """Every method with its options and their defaults (``ml_backend.methods.interface.describe_methods``)."""

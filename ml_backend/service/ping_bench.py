@@ -100,12 +100,12 @@ def run(args) -> int:
 
 
 def _tiny_dataset(cache) -> Path:
-    from .. import blender_runner
     from ..bench import ensure_dataset, make_render_config
+    from ..paths import CACHE_DIR
     from ..scenes import parse_scene
 
     spec = parse_scene("procedural")
     cfg = make_render_config(spec, 12, 4, 320, 240, "CYCLES", 8)
-    cache = Path(cache) if cache else blender_runner.REPO_ROOT / ".cache" / "ml_backend"
+    cache = Path(cache) if cache else CACHE_DIR
     print("rendering a tiny dataset (12 references, 4 queries, 320x240) through Blender, cached ...")
     return ensure_dataset(spec, cfg, cache, progress=False)

@@ -43,6 +43,7 @@ import traceback
 from pathlib import Path
 from typing import Optional
 
+from ..paths import WORKER_DATA_DIR
 from . import protocol as P
 from .handlers import Handlers, ServiceError
 
@@ -64,7 +65,6 @@ MAX_CONNECTIONS = 64  # connections at once (authenticated or not); more are ans
 MAX_UNAUTHENTICATED = 16  # connections still waiting for their hello; a new one closes the oldest
 WRITE_HIGH = 2 * 1024 * 1024  # a connection whose unread replies exceed this stops being read from
 STALL_TIMEOUT_S = 60.0  # ... and is closed when it stays so long
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class _Conn(asyncio.Protocol):
@@ -632,7 +632,7 @@ def serve(args) -> int:
     if args.parent_pid is not None and os.getppid() != args.parent_pid:
         log.error("parent process %s is already gone", args.parent_pid)
         return EXIT_PARENT_GONE
-    work_dir = Path(args.data_dir or os.environ.get("POSE_WORKER_DATA") or REPO_ROOT / ".cache" / "worker")
+    work_dir = Path(args.data_dir or os.environ.get("POSE_WORKER_DATA") or WORKER_DATA_DIR)
     token, err = read_token(args.token_file, getattr(args, "token_fd", None))
     if err:
         log.error("%s", err)
