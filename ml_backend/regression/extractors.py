@@ -14,9 +14,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-__all__ = ["ExtractorUnavailable", "Extractor", "create_extractor", "EXTRACTORS"]
+__all__ = ["ExtractorUnavailable", "Extractor", "create_extractor", "BACKBONES"]
 
-EXTRACTORS = ("efficientnet-lite0", "clip:<arch>")
+#: global image backbones of the regression method (local feature extractors: ``ml_backend.features.EXTRACTORS``)
+BACKBONES = ("efficientnet-lite0", "clip:<arch>")
 
 
 class ExtractorUnavailable(RuntimeError):
@@ -136,7 +137,7 @@ def create_extractor(name: str = "efficientnet-lite0", checkpoint: Optional[str]
         return _effnet(random_weights)
     if name.startswith("clip:") and len(name) > 5:
         return _clip(name[5:], checkpoint, random_weights)
-    raise KeyError(f"unknown extractor {name!r}; available: {', '.join(EXTRACTORS)}")
+    raise KeyError(f"unknown extractor {name!r}; available: {', '.join(BACKBONES)}")
 
 
 def load_rgb(path: Path | str) -> np.ndarray:

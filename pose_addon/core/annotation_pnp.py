@@ -1,5 +1,8 @@
 """Small numpy-only PnP for the extension's manual annotation (no worker needed).
 
+The PnP of the methods is :mod:`ml_backend.pnp` (robust: poselib, pycolmap or OpenCV RANSAC); this one exists
+because the extension cannot import those libraries and must solve a few clicks without a worker.
+
 For a handful of clicked 2D-3D pairs: DLT (six or more points, also gives the focal length), a planar
 homography start (four or more coplanar points, common on facades) and look-at starts around the points feed a
 Levenberg-Marquardt refinement of the reprojection error. The worker's robust PnP (poselib) is preferred when it
