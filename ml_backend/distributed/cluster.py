@@ -33,6 +33,7 @@ class TaskResources:
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     max_retries: int = 3  # retries after the worker died or a retryable error was raised
+    batch: Optional[int] = None  # frames or photos per task (None: each sharded function's default)
 
 
 _STATE: dict = {"resources": TaskResources(), "started_here": False}
@@ -142,13 +143,18 @@ def add_ray_arguments(p) -> None:
     p.add_argument("--ray-task-gpus", type=float, default=0.0,
                    help="GPUs each Ray task asks for (default 0; e.g. 1 for Cycles on a GPU per Blender)")
     p.add_argument("--ray-max-retries", type=int, default=3, help="retries of a failed or preempted task")
+    p.add_argument("--ray-batch", type=int, default=None, help="frames or photos per task (default: 8 frames to "
+                   "render, 16 reference frames to a database, 5 photos to localize); larger on big clusters")
 
 
 def connect_from_args(args) -> bool:
     """Connect when ``args.ray`` is set (see :func:`add_ray_arguments`); returns whether it did."""
     if not getattr(args, "ray", None):
         return False
-    if args.ray_task_cpus <= 0 or args.ray_task_gpus < 0 or args.ray_max_retries < 0:
-        raise ValueError("--ray-task-cpus must be positive, --ray-task-gpus and --ray-max-retries not negative")
-    connect(args.ray, task=TaskResources(args.ray_task_cpus, args.ray_task_gpus, args.ray_max_retries))
+    if args.ray_task_cpus <= 0 or args.ray_task_gpus < 0 or args.ray_max_retries < 0 or \
+            (args.ray_batch is not None and args.ray_batch < 1):
+        raise ValueError("--ray-task-cpus and --ray-batch must be positive, --ray-task-gpus and --ray-max-retries "
+                         "not negative")
+    connect(args.ray, task=TaskResources(args.ray_task_cpus, args.ray_task_gpus, args.ray_max_retries,
+                                         args.ray_batch))
     return True

@@ -19,7 +19,7 @@ import h5py
 from pose_addon.core.dataset import Dataset, DatasetError
 
 from .. import database as db
-from .cluster import run_tasks
+from .cluster import resources, run_tasks
 
 __all__ = ["build_database", "merge_database_shards", "FRAMES_PER_TASK"]
 
@@ -77,7 +77,7 @@ def merge_database_shards(shards: Sequence[Path], final: Path, conf: dict, diges
 
 
 def build_database(dataset_dir: Path | str, out_path: Path | str, conf: Optional[dict | str] = None,
-                   progress: bool = True, frames_per_task: int = FRAMES_PER_TASK) -> Path:
+                   progress: bool = True, frames_per_task: Optional[int] = None) -> Path:
     """:func:`ml_backend.database.build_database` on the Ray cluster (same arguments, same file and content).
 
     Raises:
@@ -100,6 +100,7 @@ def build_database(dataset_dir: Path | str, out_path: Path | str, conf: Optional
         old, _, src = state[len("foreign:"):].partition(" ")
         raise DatasetError(f"{final} holds the feature database of {src} (digest {old}), not of {ds.root} "
                            f"(digest {digest}): choose another output or delete it")
+    frames_per_task = frames_per_task or resources().batch or FRAMES_PER_TASK
     if frames_per_task < 1:
         raise ValueError(f"frames per task must be at least 1, got {frames_per_task}")
     chunks = [ids[a:a + frames_per_task] for a in range(0, len(ids), frames_per_task)]

@@ -26,7 +26,7 @@ from ..estimate import list_photos
 from ..intrinsics import parse_intrinsics_arg
 from ..methods.interface import MATCHING_METHODS, open_method
 from ..paths import CACHE_DIR
-from .cluster import run_tasks
+from .cluster import resources, run_tasks
 from .features import build_database
 
 __all__ = ["localize_photos", "PHOTOS_PER_TASK"]
@@ -72,13 +72,14 @@ def _chunk_key(ds: Dataset, opts: lp.LocalizeOptions, photos: Sequence[Path]) ->
 
 
 def localize_photos(opts: lp.LocalizeOptions, on_progress: Optional[Callable[[float, str], None]] = None,
-                    photos_per_task: int = PHOTOS_PER_TASK) -> dict:
+                    photos_per_task: Optional[int] = None) -> dict:
     """:func:`ml_backend.localize_photos.localize_photos` on the Ray cluster (same options, same outputs; only
     each photo's ``time_s`` differs).
 
     Raises:
         as the single-machine function; ShardError when a chunk failed after its retries.
     """
+    photos_per_task = photos_per_task or resources().batch or PHOTOS_PER_TASK
     if photos_per_task < 1:
         raise ValueError(f"photos per task must be at least 1, got {photos_per_task}")
     spec = parse_intrinsics_arg(opts.intrinsics)

@@ -23,7 +23,7 @@ from pose_addon.core.dataset import Dataset, DatasetError
 from pose_addon.core.render_config import RenderConfig
 
 from .. import blender_runner
-from .cluster import run_tasks
+from .cluster import resources, run_tasks
 
 __all__ = ["render_dataset", "shard_ranges", "merge_shards", "FRAMES_PER_TASK"]
 
@@ -135,10 +135,11 @@ def merge_shards(shard_dirs: Sequence[Path], out_dir: Path | str) -> Dataset:
 def render_dataset(scene_spec: str, config_path: Path | str, out_dir: Path | str, cache_dir: Path | str,
                    scale: Optional[float] = None, progress: bool = True, ground: str = "textured",
                    up_axis: Optional[str] = None, extra: Sequence[str] = (),
-                   frames_per_task: int = FRAMES_PER_TASK) -> Path:
+                   frames_per_task: Optional[int] = None) -> Path:
     """:func:`ml_backend.blender_runner.render_dataset` on the Ray cluster (same arguments, same result).
 
-    ``cache_dir`` (Blender's isolated HOME), ``config_path`` and ``out_dir`` must be on storage every node sees.
+    ``cache_dir`` (Blender's isolated HOME), ``config_path`` and ``out_dir`` must be on storage every node sees;
+    ``frames_per_task`` defaults to ``--ray-batch``, else :data:`FRAMES_PER_TASK`.
 
     Raises:
         ShardError: a shard failed after its retries. DatasetError: the shards do not merge (see
@@ -156,7 +157,8 @@ def render_dataset(scene_spec: str, config_path: Path | str, out_dir: Path | str
             return out
     except DatasetError:
         pass
-    ranges = shard_ranges(sum(g.sampler.n for g in cfg.groups), frames_per_task)
+    per_task = frames_per_task or resources().batch or FRAMES_PER_TASK
+    ranges = shard_ranges(sum(g.sampler.n for g in cfg.groups), per_task)
     dirs = [_shard_dir(out, r) for r in ranges]
     digest = None
     if dirs and (dirs[0] / core_dataset.MANIFEST).is_file():
