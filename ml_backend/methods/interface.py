@@ -16,9 +16,9 @@ the acceptance rule below carries ``success=False`` and the reason, never a pose
 * the inliers are at least ``min_inlier_ratio`` of the pooled 2D-3D matches,
 * their mean reprojection error is at most ``max_reproj_error_px`` (at 640 px image width, scaled with the
   image like the RANSAC threshold),
-* they spread over the photo: the box holding the central 90% of them (5th-95th percentiles in x and y) covers
-  at least ``min_inlier_coverage`` of the image (inliers bunched on one small patch, typically one facade seen
-  from the wrong side, give confident but wrong poses),
+* fewer than ``strong_inliers`` inliers must spread over the photo: the box holding the central 90% of them
+  (5th-95th percentiles in x and y) covers at least ``min_inlier_coverage`` of the image (a few inliers bunched
+  on one small patch, typically one facade matched from the wrong side, give confident but wrong poses),
 * the focal length (given or solved) gives a horizontal field of view inside ``hfov_range_deg``.
 
 ``confidence`` = min(1, n_inliers / 100) x min(1, inlier_ratio / 0.5): 1 for a well-supported pose.
@@ -40,7 +40,7 @@ import numpy as np
 from pose_addon.core.cameras import Intrinsics
 from pose_addon.core.dataset import Dataset
 
-from . import REGISTRY, MethodUnavailable, get_method
+from . import REGISTRY, MethodUnavailable, for_photos, get_method
 
 __all__ = ["Estimate", "MatchingOptions", "GenericOptions", "Method", "MatchingMethod", "open_method",
            "describe_methods", "MATCHING_METHODS", "accept"]
@@ -85,7 +85,8 @@ class MatchingOptions:
     min_inliers_focal: int = 40  # when the focal length is solved
     min_inlier_ratio: float = 0.05
     max_reproj_error_px: float = 2.5  # at 640 px width, scaled like the threshold
-    min_inlier_coverage: float = 0.2  # share of the image covered by the central 90% of the inliers
+    min_inlier_coverage: float = 0.2  # share of the image covered by the central 90% of the inliers ...
+    strong_inliers: int = 50  # ... required of poses with fewer inliers than this
     hfov_range_deg: tuple = (15.0, 120.0)  # plausible horizontal field of view
     pnp_backend: str = "poselib"
     resize_max: int = 1600  # longer images are downscaled to this longest side
@@ -148,7 +149,7 @@ def accept(n_inliers: int, n_matches: int, reproj_px: float, intr: Intrinsics, o
         return f"inlier ratio {ratio:.3f} < {opts.min_inlier_ratio}", ratio, conf
     if not reproj_px <= opts.max_reproj_error_px * scale:
         return f"reprojection error {reproj_px:.2f} px > {opts.max_reproj_error_px * scale:.2f} px", ratio, conf
-    if coverage < opts.min_inlier_coverage:
+    if coverage < opts.min_inlier_coverage and n_inliers < opts.strong_inliers:
         return (f"inliers cover {coverage:.0%} of the image (< {opts.min_inlier_coverage:.0%}): too bunched to "
                 "trust"), ratio, conf
     lo, hi = opts.hfov_range_deg
@@ -335,12 +336,13 @@ def open_method(name: str, dataset: Optional[Dataset | str | Path], workdir: Pat
 
 
 def describe_methods() -> list[dict]:
-    """Every registered method with its options and their defaults (JSON-safe), for a worker request."""
+    """Every registered method with its options and their defaults (JSON-safe), for a worker request;
+    ``photos`` is false for the benchmark's bounds and baselines that cannot localize a user's photo."""
     out = []
     for name in REGISTRY:
         cls = MatchingOptions if name in MATCHING_METHODS else GenericOptions
         opts = {f.name: (list(v) if isinstance(v, tuple) else v)
                 for f in dataclasses.fields(cls) for v in [getattr(cls(), f.name)]}
         out.append({"name": name, "kind": "matching" if name in MATCHING_METHODS else "other",
-                    "estimate_focal": name in MATCHING_METHODS, "options": opts})
+                    "estimate_focal": name in MATCHING_METHODS, "photos": for_photos(name), "options": opts})
     return out

@@ -1,6 +1,7 @@
 """``python -m ml_backend localize`` on a dataset: intrinsics choices, EXIF orientation, failed photos, exports."""
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,3 +107,32 @@ def test_localize_cli_exif_35mm_and_errors(synth_dataset, tmp_path, capsys):
     assert main(["localize", "--dataset", str(synth_dataset.root), "--photos", str(photos), "--out", str(out),
                  "--intrinsics", "fx,fy"]) == 1
     assert "--intrinsics" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / ".venv-blender" / "bin" / "python").is_file(),
+                    reason="Blender environment .venv-blender missing (run ./dev.sh setup)")
+def test_headless_localize_imports_the_cameras_into_a_blend(synth_dataset, tmp_path):
+    """``blender -b ... -- localize --blend OUT.blend ...``: the worker's localize, then one camera per photo."""
+    import subprocess
+
+    from ml_backend import blender_runner
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    q = synth_dataset.split("query")[0]
+    shutil.copy(synth_dataset.path(q.image), photos / "a.png")
+    k = q.intrinsics
+    blend = tmp_path / "out.blend"
+    ev = blender_runner.run_headless(["localize", "--blend", str(blend), "--dataset", str(synth_dataset.root),
+                                      "--photos", str(photos), "--out", str(tmp_path / "out"), "--intrinsics",
+                                      f"{k.fx},{k.fy},{k.cx},{k.cy}"], tmp_path / "cache", progress=False)
+    assert ev["event"] == "done" and Path(ev["blend"]).is_file() and "1 of 1 photos localized" in ev["summary"]
+    root = Path(__file__).resolve().parents[2]
+    expr = (f"import bpy; bpy.ops.wm.open_mainfile(filepath={str(blend)!r}); "
+            "print('CAMERAS', sorted(o.name for o in bpy.data.objects if o.type == 'CAMERA'))")
+    out = subprocess.run([str(root / "tools" / "blender"), "-b", "--python-expr", expr], capture_output=True,
+                         text=True, timeout=300).stdout
+    import ast
+
+    names = ast.literal_eval(next(x for x in out.splitlines() if x.startswith("CAMERAS"))[len("CAMERAS "):])
+    assert len(names) == 1  # one camera per localized photo
