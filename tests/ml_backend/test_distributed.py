@@ -25,8 +25,9 @@ from ml_backend.distributed import features as dfeatures  # noqa: E402
 from ml_backend.distributed import localize as dlocalize  # noqa: E402
 from ml_backend.distributed import render as drender  # noqa: E402
 from ml_backend.localize_photos import LocalizeOptions, localize_photos  # noqa: E402
+from ml_backend.paths import REPO_ROOT  # noqa: E402
 
-HAVE_BLENDER = (blender_runner.REPO_ROOT / ".venv-blender" / "bin" / "python").is_file() or \
+HAVE_BLENDER = (REPO_ROOT / ".venv-blender" / "bin" / "python").is_file() or \
     bool(os.environ.get("POSE_BLENDER"))
 needs_blender = pytest.mark.skipif(not HAVE_BLENDER, reason="no Blender environment (.venv-blender or POSE_BLENDER)")
 BAKE = ["--bake-resolution", "64"]
