@@ -14,6 +14,7 @@ from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProp
 
 from .core.render_config import LightingConfig, RenderConfig, RenderGroup
 from .core.sampling import SamplerConfig, placement_preset
+from .worker.methods import method_number
 
 _deg = math.radians
 
@@ -188,17 +189,24 @@ class POSE_PG_keypoints(bpy.types.PropertyGroup):
                                description="How many keypoints Suggest Keypoints proposes")
 
 
+_method_menu = [None, []]  # (worker's list, running) and its items: Blender needs the item strings kept alive
+
+
+def _method_items(self, context):
+    """The Method menu: the worker's methods (``methods.list``), marked when the worker is not running."""
+    from .ops_worker import SUPERVISOR
+    from .worker.methods import method_items
+
+    key = (SUPERVISOR.methods, SUPERVISOR.conn is not None and SUPERVISOR.conn.ready)
+    if _method_menu[0] is None or _method_menu[0][0] is not key[0] or _method_menu[0][1] != key[1]:
+        _method_menu[:] = [key, method_items(*key)]
+    return _method_menu[1]
+
+
 class POSE_PG_estimate(bpy.types.PropertyGroup):
     photo: StringProperty(name="Photo", subtype="FILE_PATH", description="A photo, or a folder of photos")
-    method: EnumProperty(name="Method", default="sift", description="How the camera is estimated", items=[
-        ("sift", "Matching: SIFT", "Retrieval + SIFT + PnP on rendered references with depth"),
-        ("aliked+lightglue", "Matching: ALIKED+LightGlue", "Learned features and matcher"),
-        ("xfeat+lighterglue", "Matching: XFeat+LighterGlue", "Fast learned features and matcher"),
-        ("ensemble", "Matching: Ensemble", "Several matchers pooled"),
-        ("regression", "Regression", "One forward pass of the pose network"),
-        ("regression+refine", "Regression + Refine", "Regression, then render-and-compare refinement"),
-        ("keypoints", "Keypoints", "YOLO pose keypoints + PnP"),
-        ("retrieval_nn", "Nearest Reference", "The pose of the most similar rendered reference")])
+    method: EnumProperty(name="Method", default=method_number("sift"), items=_method_items,
+                         description="How the camera is estimated (the list comes from the worker)")
     database: StringProperty(name="Database", subtype="FILE_PATH", description="Feature database (.h5)")
     dataset: StringProperty(name="Dataset", subtype="DIR_PATH",
                             description="Rendered dataset (its database is built by the worker when needed)")

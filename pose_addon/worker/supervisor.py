@@ -27,6 +27,8 @@ class Supervisor:
         self.message = ""
         self.jobs = []
         self.job = None  # the running job's status, if any
+        self.methods = None  # the last methods.list answer of a worker (kept after it stops; worker/methods.py)
+        self._methods_asked = False
         self.last_ping_ms = None
         self.log_path = None
         self._stopping_since = None
@@ -154,6 +156,9 @@ class Supervisor:
                 self._set("starting", "reconnecting (%s)" % reason)
             return False
         if self.conn.ready:
+            if self.methods is None and not self._methods_asked:
+                self._methods_asked = True
+                self.conn.request("methods.list", {}, self._on_methods, timeout=30)
             now = time.monotonic()
             if not self._polling and now - self._last_job_poll > JOB_POLL_S:
                 self._polling = True
@@ -169,6 +174,12 @@ class Supervisor:
         self.jobs = result.get("jobs", [])
         running = [j for j in self.jobs if j.get("state") in ("running", "queued")]
         self.job = running[0] if running else None
+
+    def _on_methods(self, result, error):
+        if error or not isinstance(result, dict) or not isinstance(result.get("methods"), list):
+            self._methods_asked = False  # asked again on a later tick
+            return
+        self.methods = result["methods"]
 
     def _on_event(self, ev):
         pass
@@ -196,6 +207,7 @@ class Supervisor:
         self.proc = None
         self.job = None
         self.jobs = []
+        self._methods_asked = False  # a new worker is asked again
         self._stopping_since = None
 
     def wait_until(self, predicate, timeout=30.0, step_s=0.005):
