@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     server.add_arguments(sub.add_parser("serve", help="run the worker service (see ml_backend/service)"))
     ping_bench.add_arguments(sub.add_parser("ping-bench", help="round-trip times of the worker service"))
-    from . import tools  # match-pair / show-keypoints / pose-overlay (issue 5)
+    from . import tools  # match-pair / show-keypoints / pose-overlay
 
     tools.add_parsers(sub)
     return p

@@ -147,7 +147,6 @@ net_conf: dict[str, Any] = {
     "model": "efficientnet_lite0",  # or "clip" (open_clip ViT-B-32; needs conf "weights", never downloaded)
     "size": 224,  # shorter side the network sees (centre-free: the whole image is resized, aspect kept)
     "weights": None,  # CLIP: path of the open_clip checkpoint file
-    "diversity_m": 0.0,  # top-k with pose diversity: skip references whose centre is within this of a chosen one
 }
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from .sift import Features, _to_gray
 
 __all__ = ["MissingWeightsError", "USER_WEIGHTS", "find_user_weights", "package_weights", "set_torch_threads",
-           "default_confs", "merge_conf", "get_extractor", "extract", "descriptor_dim"]
+           "default_confs", "merge_conf", "get_extractor", "extract"]
 
 
 class MissingWeightsError(FileNotFoundError):
@@ -111,14 +111,6 @@ default_confs: dict[str, dict[str, Any]] = {
     "superpoint": {"name": "superpoint", "max_keypoints": 2048, "detection_threshold": 0.005, "nms_radius": 4,
                    "remove_borders": 4, "resize_max": 640, "weights": None, "random_weights_for_tests": False},
 }
-
-_DIMS = {"aliked": 128, "disk": 128, "xfeat": 64, "superpoint": 256, "sift": 128}
-
-
-def descriptor_dim(name: str) -> int:
-    """Descriptor length of extractor ``name``."""
-    return _DIMS[name]
-
 
 def merge_conf(conf: Optional[dict]) -> dict:
     """``default_confs[conf["name"]]`` updated with ``conf``; unknown keys are an error (typos)."""

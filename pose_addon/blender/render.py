@@ -119,14 +119,6 @@ def _read_exr_passes(path: str) -> dict:
     return out
 
 
-def _read_exr_depth(path: str) -> np.ndarray:
-    """Planar depth ``[H, W]`` (metres, 0 = no surface) from a multilayer EXR's ``ViewLayer.Depth.Z``."""
-    passes = _read_exr_passes(path)
-    if "Depth.Z" not in passes:
-        raise RuntimeError(f"{path} holds no Depth pass (is view_layer.use_pass_z on?)")
-    return _clean_depth(passes["Depth.Z"])
-
-
 def _clean_depth(d: np.ndarray) -> np.ndarray:
     d = d.copy()
     d[~np.isfinite(d) | (d >= BACKGROUND_DEPTH) | (d < 0)] = 0.0

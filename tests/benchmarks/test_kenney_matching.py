@@ -1,4 +1,4 @@
-"""Issue 5's Kenney bar as a (slow) benchmark test: on flat-coloured houses, on a plain ground, with blurred and
+"""The Kenney matching bar as a (slow) benchmark test: on flat-coloured houses, on a plain ground, with blurred and
 noisy queries, a learned matcher (``aliked+lightglue``) or the ``ensemble`` reaches at least SIFT's recall at
 (0.25 m, 2 deg) with a lower median translation error.
 
