@@ -32,7 +32,7 @@ def _pixels(path: Path) -> np.ndarray:
 
 def dataset_differences(a: Path | str, b: Path | str) -> list[str]:
     """Differences between datasets ``a`` and ``b``: manifest (scene, render, planned, complete, frames in order,
-    without timings), the pixels of every image (Blender stamps the time into PNG metadata), the bytes of every
+    without timings), the pixels of every image (Blender stamps date and render time into PNG text), the bytes of every
     depth, normal and mask file and of scene.glb."""
     da, db = Dataset.load(a), Dataset.load(b)
     out = []
