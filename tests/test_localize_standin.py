@@ -44,6 +44,7 @@ def _check_truth_in_the_ply_frame(ph, ply):
     assert np.median(hits) > 0.3, hits  # visible vertices sit on the rendered surface (the rest are occluded)
 
 
+@pytest.mark.slow  # renders 42 Cycles frames: 4-17 minutes on 2 shared cores
 @needs_blender
 @needs_kenney
 def test_standin_photos_to_cameras_in_the_ply_frame(tmp_path, monkeypatch):
