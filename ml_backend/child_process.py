@@ -23,9 +23,10 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Optional
 
 from .paths import REPO_ROOT
 from .progress import progress_bar
@@ -140,8 +141,8 @@ def run_events(cmd: Sequence[str], *, env: Optional[Mapping[str, str]] = None, c
         log_path: file the child's whole stderr is appended to.
 
     Raises:
-        ChildError: the child could not start or ran past ``timeout_s``. Whatever the caller raises (including from ``on_event``) kills
-        the child first.
+        ChildError: the child could not start or ran past ``timeout_s``. Whatever the caller raises (including
+        from ``on_event``) kills the child first.
     """
     try:
         proc = subprocess.Popen(list(map(str, cmd)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,

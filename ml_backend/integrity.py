@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -99,7 +98,8 @@ def verify_hdf5(path: Path | str, timeout_s: Optional[float] = None, what: str =
         return
     if ans.get("error"):
         raise CorruptFile(path, f"unreadable {what}: {ans['error']}")
-    raise CorruptFile(path, f"reading the {what} crashed its reader ({describe_exit(proc.returncode)}): corrupt HDF5 file")
+    why = describe_exit(proc.returncode)
+    raise CorruptFile(path, f"reading the {what} crashed its reader ({why}): corrupt HDF5 file")
 
 
 def _read_all_hdf5(path: str) -> dict:

@@ -13,7 +13,8 @@ Child processes report the same events on their stdout (:mod:`ml_backend.child_p
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Iterable, Optional, Protocol
+from collections.abc import Callable, Iterable
+from typing import Any, Optional, Protocol
 
 from tqdm import tqdm
 
@@ -61,7 +62,7 @@ class _SinkBar:
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable) + initial  # type: ignore[arg-type]
         self.total = total
-        self.n = initial
+        self.n: float = initial
         self.postfix = ""
         self._emit(force=True)
 
@@ -117,4 +118,8 @@ def progress_bar(iterable: Optional[Iterable] = None, desc: Optional[str] = None
 
 def stage_reporter(stage: str) -> Callable[[Optional[float], str], None]:
     """``on_progress(fraction, message)`` for steps that take a callback: reports under ``stage``."""
-    return lambda fraction, message="": report(fraction, stage, message)
+
+    def on_progress(fraction: Optional[float], message: str = "") -> None:
+        report(fraction, stage, message)
+
+    return on_progress

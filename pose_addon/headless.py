@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="dataset folder (resumed if it holds the same dataset)")
     r.add_argument("--scale", type=float, default=None, help="explicit scale factor for a mesh file")
     r.add_argument("--scale-longest", type=float, default=DEFAULT_LONGEST_SIDE_M,
-                   help=f"metres of the mesh's longest side when --scale is not given (default {DEFAULT_LONGEST_SIDE_M:g})")
+                   help=f"metres of the mesh's longest side without --scale (default {DEFAULT_LONGEST_SIDE_M:g})")
     r.add_argument("--bake-resolution", type=int, default=1024, help="texture size of scene.glb (default 1024)")
     r.add_argument("--ground", default="textured", choices=GROUND_STYLES,
                    help="ground under the building: procedural texture (default), one flat colour, or none")

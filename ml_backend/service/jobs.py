@@ -6,9 +6,10 @@ A job is ``queued`` -> ``running`` -> ``done`` | ``failed`` | ``cancelled``. Its
      "message": "4/10", "result": {...} or null, "error": {"code", "message", "detail"} or null,
      "created": t, "started": t, "finished": t, "log": "/path/to/log.txt", "params": {...}}
 
-Each job runs ``python -m ml_backend.service.job_runner`` (started as every child is, :mod:`ml_backend.child_process`; so a crash or a cancel never takes the worker down and
-process-wide state never leaks between jobs); at most ``max_running`` run at once, the others wait in order.
-Cancel sends SIGTERM to the job's process group and SIGKILL after a grace period.
+Each job runs ``python -m ml_backend.service.job_runner``, started as every child is (:mod:`ml_backend.child_process`),
+so a crash or a cancel never takes the worker down and process-wide state never leaks between jobs; at most
+``max_running`` run at once, the others wait in order. Cancel sends SIGTERM to the job's process group and
+SIGKILL after a grace period.
 """
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from pose_addon.core.dataset import atomic_write_json
 
@@ -128,7 +130,7 @@ class JobManager:
         self._signal(job, signal.SIGTERM)
         try:
             await asyncio.wait_for(asyncio.shield(job.task), self.kill_grace_s + 2.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         return job
 

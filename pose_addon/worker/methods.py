@@ -2,8 +2,8 @@
 
 The worker is the one source of the method names: once it is connected the menu lists every method it offers
 for photos, matching methods first. While no worker runs the menu keeps the last list a worker gave (or, before
-any answered, a short fallback list), each entry saying that the worker is not running. Each entry keeps a number derived from its name, so a choice stored in a .blend file names
-the same method whichever list is shown.
+any answered, a short fallback list), each entry saying that the worker is not running. Each entry keeps a
+number derived from its name, so a choice stored in a .blend file names the same method whichever list is shown.
 """
 import zlib
 

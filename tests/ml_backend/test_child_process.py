@@ -12,8 +12,15 @@ import numpy as np
 import pytest
 
 from ml_backend import progress
-from ml_backend.child_process import (ChildError, child_env, describe_exit, json_events, parse_event, python_command,
-                                      run_events)
+from ml_backend.child_process import (
+    ChildError,
+    child_env,
+    describe_exit,
+    json_events,
+    parse_event,
+    python_command,
+    run_events,
+)
 from ml_backend.paths import REPO_ROOT
 
 
