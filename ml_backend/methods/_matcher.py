@@ -8,7 +8,7 @@ Conf keys: ``database`` (the SIFT database: retrieval votes and, for dense match
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from ..progress import progress_bar
 
@@ -32,8 +32,9 @@ def matcher_database(dataset: Dataset, sift_db: Path, preset: str, conf: dict) -
     return build_database(dataset.root, Path(sift_db).parent, preset, progress=conf.get("progress", True))
 
 
-def open_localizer(preset: str, dataset: Dataset, workdir: Path, conf: dict):
-    """A Localizer (or EnsembleLocalizer) for ``preset`` on ``dataset``'s references; databases built or reused."""
+def open_localizer(preset: str, dataset: Optional[Dataset], workdir: Path, conf: dict):
+    """A Localizer (or EnsembleLocalizer) for ``preset`` on ``dataset``'s references; databases built or reused
+    (``dataset`` may be None for ``sift`` with ``conf["database"]``)."""
     sift_db = ensure_database(dataset, workdir, conf)
     lconf = dict(conf.get("localize") or {})
     try:

@@ -204,9 +204,9 @@ def solve_pnp_numpy(points2d: np.ndarray, points3d: np.ndarray, K: np.ndarray | 
         golden = np.pi * (3 - np.sqrt(5))
         grid = []
         for i in range(24):
-            z = 1 - 2 * (i + 0.5) / 24
-            r = np.sqrt(1 - z * z)
-            eye = centroid + dist * np.array([r * np.cos(i * golden), r * np.sin(i * golden), z])
+            zi = 1 - 2 * (i + 0.5) / 24
+            ri = np.sqrt(1 - zi * zi)
+            eye = centroid + dist * np.array([ri * np.cos(i * golden), ri * np.sin(i * golden), zi])
             grid.append((look_at(eye, centroid), K[0, 0]))
         notes.append("look-at search")
         cand = refine_all(grid)

@@ -115,7 +115,8 @@ def write_array(path: Path | str, key: str, array: np.ndarray) -> None:
     import io
 
     buf = io.BytesIO()
-    np.savez_compressed(buf, **{key: np.asarray(array)})
+    arrays: dict[str, Any] = {key: np.asarray(array)}
+    np.savez_compressed(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -380,7 +381,7 @@ def save_keypoints(path: Path | str, keypoints: Iterable[Keypoint], scene: str =
 
 
 def _keypoint_dict(k: Keypoint) -> dict:
-    d = {"name": k.name, "position": [float(x) for x in k.position]}
+    d: dict[str, Any] = {"name": k.name, "position": [float(x) for x in k.position]}
     if k.object is not None:
         d["object"] = k.object
         d["local"] = [float(x) for x in k.local] if k.local is not None else None
@@ -478,7 +479,7 @@ def write_nerfstudio(frames: Iterable[Frame], out_path: Path | str, root: Path |
             atomic_write_bytes(out_path.parent / rel, buf.getvalue())
             item["depth_file_path"] = rel
         items.append(item)
-    doc = {"camera_model": "OPENCV", "frames": items}
+    doc: dict[str, Any] = {"camera_model": "OPENCV", "frames": items}
     if any("depth_file_path" in it for it in items):
         doc["depth_unit_scale_factor"] = 1e-3
     doc.update({k: v for k, v in (extra or {}).items() if v is not None})

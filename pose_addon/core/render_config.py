@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from .cameras import BlenderCameraSettings, Intrinsics, intrinsics_from_blender
 from .sampling import SamplerConfig
@@ -43,7 +43,8 @@ class LightingConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "LightingConfig":
-        return cls(**{k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in d.items()})
+        kw: dict[str, Any] = {k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in d.items()}
+        return cls(**kw)
 
 
 @dataclass
@@ -114,7 +115,8 @@ class PhotoStyle:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown photo style fields {sorted(unknown)}")
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})
+        kw: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+        return cls(**kw)
 
 
 @dataclass

@@ -226,13 +226,14 @@ def _directions(cfg: SamplerConfig, count: int, rng: np.random.Generator, layout
         n_rings = max(1, min(cfg.rings, count))
         per = np.full(n_rings, count // n_rings)
         per[: count % n_rings] += 1
-        z, az = [], []
-        for r, m in enumerate(per):
-            zr = z0 + (z1 - z0) * (r + 0.5) / n_rings
-            offset = 0.5 * (r % 2)
-            z += [zr] * m
-            az += list(a0 + (a1 - a0) * (np.arange(m) + offset) / m)
-        z, az = np.array(z), np.array(az)
+        zs: list[float] = []
+        azs: list[float] = []
+        for ring, m in enumerate(per):
+            zr = z0 + (z1 - z0) * (ring + 0.5) / n_rings
+            offset = 0.5 * (ring % 2)
+            zs += [zr] * m
+            azs += list(a0 + (a1 - a0) * (np.arange(m) + offset) / m)
+        z, az = np.array(zs), np.array(azs)
     r = np.sqrt(np.clip(1 - z * z, 0, None))
     return np.stack([r * np.cos(az), r * np.sin(az), z], axis=1)
 
