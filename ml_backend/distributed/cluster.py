@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 __all__ = ["TaskResources", "connect", "active", "shutdown", "resources", "run_tasks", "ShardError",
            "add_ray_arguments", "connect_from_args"]
@@ -96,6 +97,7 @@ def run_tasks(fn: Callable, items: Sequence[tuple], names: Sequence[str], desc: 
     """
     import ray
     from ray.exceptions import RayError, RayTaskError
+
     from ..progress import progress_bar
 
     res = task or resources()

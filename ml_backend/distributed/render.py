@@ -15,8 +15,9 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 from pose_addon.core import dataset as core_dataset
 from pose_addon.core.dataset import Dataset, DatasetError

@@ -16,16 +16,14 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from pose_addon.core.dataset import Dataset, DatasetError, atomic_write_json  # noqa: E402
-
 from ml_backend import blender_runner, distributed  # noqa: E402
-from ml_backend.database import build_database  # noqa: E402
 from ml_backend.distributed import compare  # noqa: E402
 from ml_backend.distributed import features as dfeatures  # noqa: E402
 from ml_backend.distributed import localize as dlocalize  # noqa: E402
 from ml_backend.distributed import render as drender  # noqa: E402
 from ml_backend.localize_photos import LocalizeOptions, localize_photos  # noqa: E402
 from ml_backend.paths import REPO_ROOT  # noqa: E402
+from pose_addon.core.dataset import Dataset, DatasetError, atomic_write_json  # noqa: E402
 
 HAVE_BLENDER = (REPO_ROOT / ".venv-blender" / "bin" / "python").is_file() or \
     bool(os.environ.get("POSE_BLENDER"))
