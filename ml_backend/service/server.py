@@ -7,7 +7,8 @@
   A token found in the environment makes the worker re-execute itself at once without it (same PID, the token
   then travels through a pipe), so ``/proc/PID/environ`` never shows it. Without any, a random token is written
   to a 0600 file whose path the ready line carries (``token_file``).
-* Bounded: at most :data:`MAX_UNAUTHENTICATED` connections waiting for their hello (a new one closes the oldest),
+* Bounded: at most :data:`MAX_UNAUTHENTICATED` connections waiting for their hello (a new one closes the oldest
+  once it has had :data:`HELLO_GRACE_S`),
   each buffering at most :data:`~.protocol.PREAUTH_MAX_FRAME` bytes; at most :data:`MAX_CONNECTIONS` in all.
 * A watchdog logs requests whose thread outlives their timeout and jobs that report no progress
   (``info``'s ``busy`` and a job's ``stalled_s``); SIGTERM and ``shutdown`` end the process within 5 s even when a
@@ -61,8 +62,9 @@ EXIT_ENV = 5  # the worker environment lacks a package it needs
 EXIT_PARENT_GONE = 6  # the parent process (--parent-pid) went away
 
 MAX_INFLIGHT = 32  # requests in flight per connection; more are answered "busy"
-MAX_CONNECTIONS = 64  # connections at once (authenticated or not); more are answered "busy" and closed
-MAX_UNAUTHENTICATED = 16  # connections still waiting for their hello; a new one closes the oldest
+MAX_CONNECTIONS = 96  # connections at once (authenticated or not); more are answered "busy" and closed
+MAX_UNAUTHENTICATED = 32  # connections still waiting for their hello; a new one closes the oldest ...
+HELLO_GRACE_S = 0.5  # ... once that one has had this long to say hello (else the new one is refused)
 WRITE_HIGH = 2 * 1024 * 1024  # a connection whose unread replies exceed this stops being read from
 STALL_TIMEOUT_S = 60.0  # ... and is closed when it stays so long
 
@@ -201,7 +203,14 @@ class WorkerServer:
     def admit(self, conn: _Conn) -> bool:
         """Apply the connection limits to a new connection; False when it was refused (and closed)."""
         waiting = sorted((c for c in self.conns if not c.authed and not c.closed), key=lambda c: c.opened)
+        now = time.monotonic()
         while len(waiting) >= MAX_UNAUTHENTICATED:  # a flood of silent connections: drop the oldest
+            if now - waiting[0].opened < HELLO_GRACE_S:  # a burst of real clients: refuse the newcomer instead
+                self.n_refused += 1
+                conn.send(P.make_error(None, P.ErrorCode.BUSY, f"{MAX_UNAUTHENTICATED} connections are waiting "
+                                       "for their hello: retry"))
+                conn.close()
+                return False
             old = waiting.pop(0)
             log.warning("closing %s: too many connections without a hello", old.peer)
             self.n_refused += 1
