@@ -34,7 +34,8 @@ __all__ = ["main", "build_parser"]
 def _bench_args(p: argparse.ArgumentParser, out_default: Optional[str]) -> None:
     p.add_argument("--scene", default="procedural", help="procedural, procedural:SEED or a .glb/.gltf/.obj/.ply")
     p.add_argument("--methods", default="retrieval_nn,sift", help="comma-separated method names")
-    p.add_argument("--method-queries", default="", help="slow rows on a query subset, e.g. 'loftr=20,disk+lightglue=20'")
+    p.add_argument("--method-queries", default="",
+                   help="slow rows on a query subset, e.g. 'loftr=20,disk+lightglue=20'")
     p.add_argument("--out", required=out_default is None, default=out_default, help="output folder")
     p.add_argument("--n-references", type=int, default=100)
     p.add_argument("--n-queries", type=int, default=60)

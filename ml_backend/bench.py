@@ -27,8 +27,8 @@ from .methods import REGISTRY
 from .paths import CACHE_DIR
 from .scenes import DEFAULT_LONGEST_M, SceneSpec, parse_scene
 
-__all__ = ["BenchOptions", "make_render_config", "TRAINING_METHODS", "ensure_dataset", "run_method_subprocess", "run_bench",
-           "format_table", "EXIT_UNAVAILABLE"]
+__all__ = ["BenchOptions", "make_render_config", "TRAINING_METHODS", "ensure_dataset", "run_method_subprocess",
+           "run_bench", "format_table", "EXIT_UNAVAILABLE"]
 
 EXIT_UNAVAILABLE = 3  # run-method's exit code for "this method cannot run here"
 #: Methods that learn from (or retrieve over) the extra training split rendered by :func:`make_train_render_config`.
@@ -225,7 +225,7 @@ def run_bench(opts: BenchOptions, dataset_dir: Optional[Path] = None) -> dict:
         n_sub = (opts.method_queries or {}).get(name)
         if n_sub:
             conf["max_queries"] = int(n_sub)
-        if name.removesuffix("+refine") in TRAINING_METHODS:  # one training set and model shared by these methods, cached
+        if name.removesuffix("+refine") in TRAINING_METHODS:  # one training set and model shared by these, cached
             conf.update(regression_dir=str(cache / "regression" / ds.root.name), n_gl_views=opts.n_gl_views)
         res = run_method_subprocess(name, ds.root, out / "work" / name, conf, out / f"{name}_queries.json")
         if "skipped" in res or "failed" in res:

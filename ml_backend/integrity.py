@@ -25,8 +25,8 @@ from pose_addon.core.dataset import DatasetError
 
 from .child_process import child_env, describe_exit, python_command
 
-__all__ = ["CorruptFile", "ImageRejected", "verify_hdf5", "die_with_parent", "check_image_file", "degenerate_image_reason",
-           "load_torch_file", "MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS", "MIN_IMAGE_SIDE"]
+__all__ = ["CorruptFile", "ImageRejected", "verify_hdf5", "die_with_parent", "check_image_file",
+           "degenerate_image_reason", "load_torch_file", "MAX_IMAGE_BYTES", "MAX_IMAGE_PIXELS", "MIN_IMAGE_SIDE"]
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 MAX_IMAGE_BYTES = 200 * 1024 * 1024  # a photo file larger than this is refused before it is read

@@ -6,8 +6,9 @@ pixel centres, OpenCV convention (pixel ``[r, c]`` is centred at ``(x, y) = (c, 
 Interpolation is bilinear in *inverse* depth over the 2x2 pixel centres around ``(x, y)``: on a plane, 1/Z is an
 affine function of the pixel coordinates, so this is exact on planar surfaces. A lookup is rejected when any
 pixel of the 3x3 window around the nearest pixel has no surface, when depths in that window differ by more than
-``max_depth_ratio``, or when the inverse depth bends (largest second difference along any row or column of the window, relative to
-its value) by more than ``max_curvature`` -- occlusion edges and creases, where interpolating would mix surfaces.
+``max_depth_ratio``, or when the inverse depth bends (largest second difference along any row or column of the
+window, relative to its value) by more than ``max_curvature`` -- occlusion edges and creases, where interpolating
+would mix surfaces.
 On a plane 1/Z is affine, so its second differences vanish however oblique the plane is. At a crease (a wall
 corner, a window frame: a kink, not a jump) interpolating across the two faces errs by at most about a quarter of
 the kink, i.e. ``max_curvature / 4`` of the depth. The default 0.02 (at most 0.5 %, typically a few centimetres at

@@ -275,7 +275,8 @@ def add_arguments(p) -> None:
     p.add_argument("--options", default="{}", help="method options as JSON, e.g. '{\"min_inliers\": 30}'")
     p.add_argument("--up-axis", default=None, help="the mesh file's up axis: Z, Y, X, -Z, -Y, -X "
                    "(default: Y for glTF and OBJ, Z for PLY)")
-    p.add_argument("--scale", type=float, default=None, help=f"model units -> metres (default: longest side {DEFAULT_LONGEST_M:g} m)")
+    p.add_argument("--scale", type=float, default=None,
+                   help=f"model units -> metres (default: longest side {DEFAULT_LONGEST_M:g} m)")
     p.add_argument("--preset", default="street", choices=PRESETS, help="where the references are rendered from")
     p.add_argument("--seed-cameras", default=None, help="JSON of cameras placed in Blender (headless 'cameras' "
                    "command): references are rendered in their band instead of the preset's")

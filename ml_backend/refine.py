@@ -413,14 +413,14 @@ class Refiner:
             q = img_edges.xy[j[has]]
             nq = img_edges.normals[j[has]]
 
-            def fun(x):
+            def fun(x, Xc0=Xc0, q=q, nq=nq):
                 Xc = Xc0 @ _rodrigues(x[:3]).T + x[3:]
                 z = Xc[:, 2]
                 u = fx * Xc[:, 0] / z + intr.cx
                 v = fy * Xc[:, 1] / z + intr.cy
                 return nq[:, 0] * (u - q[:, 0]) + nq[:, 1] * (v - q[:, 1])
 
-            def jac(x):
+            def jac(x, Xc0=Xc0, nq=nq):
                 Xc = Xc0 @ _rodrigues(x[:3]).T + x[3:]
                 X, Y, Z = Xc[:, 0], Xc[:, 1], Xc[:, 2]
                 du = np.stack([fx / Z, np.zeros_like(Z), -fx * X / Z ** 2], 1)

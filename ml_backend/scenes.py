@@ -2,7 +2,8 @@
 
 Specs: ``procedural`` (seed 0), ``procedural:SEED``, or a mesh path (``.glb``, ``.gltf``, ``.obj``, ``.ply``).
 Mesh files are turned upright by their ``up_axis`` and scaled by Blender to ``scale_longest`` metres on their
-longest side unless an explicit ``scale`` is given. Cache keys include a hash of the mesh file's bytes, so an edited file never reuses old renders.
+longest side unless an explicit ``scale`` is given. Cache keys include a hash of the mesh file's bytes, so an
+edited file never reuses old renders.
 ``ground`` is the Blender side's ground style: ``textured`` (default), ``plain`` (one flat colour: a flat-coloured
 model stays feature-poor) or ``none``.
 """

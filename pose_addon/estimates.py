@@ -3,7 +3,8 @@
 An estimated camera is a camera object in the "Estimated Cameras" collection with the photo as background,
 the intrinsics the method used (focal, sensor, shift) and custom properties: ``pose_method``, ``pose_image``,
 ``pose_n_inliers``, ``pose_reproj_px``, ``pose_timings`` (JSON), ``pose_points`` (JSON: the PnP inliers' 3D
-points and the detected keypoints' pixels, for the camera-view overlay) and, once compared, ``pose_t_err_m`` / ``pose_R_err_deg``.
+points and the detected keypoints' pixels, for the camera-view overlay) and, once compared, ``pose_t_err_m`` /
+``pose_R_err_deg``.
 """
 from __future__ import annotations
 

@@ -28,7 +28,8 @@ from pose_addon.core.dataset import (Dataset, DatasetError, Frame, Keypoint, ato
 from pose_addon.core.keypoints import suggest_keypoints
 
 __all__ = ["KeypointSet", "keypoint_set_for_dataset", "load_building_mesh", "frame_keypoints", "frame_bbox",
-           "label_line", "parse_label_line", "suggest_outer_corners", "view_counts", "from_yolo_pixels", "write_yolo_dataset", "YoloSource",
+           "label_line", "parse_label_line", "suggest_outer_corners", "view_counts", "from_yolo_pixels",
+           "write_yolo_dataset", "YoloSource",
            "VISIBLE", "OCCLUDED", "OUTSIDE", "DEFAULT_OKS_SIGMA", "TRAIN_OKS_SIGMA",
            "train_yaml_path"]
 

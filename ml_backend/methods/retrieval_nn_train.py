@@ -31,8 +31,8 @@ def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
     rows = []
     with Localizer(db_path, conf.get("localize")) as loc:
         n_train = len(loc.db)
-        for q in progress_bar(dataset.split(conf.get("split", "query"))[: conf.get("max_queries") or None], desc="retrieval_nn_train", unit="query",
-                      disable=not conf.get("progress", True)):
+        queries = dataset.split(conf.get("split", "query"))[: conf.get("max_queries") or None]
+        for q in progress_bar(queries, desc="retrieval_nn_train", unit="query", disable=not conf.get("progress", True)):
             t0 = time.perf_counter()
             i = nearest_reference(loc, dataset.path(q.image))
             rows.append(result_row(q.id, loc.db.frames[i].cam_from_world, time.perf_counter() - t0,

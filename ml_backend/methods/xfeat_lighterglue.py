@@ -1,4 +1,5 @@
-"""Method ``xfeat+lighterglue``: retrieval + xfeat+lighterglue matching + PnP on depth-lifted points (see :mod:`._matcher`)."""
+"""Method ``xfeat+lighterglue``: retrieval + xfeat+lighterglue matching + PnP on depth-lifted points
+(see :mod:`._matcher`)."""
 from ._matcher import make_estimate, make_run
 
 __all__ = ["run", "estimate_images"]

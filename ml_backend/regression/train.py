@@ -236,7 +236,8 @@ def train(config: dict, resume: bool = False) -> Path:
     params = list(model.parameters()) + list(crit.parameters())
     opt = torch.optim.AdamW(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
     if cfg["schedule"] == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(cfg["epochs"]), eta_min=float(cfg["lr"]) * 0.01)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(cfg["epochs"]),
+                                                           eta_min=float(cfg["lr"]) * 0.01)
     elif cfg["schedule"] == "plateau":
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(1, int(cfg["patience"]) // 3))
     elif cfg["schedule"] == "none":

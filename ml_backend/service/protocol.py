@@ -37,7 +37,8 @@ import struct
 from typing import Any, Iterator, Optional
 
 __all__ = ["PROTOCOL_VERSION", "MAX_FRAME", "HEADER", "HEADER_SIZE", "HELLO_TIMEOUT_S", "DEFAULT_TIMEOUT_S",
-           "MAX_TIMEOUT_S", "PREAUTH_MAX_FRAME", "MAX_ECHO", "MAX_REQUEST", "check_timeout", "ErrorCode", "ProtocolError", "RemoteError", "encode", "encode_payload", "Decoder", "make_error",
+           "MAX_TIMEOUT_S", "PREAUTH_MAX_FRAME", "MAX_ECHO", "MAX_REQUEST", "check_timeout", "ErrorCode",
+           "ProtocolError", "RemoteError", "encode", "encode_payload", "Decoder", "make_error",
            "json_clean", "METHODS"]
 
 PROTOCOL_VERSION = 1

@@ -114,7 +114,7 @@ def _gradient_sky(scene, lighting: dict) -> Callable[[], None]:
     """World colour from the horizon (bright, slightly warm) to the zenith (the group's sky colour, deeper)."""
     nt = scene.world.node_tree
     bg = next(n for n in nt.nodes if n.type == "BACKGROUND")
-    old_links = [l.from_socket for l in bg.inputs["Color"].links]
+    old_links = [link.from_socket for link in bg.inputs["Color"].links]
     coord = nt.nodes.new("ShaderNodeTexCoord")
     sep = nt.nodes.new("ShaderNodeSeparateXYZ")
     ramp = nt.nodes.new("ShaderNodeValToRGB")
@@ -222,7 +222,7 @@ def _add_occluders(scene, p: dict, cam_from_world: np.ndarray, target: np.ndarra
     covered = np.zeros(len(uv), bool)
     share = 0.0
     n_pts = max(1, int(inside.sum()))
-    for k in range(int(p["occluders"])):
+    for _ in range(int(p["occluders"])):
         kind = _KINDS[int(rng.integers(len(_KINDS)))]
         parts = _occluder(kind, rng, coll, mats)
         aim = building_points[int(rng.integers(len(building_points)))]

@@ -28,8 +28,8 @@ from ..core.sampling import aabb_inside_fn, sample_cameras
 from . import camera as bcam
 from . import scene_io
 
-__all__ = ["DatasetMismatchError", "DatasetRender", "render_dataset", "setup_render", "setup_lighting", "sample_lighting",
-           "render_frame", "load_oiio", "scene_key"]
+__all__ = ["DatasetMismatchError", "DatasetRender", "render_dataset", "setup_render", "setup_lighting",
+           "sample_lighting", "render_frame", "load_oiio", "scene_key"]
 
 GLTF_NAME = "scene.glb"
 BACKGROUND_DEPTH = 1e9  # Blender writes 1e10 where no surface is hit
@@ -56,7 +56,7 @@ def load_oiio():
             f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages" / "OpenImageIO"
         init = pkg / "__init__.py"
         if not init.is_file():
-            raise RuntimeError(f"OpenImageIO not found (looked for {init}); it ships with Blender 4.x/5.x")
+            raise RuntimeError(f"OpenImageIO not found (looked for {init}); it ships with Blender 4.x/5.x") from None
         spec = importlib.util.spec_from_file_location("OpenImageIO", init, submodule_search_locations=[str(pkg)])
         oiio = importlib.util.module_from_spec(spec)
         sys.modules["OpenImageIO"] = oiio

@@ -151,8 +151,8 @@ def _vertex_colour_materials(meshes: list) -> int:
     return n
 
 
-def load_scene(spec: str, scale_longest: float = DEFAULT_LONGEST_SIDE_M, scale: float | None = None, ground: str = "textured",
-               up_axis: str | None = None) -> dict:
+def load_scene(spec: str, scale_longest: float = DEFAULT_LONGEST_SIDE_M, scale: float | None = None,
+               ground: str = "textured", up_axis: str | None = None) -> dict:
     """Clear the current file and load ``spec``; returns the scene info (world metres, Z up).
 
     ``ground``: one of :data:`GROUND_STYLES`. ``up_axis``: the mesh file's up axis (``Z``, ``Y``, ``-Y``, ``X``,
@@ -307,7 +307,7 @@ def _baked_copy(sources: list, name: str, coll, resolution: int, tmp_dir: str):
     me.materials.clear()
     me.materials.append(baked)
     me.polygons.foreach_set("material_index", [0] * len(me.polygons))
-    for layer in [l for l in me.uv_layers if l.name != BAKE_UV]:
+    for layer in [uv for uv in me.uv_layers if uv.name != BAKE_UV]:
         me.uv_layers.remove(layer)
     return obj, img, baked
 

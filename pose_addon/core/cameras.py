@@ -158,7 +158,8 @@ def blender_from_intrinsics(intr: Intrinsics, sensor_width_mm: float = 36.0) -> 
                                  pixel_aspect_x=pa_x, pixel_aspect_y=pa_y)
 
 
-def project_points(K: np.ndarray, cam_from_world: np.ndarray, points_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def project_points(K: np.ndarray, cam_from_world: np.ndarray,
+                   points_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Project world points ``[N, 3]`` -> pixels ``[N, 2]`` (OpenCV convention) and depths ``[N]`` (planar Z)."""
     p = np.asarray(points_world, dtype=np.float64) @ cam_from_world[:3, :3].T + cam_from_world[:3, 3]
     z = p[:, 2]

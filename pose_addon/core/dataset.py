@@ -23,8 +23,9 @@ or refused when the dataset no longer matches.
 
 **References.** :meth:`Dataset.reference_splits` says which splits serve as references: the manifest's
 ``reference_splits`` when set, else ``reference`` when that split exists, else every split except ``query``
-(a dataset rendered with train/val/test splits uses all of them). Files appear only complete (written to a temporary name, then renamed), so
-an interrupted render leaves no half-written frame and a rerun renders only what is missing.
+(a dataset rendered with train/val/test splits uses all of them). Files appear only complete (written to a
+temporary name, then renamed), so an interrupted render leaves no half-written frame and a rerun renders only what
+is missing.
 """
 from __future__ import annotations
 

@@ -144,7 +144,7 @@ def read_nerfstudio(path: Path | str) -> list[CameraRecord]:
         raise InterchangeError(f"{path}: no 'frames' list (is it a nerfstudio transforms.json?)")
     out = []
     for i, fr in enumerate(frames):
-        def get(key):
+        def get(key, fr=fr, i=i):
             v = fr.get(key, doc.get(key))
             if v is None:
                 raise InterchangeError(f"{path}: frames[{i}] has no '{key}' (neither has the file)")
@@ -198,8 +198,8 @@ def read_localize(path: Path | str, frame: str = "import") -> tuple[dict, list[C
     except (OSError, ValueError) as e:
         raise InterchangeError(f"cannot read {path}: {e}") from None
     if not isinstance(doc, dict) or doc.get("format") != LOCALIZE_FORMAT:
-        raise InterchangeError(f"{path}: not a localize result (format is {doc.get('format') if isinstance(doc, dict) else None!r}, "
-                               f"expected {LOCALIZE_FORMAT!r})")
+        found = doc.get("format") if isinstance(doc, dict) else None
+        raise InterchangeError(f"{path}: not a localize result (format is {found!r}, expected {LOCALIZE_FORMAT!r})")
     if doc.get("version") != 1:
         raise InterchangeError(f"{path}: version {doc.get('version')!r} is not supported (expected 1)")
     if frame not in ("model", "import", "render"):

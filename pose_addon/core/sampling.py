@@ -165,7 +165,7 @@ def in_band(cfg: SamplerConfig, target, cam_from_world: np.ndarray, margin: floa
     return (not why, why)
 
 
-def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0]),
+def look_at(eye: np.ndarray, target: np.ndarray, up: tuple | np.ndarray = (0.0, 0.0, 1.0),
             roll_deg: float = 0.0) -> np.ndarray:
     """``cam_from_world`` (OpenCV axes) of a camera at ``eye`` looking at ``target`` with world ``up`` up.
 
@@ -174,7 +174,7 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0,
     eye = np.asarray(eye, dtype=np.float64)
     z = np.asarray(target, dtype=np.float64) - eye
     z /= np.linalg.norm(z)
-    x = np.cross(z, up)
+    x = np.cross(z, np.asarray(up, dtype=np.float64))
     if np.linalg.norm(x) < 1e-9:  # looking straight up or down: pick any right vector
         x = np.cross(z, np.array([0.0, 1.0, 0.0]))
     x /= np.linalg.norm(x)

@@ -47,7 +47,8 @@ def _annotate(photo, noise=0.0, lens=None):
     for name, p in kps:
         uv, z = project_points(K_TRUE, T, p[None])
         if z[0] > 0 and 0 <= uv[0, 0] < W and 0 <= uv[0, 1] < H:
-            assert "FINISHED" in bpy.ops.building_pose.annotate_point(keypoint=name, pixel=tuple(uv[0] + rng.normal(0, noise, 2)))
+            pixel = tuple(uv[0] + rng.normal(0, noise, 2))
+            assert "FINISHED" in bpy.ops.building_pose.annotate_point(keypoint=name, pixel=pixel)
             n += 1
     return cam, T, n
 
@@ -114,7 +115,8 @@ def test_estimated_cameras_compare_and_csv(scene, tmp_path):
     frustum = segs[0][1]
     np.testing.assert_allclose(frustum[0], camera_center(shifted), atol=1e-4)
     uv, _ = project_points(intr.K, shifted, frustum[1::2][:4])
-    np.testing.assert_allclose(np.sort(uv, axis=0)[[0, -1]], [[-0.5, -0.5], [W - 0.5, H - 0.5]], atol=2e-3)  # float32 matrices
+    # float32 matrices
+    np.testing.assert_allclose(np.sort(uv, axis=0)[[0, -1]], [[-0.5, -0.5], [W - 0.5, H - 0.5]], atol=2e-3)
     np.testing.assert_allclose(segs[2][1], [camera_center(shifted), camera_center(T)], atol=1e-4)
     csv_path = tmp_path / "est.csv"
     assert "FINISHED" in bpy.ops.building_pose.export_estimates_csv(filepath=str(csv_path))

@@ -77,11 +77,11 @@ def test_keypoints_round_trip(tmp_path):
 def test_colmap_export_uses_colmap_conventions(tmp_path):
     ds = make_dataset(tmp_path / "ds")
     out = D.export_colmap(ds, tmp_path / "colmap")
-    cams = [l for l in (out / "cameras.txt").read_text().splitlines() if not l.startswith("#")]
+    cams = [ln for ln in (out / "cameras.txt").read_text().splitlines() if not ln.startswith("#")]
     assert len(cams) == 1
     _, model, w, h, fx, fy, cx, cy = cams[0].split()
     assert model == "PINHOLE" and float(cx) == INTR.cx + 0.5 and float(cy) == INTR.cy + 0.5
-    lines = [l for l in (out / "images.txt").read_text().splitlines() if not l.startswith("#")]
+    lines = [ln for ln in (out / "images.txt").read_text().splitlines() if not ln.startswith("#")]
     first = lines[0].split()
     R = quat_to_matrix(np.array([float(x) for x in first[1:5]]))
     np.testing.assert_allclose(R, ds.frames[0].cam_from_world[:3, :3], atol=1e-9)

@@ -27,7 +27,8 @@ def test_bench_renders_once_and_writes_results(fake_blender, tmp_path):
     assert "Infinity" not in text and json.loads(text) == res
     assert set(res) == {"scene", "n_references", "n_queries", "methods", "ground", "query_blur_px", "query_style",
                         "band", "render_s_per_frame"}
-    assert (res["ground"], res["query_blur_px"], res["query_style"], res["band"]) == ("textured", 0.0, "render", "orbit")
+    assert (res["ground"], res["query_blur_px"], res["query_style"], res["band"]) == \
+        ("textured", 0.0, "render", "orbit")
     assert (res["scene"], res["n_references"], res["n_queries"]) == ("procedural", 10, 3)
     assert set(res["methods"]) == {"retrieval_nn", "sift"}
     s = res["methods"]["sift"]
@@ -77,6 +78,7 @@ def test_bench_plot_of_two_runs(tmp_path):
         d = tmp_path / style
         d.mkdir()
         (d / "results.json").write_text(json.dumps({"scene": "s", "query_style": style, "band": "orbit"}))
-        (d / "errors.json").write_text(json.dumps({"sift": {"t_err_m": [0.01, None, 0.3], "R_err_deg": [0.1, None, 1]}}))
+        errors = {"sift": {"t_err_m": [0.01, None, 0.3], "R_err_deg": [0.1, None, 1]}}
+        (d / "errors.json").write_text(json.dumps(errors))
     out = plot_runs([tmp_path / "render", tmp_path / "photo"], tmp_path / "both.png")
     assert out.is_file() and out.stat().st_size > 1000

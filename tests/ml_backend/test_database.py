@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -13,7 +14,7 @@ from pose_addon.core.dataset import Dataset, DatasetError
 from .synthetic import make_faces, plane_of_point
 
 
-def _final(ds: Dataset, folder) -> "Path":
+def _final(ds: Dataset, folder) -> Path:
     conf = {**resolve_conf("sift"), "split": ds.reference_splits()}
     return database_path(folder, conf, reference_digest(ds))
 

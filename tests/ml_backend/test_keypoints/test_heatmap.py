@@ -62,7 +62,7 @@ def test_training_samples_follow_the_image(synth_dataset):
     rng = np.random.default_rng(0)
     conf = dict(ht.default_train_conf)
     for regime in ("whole", "loose", "tight", "eval"):
-        crop, uv, vis = make = ht.make_sample(view, rng, 96, conf, regime)
+        crop, uv, vis = ht.make_sample(view, rng, 96, conf, regime)
         assert crop.shape == (96, 96, 3) and uv.shape == (len(kset), 2)
         assert (vis[~inside] == 0).all()
         for (x, y), s in zip(uv, vis):

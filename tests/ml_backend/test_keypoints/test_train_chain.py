@@ -26,8 +26,9 @@ socket.socket.connect_ex = lambda self, address: (_connect(self, address), 0)[1]
 socket.create_connection = lambda address, *a, **k: (_ for _ in ()).throw(OSError("network disabled in this test"))
 '''
 
-TINY = {"backend": "yolo", "n_keypoints": 8, "train_views": 0, "train": {"epochs": 1, "time": None, "imgsz": 160, "batch": 8, "mosaic": 0.0},
-        "imgsz": 160, "device": "cpu", "progress": False, "pose": {"min_conf": 0.0}}
+TINY = {"backend": "yolo", "n_keypoints": 8, "train_views": 0,
+        "train": {"epochs": 1, "time": None, "imgsz": 160, "batch": 8, "mosaic": 0.0}, "imgsz": 160, "device": "cpu",
+        "progress": False, "pose": {"min_conf": 0.0}}
 
 
 @pytest.fixture(scope="module")
