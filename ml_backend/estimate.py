@@ -72,7 +72,7 @@ def estimate_photos(path: str | Path, method: str, conf: dict, intrinsics: dict,
                 rgb = load_photo(p)
                 intr = resolve(p, intrinsics)
                 e = m.estimate(rgb, intr, estimate_focal=focal)
-            except (IntrinsicsError, OSError, ValueError) as err:
+            except (IntrinsicsError, ValueError) as err:  # this photo; a missing model file stops the batch
                 row.update(message=str(err), reason=str(err))
             else:
                 row.update(success=e.success, cam_from_world=e.cam_from_world, intrinsics=e.intrinsics.to_dict(),
@@ -80,6 +80,7 @@ def estimate_photos(path: str | Path, method: str, conf: dict, intrinsics: dict,
                            reproj_error_px=e.reproj_error_px, retrieved=e.retrieved,
                            timings={"total": e.time_s, **e.extras.get("timings", {})}, message=e.message or e.reason,
                            reason=e.reason or None, inliers_3d=e.inliers_3d)
+                row.update({k: v for k, v in e.extras.items() if k not in row})  # the method's own fields
             T = row["cam_from_world"]
             row["matrix_world"] = None if T is None else blender_matrix_world_from_cam_from_world(np.asarray(T))
             rows.append(row)

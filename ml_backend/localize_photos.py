@@ -204,7 +204,7 @@ def _localize_one(method, path: Path, stem: str, spec: dict, world_from_model: n
             raise IntrinsicsError(f"intrinsics are for {intr.width}x{intr.height} but the photo is "
                                   f"{rgb.shape[1]}x{rgb.shape[0]}")
         est = method.estimate(rgb, intr, estimate_focal=spec["source"] == "estimate")
-    except (IntrinsicsError, OSError, ValueError) as e:
+    except (IntrinsicsError, ValueError) as e:  # this photo; a missing model file stops the batch
         row.update(reason=str(e), time_s=time.perf_counter() - t0)
         return row
     k = est.intrinsics

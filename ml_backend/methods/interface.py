@@ -304,8 +304,13 @@ class RowsMethod(Method):
                         float(row.get("confidence", 1.0 if ok else 0.0)),
                         float(row.get("reproj_error_px", float("nan")) or float("nan")), time.perf_counter() - t0,
                         "" if ok else (row.get("message") or "not localized"), row.get("message", ""),
-                        list(row.get("retrieved", [])), None,
-                        {k: v for k, v in row.items() if k in ("timings", "refine")})
+                        list(row.get("retrieved", [])), row.get("inliers_3d"),
+                        {k: v for k, v in row.items() if k not in _ROW_KEYS})  # the method's own fields
+
+
+#: fields of an ``estimate_images`` row that :class:`Estimate` holds itself
+_ROW_KEYS = ("image", "success", "cam_from_world", "intrinsics", "n_inliers", "inliers", "n_matches", "confidence",
+             "reproj_error_px", "message", "retrieved", "inliers_3d", "matrix_world", "method")
 
 
 def open_method(name: str, dataset: Optional[Dataset | str | Path], workdir: Path | str,
