@@ -56,6 +56,7 @@ default_conf: dict[str, Any] = {
         "threshold_px": 2.5,  # PnP RANSAC threshold at 640 px width, scaled with the image
         "min_inliers": 20,
         "ratio": 0.85,
+        "sift": {"max_keypoints": 1500},  # query and render features (the strongest; matching is quadratic)
         "lifting": {"max_curvature": 0.02},
     },
     "edges": {
@@ -67,7 +68,7 @@ default_conf: dict[str, Any] = {
         "radii_px": [10.0, 6.0, 4.0, 3.0, 2.0],  # association radius of the first rounds; later rounds keep the last
         "max_rounds": 14,
         "min_step_m": 0.003,  # stop once a round (at the last radius) moves the camera less than this
-        "max_points": 2500,  # model points per round (evenly thinned beyond)
+        "max_points": 2000,  # model edge points per render (evenly thinned beyond)
         "max_angle_deg": 25.0,  # model and image edge directions must agree to this
         "huber_px": 1.0,
         "min_points": 30,  # fewer associated model points = the round is skipped
@@ -222,7 +223,7 @@ class ImageEdges:
         self.tree = cKDTree(self.xy) if len(self.xy) else None
 
     def associate(self, uv: np.ndarray, model_normal: np.ndarray, radius: float, max_angle_deg: float,
-                  k: int = 6) -> tuple[np.ndarray, np.ndarray]:
+                  k: int = 4) -> tuple[np.ndarray, np.ndarray]:
         """For each projected model point ``uv [N, 2]`` with edge normal ``model_normal [N, 2]`` (unit): the index
         of the nearest image edge within ``radius`` whose direction agrees to ``max_angle_deg`` (-1 if none) and
         the signed point-to-line distance to it (``inf`` if none)."""
@@ -354,6 +355,14 @@ class Refiner:
         at ``T``. ``edges.model == "render"``: the sub-pixel Canny edges of a shaded render at ``T`` (the operator
         applied to the query), lifted through the render's depth (the nearer side at occlusion boundaries);
         ``"mesh"``: samples of the mesh's creases and borders that the rendered depth shows."""
+        P, N2 = self._model_points(T, intr)
+        m = int(self.conf["edges"]["max_points"])
+        if len(P) > m:  # evenly thinned (edge points come in image order, so this keeps every edge)
+            keep = np.linspace(0, len(P) - 1, m).astype(np.int64)
+            P, N2 = P[keep], N2[keep]
+        return P, N2
+
+    def _model_points(self, T: np.ndarray, intr: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
         if self.conf["edges"]["model"] == "mesh":
             P, D = self._visible(T, intr)
             return P, self._normals2d(P, D, T, intr)
@@ -402,10 +411,6 @@ class Refiner:
             uv, _ = _project(P, T, intr)
             j, _ = img_edges.associate(uv, N2, float(radius), float(c["max_angle_deg"]))
             has = j >= 0
-            if has.sum() > int(c["max_points"]):
-                keep = np.nonzero(has)[0]
-                has[:] = False
-                has[keep[np.linspace(0, len(keep) - 1, int(c["max_points"])).astype(np.int64)]] = True
             if has.sum() < int(c["min_points"]):
                 hist.append({"round": rnd, "points": int(has.sum()), "message": "too few associations"})
                 break
@@ -452,7 +457,7 @@ class Refiner:
         hist, ok, n_inl, msg = [], False, 0, ""
         for it in range(int(c["max_iterations"])):
             rgb, depth = self.renderer.render(T, intr)
-            rf = sift.extract(rgb)
+            rf = sift.extract(rgb, c["sift"])
             m = matching.match_descriptors(query_feats.descriptors, rf.descriptors, {"ratio": c["ratio"]})
             if len(m) < 4:
                 msg = f"iteration {it}: {len(m)} matches"
@@ -489,7 +494,7 @@ class Refiner:
         hist, n_inl, msgs = [], 0, []
         for stage in self.conf["stages"]:
             if stage == "features":
-                T, n_inl, h, msg = self.align_features(best[2], intr, sift.extract(img))
+                T, n_inl, h, msg = self.align_features(best[2], intr, sift.extract(img, self.conf["features"]["sift"]))
                 hist.append({"stage": "features", "iterations": h})
                 if msg:
                     msgs.append(f"features: {msg}")
