@@ -180,41 +180,44 @@ class Detection:
 
 class TwoPassDetector:
     """Runs a :class:`KeypointHeatNet` on an image: pass 1 on the whole image (letterboxed square), then passes on
-    a crop of ``margin`` times the extent of the confident keypoints of the previous pass.
+    a crop of ``margin`` times the extent of the keypoints the previous pass found present.
 
-    ``min_conf_crop``: keypoints that set the next crop; ``passes``: total passes (1 = whole image only).
+    ``min_presence``: presence probability of the keypoints that set the next crop (the presence head is trained
+    with a binary cross entropy, so it is calibrated; the peak mass is not, early in training); ``passes``: total
+    passes (1 = whole image only). A pass whose crop rests on fewer than 4 keypoints keeps the previous result.
     """
 
     def __init__(self, model: KeypointHeatNet, size: int, device: str = "cpu", passes: int = 2, margin: float = 1.35,
-                 min_conf_crop: float = 0.2):
+                 min_presence: float = 0.5):
         self.model = model.to(device).eval()
         self.size, self.device, self.passes, self.margin = int(size), device, int(passes), float(margin)
-        self.min_conf_crop = float(min_conf_crop)
+        self.min_presence = float(min_presence)
 
     @torch.no_grad()
-    def _run(self, rgb: np.ndarray, center: np.ndarray, side: float) -> tuple[np.ndarray, np.ndarray]:
+    def _run(self, rgb: np.ndarray, center: np.ndarray, side: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(uv [K, 2] image px, conf [K], presence probability [K])`` of one crop."""
         A = crop_affine(center, side, self.size)
         x = to_tensor(warp_crop(rgb, A, self.size)[None]).to(self.device)
         logits, pres = self.model(x)
         xy, conf = decode_heatmaps(logits, pres)
-        return apply_affine(invert_affine(A), xy[0]), conf[0]
+        return apply_affine(invert_affine(A), xy[0]), conf[0], torch.sigmoid(pres[0]).float().cpu().numpy()
 
     def detect(self, rgb: np.ndarray) -> Detection:
         """Keypoints of ``rgb [H, W, 3]`` uint8 (RGB)."""
         h, w = rgb.shape[:2]
         center, side = np.array([(w - 1) / 2.0, (h - 1) / 2.0]), float(max(w, h))
-        uv, conf = self._run(rgb, center, side)
+        uv, conf, pres = self._run(rgb, center, side)
+        crop = (float(center[0]), float(center[1]), side)
         for _ in range(self.passes - 1):
-            ok = conf >= self.min_conf_crop
-            if ok.sum() < 3:
+            ok = (pres >= self.min_presence) & (uv >= 0).all(1) & (uv[:, 0] <= w - 1) & (uv[:, 1] <= h - 1)
+            if ok.sum() < 4:
                 break
             lo, hi = uv[ok].min(0), uv[ok].max(0)
             center = (lo + hi) / 2.0
-            side = float((hi - lo).max() * self.margin)
-            side = max(side, 0.1 * max(w, h))
-            uv2, conf2 = self._run(rgb, center, side)
-            uv, conf = uv2, conf2
-        return Detection(uv, conf, (float(center[0]), float(center[1]), float(side)))
+            side = max(float((hi - lo).max() * self.margin), 0.1 * max(w, h))
+            uv, conf, pres = self._run(rgb, center, side)
+            crop = (float(center[0]), float(center[1]), side)
+        return Detection(uv, conf, crop)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -52,7 +52,7 @@ default_conf: dict = {
     "backend": "heatmap",  # "heatmap" or "yolo"
     "heatmap": {},  # overrides of heatmap_train.default_train_conf (size, width, time_s, batch, ...)
     "gl_views": 600,  # worker-rendered training views of the heatmap model
-    "passes": 2,  # heatmap detector passes (whole image, then crops around the keypoints found)
+    "passes": 3,  # heatmap detector passes (whole image, then crops around the keypoints found)
     "keypoints": None,  # the extension's keypoint JSON; default: dataset's keypoints.json, else suggested
     "n_keypoints": 24,  # suggested keypoints
     "model": "yolo11n-pose.yaml",  # model YAML (from scratch) or a user .pt to fine-tune
@@ -70,6 +70,16 @@ default_conf: dict = {
     "val": True,  # OKS mAP with ultralytics' validator on the queries
     "progress": True,
 }
+
+
+#: PnP defaults for heatmap detections (overridden by ``conf["pose"]``): their confidence is presence x peak mass,
+#: low (0.05-0.2) for a model trained briefly, so the confidence only weights and RANSAC rejects the outliers.
+HEATMAP_POSE: dict = {"min_conf": 0.02, "threshold_px": 12.0}
+
+
+def pose_conf(model: "KeypointModel", c: dict) -> dict:
+    """The PnP options of ``model``'s detections: backend defaults, then ``c["pose"]``."""
+    return dict(HEATMAP_POSE if model.backend == "heatmap" else {}, **(c.get("pose") or {}))
 
 
 def default_cache() -> Path:
@@ -274,7 +284,8 @@ def localize_queries(model: KeypointModel, dataset: Dataset, conf: Optional[dict
     rows = []
     for f, d in zip(frames, dets):
         t0 = time.perf_counter()
-        r = solve_keypoint_pose(d["uv"], d["conf"], model.kset.points, f.intrinsics, model.kset.names, c["pose"])
+        r = solve_keypoint_pose(d["uv"], d["conf"], model.kset.points, f.intrinsics, model.kset.names,
+                                pose_conf(model, c))
         dt = time.perf_counter() - t0
         rows.append(result_row(f.id, r.cam_from_world, d["time_s"] + dt, n_keypoints_detected=r.n_detected,
                                keypoints_used=r.used, n_keypoints_used=len(r.used),

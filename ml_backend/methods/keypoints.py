@@ -37,8 +37,7 @@ def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
                                                                "model", "epochs", "backbone", "size")}}
     if all(dataset.frame(r["id"]).depth for r in rows):
         details.update(pipeline.detection_metrics(dataset, model.kset, dets,
-                                                  dict(pipeline.default_conf["pose"], **c["pose"]).get("min_conf",
-                                                                                                       0.5)))
+                                                  pipeline.pose_conf(model, c).get("min_conf", 0.5)))
         details["median_keypoint_px"] = details["median_err_px"]
         atomic_write_json(cache / "keypoints" / f"{dataset.root.name}.detector.json",
                           {"median_err_px": details["median_err_labelled_px"],
@@ -128,7 +127,7 @@ def _estimate_heatmap(weights: Path, images: list[str], intrinsics: list, c: dic
     dets = pipeline._detect_heatmap(model, ds, list(images), c)
     rows = []
     for i, (img, intr, d) in enumerate(zip(images, intrinsics, dets)):
-        r = solve_keypoint_pose(d["uv"], d["conf"], kset.points, intr, kset.names, c["pose"])
+        r = solve_keypoint_pose(d["uv"], d["conf"], kset.points, intr, kset.names, pipeline.pose_conf(model, c))
         used = [kset.names.index(n) for n in r.used] if r.success else []
         rows.append({"image": str(img), "success": bool(r.success), "cam_from_world": r.cam_from_world,
                      "inliers": len(r.used), "n_inliers": len(r.used),
