@@ -1,8 +1,9 @@
 """Command line of the keypoint method (wired into ``python -m ml_backend``)::
 
     python -m ml_backend keypoints-labels --dataset DIR --out DIR [--keypoints JSON] [--n-keypoints 16]
-    python -m ml_backend keypoints-train --dataset DIR [--cache DIR] [--model yolo11n-pose.yaml|user.pt]
-        [--epochs N] [--imgsz 320] [--train-views 400] [--device cpu|0] [--keypoints JSON]
+    python -m ml_backend keypoints-train --dataset DIR [--cache DIR] [--backend heatmap|yolo] [--minutes 30]
+        [--model yolo11n-pose.yaml|user.pt] [--epochs N] [--imgsz 320] [--train-views 400] [--device cpu|0]
+        [--keypoints JSON]
     python -m ml_backend keypoints-viz --dataset DIR --out DIR [--split query] [--max 8] [--weights PT]
         [--keypoints JSON]
 
@@ -27,17 +28,20 @@ def add_parsers(sub) -> None:
     a.add_argument("--dataset", required=True)
     a.add_argument("--out", required=True)
     a.add_argument("--keypoints", default=None, help="keypoint JSON (default: dataset's, else suggested)")
-    a.add_argument("--n-keypoints", type=int, default=16)
+    a.add_argument("--n-keypoints", type=int, default=24)
     t = sub.add_parser("keypoints-train", help="train (or resume) the keypoint model of a dataset's scene")
     t.add_argument("--dataset", required=True)
     t.add_argument("--cache", default=None)
-    t.add_argument("--model", default="yolo11n-pose.yaml", help="model YAML (from scratch) or a .pt")
+    t.add_argument("--backend", default="heatmap", choices=("heatmap", "yolo"))
+    t.add_argument("--minutes", type=float, default=None, help="heatmap: training wall-time budget (default 30); "
+                   "a larger one continues a finished run")
+    t.add_argument("--model", default="yolo11n-pose.yaml", help="yolo: model YAML (from scratch) or a .pt")
     t.add_argument("--epochs", type=int, default=None)
     t.add_argument("--imgsz", type=int, default=None)
     t.add_argument("--train-views", type=int, default=None, help="extra training renders (0: references only)")
     t.add_argument("--device", default=None, help="cpu or a CUDA index (default: CUDA when available)")
     t.add_argument("--keypoints", default=None)
-    t.add_argument("--n-keypoints", type=int, default=16)
+    t.add_argument("--n-keypoints", type=int, default=24)
     v = sub.add_parser("keypoints-viz", help="draw projected keypoints (and a model's detections)")
     v.add_argument("--dataset", required=True)
     v.add_argument("--out", required=True)
@@ -45,7 +49,7 @@ def add_parsers(sub) -> None:
     v.add_argument("--max", type=int, default=8)
     v.add_argument("--weights", default=None, help="trained pose .pt: detections beside the ground truth")
     v.add_argument("--keypoints", default=None)
-    v.add_argument("--n-keypoints", type=int, default=16)
+    v.add_argument("--n-keypoints", type=int, default=24)
     v.add_argument("--cache", default=None)
 
 
@@ -64,7 +68,9 @@ def dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "keypoints-train":
         conf = {"keypoints": args.keypoints, "n_keypoints": args.n_keypoints, "model": args.model,
-                "device": args.device, "progress": False}
+                "device": args.device, "progress": False, "backend": args.backend}
+        if args.minutes is not None:
+            conf["heatmap"] = {"time_s": 60.0 * args.minutes}
         if args.cache:
             conf["cache"] = args.cache
         train = {k: v for k, v in (("epochs", args.epochs), ("imgsz", args.imgsz)) if v is not None}
