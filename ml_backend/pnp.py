@@ -180,6 +180,17 @@ def solve_pnp_focal(points2d: np.ndarray, points3d: np.ndarray, width: int, heig
     T = np.eye(4)
     T[:3, :] = out["cam_from_world"].matrix()
     mask = np.asarray(out["inlier_mask"], bool)
+    for _ in range(2):  # re-select the inliers at the refined focal length and refine pose and focal again
+        K = np.array([[f, 0, cx], [0, f, cy], [0, 0, 1.0]])
+        m2 = reprojection_errors(p2, p3, K, T) < float(threshold_px)
+        if m2.sum() < max(MIN_POINTS, mask.sum()):
+            break
+        ref2 = pycolmap.refine_absolute_pose(out["cam_from_world"], p2, p3, m2, cam, ref)
+        if ref2 is None:
+            break
+        out = {**out, "cam_from_world": ref2["cam_from_world"]}
+        f, mask = float(cam.params[0]), m2
+        T[:3, :] = out["cam_from_world"].matrix()
     k = int(mask.sum())
     if k < MIN_POINTS or not np.isfinite(f) or f <= 0:
         return _fail(n, f"focal-length PnP: {k} inliers, focal {f:.1f} px"), float("nan")

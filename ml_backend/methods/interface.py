@@ -19,7 +19,9 @@ the acceptance rule below carries ``success=False`` and the reason, never a pose
 * fewer than ``strong_inliers`` inliers must spread over the photo: the box holding the central 90% of them
   (5th-95th percentiles in x and y) covers at least ``min_inlier_coverage`` of the image (a few inliers bunched
   on one small patch, typically one facade matched from the wrong side, give confident but wrong poses),
-* the focal length (given or solved) gives a horizontal field of view inside ``hfov_range_deg``.
+* the focal length (given or solved) gives a horizontal field of view inside ``hfov_range_deg``,
+* when the focal length is solved, the inliers' depths span a ratio of at least ``min_depth_ratio_focal``
+  (95th over 5th percentile): seen at one depth, focal length and distance trade off and the solve is weak.
 
 ``confidence`` = min(1, n_inliers / 100) x min(1, inlier_ratio / 0.5): 1 for a well-supported pose.
 
@@ -82,7 +84,8 @@ class MatchingOptions:
     k_fallback: int = 8  # more references when the top-k give too few inliers (0 = never)
     threshold_px: float = 2.5  # RANSAC threshold at 640 px width (scaled with the image)
     min_inliers: int = 12
-    min_inliers_focal: int = 40  # when the focal length is solved
+    min_inliers_focal: int = 25  # when the focal length is solved
+    min_depth_ratio_focal: float = 1.5  # 95th / 5th percentile of the inliers' depths, focal length solved
     min_inlier_ratio: float = 0.05
     max_reproj_error_px: float = 2.5  # at 640 px width, scaled like the threshold
     min_inlier_coverage: float = 0.2  # share of the image covered by the central 90% of the inliers ...
@@ -256,12 +259,26 @@ class MatchingMethod(Method):
         pts = _overlay_points(P3, res, res.success)
         cov = inlier_coverage(res.cam_from_world, pts, est)
         reason, ratio, conf = accept(res.n_inliers, len(P2), res.reproj_error_px * scale, est, self.opts, True, cov)
+        depth_ratio = _depth_ratio(res.cam_from_world, pts)
+        if not reason and res.success and depth_ratio < self.opts.min_depth_ratio_focal:
+            reason = (f"the inliers lie at nearly one depth (ratio {depth_ratio:.2f} < "
+                      f"{self.opts.min_depth_ratio_focal}): the focal length is not determined")
         if not res.success:
             reason = res.message
         ok = not reason
         return Estimate(ok, res.cam_from_world if ok else None, est, res.n_inliers, len(P2), ratio,
                         conf if ok else 0.0, res.reproj_error_px * scale, time.perf_counter() - t0, reason,
-                        res.message, retrieved, pts if ok else None, {"focal_solved": True, "coverage": cov})
+                        res.message, retrieved, pts if ok else None,
+                        {"focal_solved": True, "coverage": cov, "depth_ratio": depth_ratio})
+
+
+def _depth_ratio(cam_from_world: Optional[np.ndarray], points3d: Optional[np.ndarray]) -> float:
+    """95th over 5th percentile of the depths of ``points3d [M, 3]`` in the camera (0 when undefined)."""
+    if cam_from_world is None or points3d is None or len(points3d) < 2:
+        return 0.0
+    z = (np.asarray(points3d, np.float64) @ cam_from_world[:3, :3].T + cam_from_world[:3, 3])[:, 2]
+    z = z[z > 0]
+    return float(np.percentile(z, 95) / np.percentile(z, 5)) if len(z) >= 2 else 0.0
 
 
 class RowsMethod(Method):

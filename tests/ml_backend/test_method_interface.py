@@ -42,12 +42,12 @@ def test_acceptance_rule_reports_reasons(synth_dataset, tmp_path):
     assert "reprojection error" in accept(100, 200, 9.0, k, opts, False)[0]
     assert "too bunched" in accept(30, 60, 0.5, k, opts, False, coverage=0.05)[0]
     assert accept(100, 200, 0.5, k, opts, False, coverage=0.05)[0] == ""  # many inliers: trusted anyway
-    assert "with the focal length solved" in accept(30, 40, 0.5, k, opts, True)[0]
+    assert "with the focal length solved" in accept(20, 30, 0.5, k, opts, True)[0]
     with pytest.raises(ValueError, match="unknown options"):
         open_method("sift", synth_dataset, tmp_path / "work", {"nope": 1})
 
 
 def test_describe_methods_lists_options_with_defaults():
     d = {m["name"]: m for m in describe_methods()}
-    assert d["ensemble"]["estimate_focal"] and d["ensemble"]["options"]["min_inliers_focal"] == 40
+    assert d["ensemble"]["estimate_focal"] and d["ensemble"]["options"]["min_inliers_focal"] == 25
     assert d["regression"]["kind"] == "other"
