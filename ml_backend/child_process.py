@@ -32,7 +32,7 @@ from .paths import REPO_ROOT
 from .progress import progress_bar
 
 __all__ = ["REPO_ROOT", "ChildError", "ChildResult", "child_env", "python_command", "parse_event", "json_events",
-           "run_events", "describe_exit"]
+           "run_events", "describe_exit", "probe_torch"]
 
 
 class ChildError(RuntimeError):
@@ -221,3 +221,20 @@ def _advance(bar, ev: dict) -> None:
     if ev.get("message") or ev.get("stage"):
         bar.set_postfix_str(str(ev.get("message") or ev.get("stage"))[:40], refresh=False)
     bar.refresh()
+
+
+_TORCH_PROBE = ("import json, torch; c = torch.cuda.is_available(); print(json.dumps({'device': 'cuda' if c else "
+                "'cpu', 'cuda_devices': [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] "
+                "if c else []}))")
+
+
+def probe_torch(timeout_s: float = 120.0) -> dict:
+    """torch's device asked in a child process: ``{"probed": True, "device": "cuda" | "cpu", "cuda_devices": [...]}``
+    or ``{"probed": False, "device": "cpu", "error": ...}``. Importing torch in the worker would add ~450 MB to it
+    for good, and CUDA's initialisation is sticky."""
+    try:
+        proc = subprocess.run([sys.executable, "-c", _TORCH_PROBE], capture_output=True, text=True, timeout=timeout_s,
+                              stdin=subprocess.DEVNULL, env=child_env(), cwd=str(REPO_ROOT))
+        return {"probed": True, **json.loads(proc.stdout.strip().splitlines()[-1])}
+    except (subprocess.TimeoutExpired, ValueError, IndexError, OSError) as e:
+        return {"probed": False, "device": "cpu", "error": f"torch probe failed: {type(e).__name__}: {e}"[:300]}

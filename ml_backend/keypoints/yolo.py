@@ -11,15 +11,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from pose_addon.core.dataset import atomic_write_json
 
-from ..child_process import ChildError, child_env, python_command, run_events
+from ..child_process import ChildError, child_env, probe_torch, python_command, run_events
 
 __all__ = ["YoloError", "offline_env", "run_yolo", "train", "predict", "validate", "DEFAULT_TRAIN_ARGS",
            "default_device"]
@@ -44,12 +42,7 @@ DEFAULT_TRAIN_ARGS: dict = {
 
 def default_device() -> str:
     """``"0"`` when torch sees a CUDA device, else ``"cpu"`` (checked in a child: torch's CUDA init is sticky)."""
-    try:
-        out = subprocess.run([sys.executable, "-c", "import torch; print(int(torch.cuda.is_available()))"],
-                             capture_output=True, text=True, timeout=120, env=child_env())
-        return "0" if out.stdout.strip() == "1" else "cpu"
-    except (OSError, subprocess.TimeoutExpired):
-        return "cpu"
+    return "0" if probe_torch()["device"] == "cuda" else "cpu"
 
 
 def offline_env(settings_root: Path | str, threads: int = 2) -> dict:

@@ -105,7 +105,9 @@ class Handlers:
         device = {"probed": False, "device": "cpu"}
         if probe and versions.get("torch"):
             if self._torch_info is None:
-                self._torch_info = _probe_torch()
+                from ..child_process import probe_torch
+
+                self._torch_info = probe_torch()
             device = self._torch_info
         from .job_runner import KINDS
 
@@ -309,23 +311,6 @@ class Handlers:
         del gray
         _release_memory()
         return res
-
-
-_PROBE = ("import json, torch; c = torch.cuda.is_available(); print(json.dumps({'device': 'cuda' if c else 'cpu', "
-          "'cuda_devices': [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if c else []}))")
-
-
-def _probe_torch(timeout_s: float = 120.0) -> dict:
-    """torch's device, asked in a child process: importing torch here would add ~450 MB to the worker for good."""
-    import subprocess
-
-    try:
-        proc = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=timeout_s,
-                              stdin=subprocess.DEVNULL)
-        info = json.loads(proc.stdout.strip().splitlines()[-1])
-        return {"probed": True, **info}
-    except (subprocess.TimeoutExpired, ValueError, IndexError, OSError) as e:
-        return {"probed": False, "device": "cpu", "error": f"torch probe failed: {type(e).__name__}: {e}"[:300]}
 
 
 def _release_memory() -> None:
