@@ -159,8 +159,24 @@ def test_every_progress_bar_goes_through_the_channel():
     assert not offenders, f"import ml_backend.progress.progress_bar instead of tqdm in {offenders}"
 
 
-def test_children_are_started_by_the_runner_only():
-    """``PYTHONPATH`` is set in one place (child_env) for every child the worker starts."""
-    setters = [str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "ml_backend").rglob("*.py")
-               if '["PYTHONPATH"] =' in p.read_text() and p.name != "child_process.py"]
+STARTS = {("subprocess", "Popen"), ("subprocess", "run"), ("asyncio", "create_subprocess_exec")}
+
+
+def test_children_get_the_runners_environment():
+    """Every child the worker starts gets its environment from child_env: ``PYTHONPATH`` is set in one place."""
+    setters, bare = [], []
+    for path in (REPO_ROOT / "ml_backend").rglob("*.py"):
+        if path.name == "child_process.py":
+            continue
+        text = path.read_text()
+        where = str(path.relative_to(REPO_ROOT))
+        if '["PYTHONPATH"] =' in text:
+            setters.append(where)
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                    isinstance(node.func.value, ast.Name) and (node.func.value.id, node.func.attr) in STARTS:
+                env = next((k.value for k in node.keywords if k.arg == "env"), None)
+                if not (isinstance(env, ast.Call) and getattr(env.func, "id", "") in ("child_env", "_isolated_env")):
+                    bare.append(f"{where}:{node.lineno}")
     assert not setters, setters
+    assert not bare, f"start children with env=child_env(...): {bare}"
