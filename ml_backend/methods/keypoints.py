@@ -32,9 +32,7 @@ def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
     except FileNotFoundError as e:
         raise MethodUnavailable(str(e)) from e
     rows, dets = pipeline.localize_queries(model, dataset, c)
-    details = {"backend": model.backend, "n_keypoints": len(model.kset),
-               "train": {k: model.train_info.get(k) for k in ("train_s", "train_wall_s", "render_s", "device",
-                                                               "model", "epochs", "backbone", "size")}}
+    details = {"backend": model.backend, "n_keypoints": len(model.kset)}
     if all(dataset.frame(r["id"]).depth for r in rows):
         details.update(pipeline.detection_metrics(dataset, model.kset, dets,
                                                   pipeline.pose_conf(model, c).get("min_conf", 0.5)))
@@ -42,6 +40,8 @@ def run(dataset: Dataset, workdir: Path, conf: dict) -> list[dict]:
         atomic_write_json(cache / "keypoints" / f"{dataset.root.name}.detector.json",
                           {"median_err_px": details["median_err_labelled_px"],
                            "median_err_visible_px": details["median_err_px"], "weights": str(model.weights)})
+    details["train"] = {k: model.train_info.get(k) for k in ("train_s", "train_wall_s", "render_s", "device", "model",
+                                                             "epochs", "backbone", "size")}
     if c.get("val") and model.data_yaml is not None and model.data_yaml.is_file():
         try:
             details["oks"] = yolo.validate(model.weights, model.data_yaml, cache / "ultralytics", Path(workdir),
