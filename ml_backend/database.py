@@ -38,7 +38,7 @@ from pose_addon.core.cameras import Intrinsics
 from pose_addon.core.dataset import Dataset, DatasetError
 
 from . import lifting, retrieval
-from .features import sift
+from .features import extract_features, merge_any_conf, sift
 
 __all__ = ["FORMAT", "confs", "resolve_conf", "database_path", "build_database", "FeatureDatabase", "RefFrame",
            "check_database", "reference_digest"]
@@ -81,16 +81,6 @@ def _matcher_presets() -> None:
 _matcher_presets()
 
 
-def _merge_features(f: dict) -> dict:
-    if f.get("name") == "colmap_sift":
-        return {"name": "colmap_sift", "max_keypoints": f.get("max_keypoints", 4000)}
-    if f.get("name", "sift") == "sift":
-        return sift.merge_conf({k: v for k, v in f.items() if k != "name"})
-    from .features import merge_any_conf
-
-    return merge_any_conf(f)
-
-
 def resolve_conf(conf: Optional[dict | str] = None) -> dict:
     """A full database conf: a preset name, or a dict (its ``name`` picks the preset it overrides).
 
@@ -103,7 +93,7 @@ def resolve_conf(conf: Optional[dict | str] = None) -> dict:
         raise ValueError(f"unknown database conf {name!r}; presets: {', '.join(confs)}")
     base = confs[name]
     out = {"name": name, "output": conf.get("output", base["output"]), "split": conf.get("split", base["split"])}
-    out["features"] = _merge_features({**base["features"], **conf.get("features", {})})
+    out["features"] = merge_any_conf({**base["features"], **conf.get("features", {})})
     out["lifting"] = {**lifting.default_conf, **base["lifting"], **conf.get("lifting", {})}
     out["retrieval"] = {**retrieval.default_conf, **base["retrieval"], **conf.get("retrieval", {})}
     out["retrieval"] = {k: list(v) if isinstance(v, tuple) else v for k, v in out["retrieval"].items()}
@@ -192,16 +182,9 @@ def _final_state(final: Path, conf_json: str, ids: list[str], digest: str, datas
 
 def extract_any(path: Path, gray: np.ndarray, fconf: dict) -> "sift.Features":
     """Features of an image file (``gray`` its grey version) with any extractor conf (see :mod:`.features`)."""
-    name = fconf.get("name", "sift")
-    if name == "sift":
-        return sift.extract(gray, fconf)
-    if name == "colmap_sift":
-        from .matchers import extract_colmap_sift
-
-        return extract_colmap_sift(gray, fconf)
+    if fconf.get("name", "sift") in ("sift", "colmap_sift"):  # grey-image extractors: no second read
+        return extract_features(gray, fconf)
     import cv2
-
-    from .features import extract_features
 
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     return extract_features(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), fconf)

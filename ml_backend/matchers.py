@@ -81,36 +81,12 @@ def resolve(conf: Optional[dict | str]) -> dict:
     base = copy.deepcopy(confs[name])
     feats = base["features"]
     if feats is not None:
-        feats = {**feats, **conf.get("features", {})}
-        if feats["name"] != "colmap_sift":
-            feats = merge_any_conf(feats)
+        feats = merge_any_conf({**feats, **conf.get("features", {})})
     m = {**base["matcher"], **conf.get("matcher", {})}
     unknown = set(m) - set(MATCHER_DEFAULTS[m["name"]])
     if unknown:
         raise ValueError(f"unknown {m['name']} matcher options {sorted(unknown)}")
     return {"name": name, "features": feats, "matcher": {**MATCHER_DEFAULTS[m["name"]], **m}}
-
-
-def extract_colmap_sift(gray: np.ndarray, conf: dict) -> Features:
-    """COLMAP's SIFT (pycolmap, CPU) of a grey uint8 image; keypoints moved to OpenCV convention (-0.5)."""
-    import pycolmap
-
-    opts = pycolmap.FeatureExtractionOptions()
-    opts.sift.max_num_features = int(conf.get("max_keypoints") or 8192)
-    opts.num_threads = 2
-    sift = _colmap_cache.get(json.dumps(conf, sort_keys=True))
-    if sift is None:
-        sift = pycolmap.Sift(options=opts, device=pycolmap.Device.cpu)
-        _colmap_cache[json.dumps(conf, sort_keys=True)] = sift
-    kp, desc = sift.extract(np.asarray(gray, np.float32) / 255.0)
-    h, w = gray.shape
-    d = np.asarray(desc, np.float32)
-    d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
-    return Features(np.asarray(kp[:, :2] - 0.5, np.float32), d, np.asarray(kp[:, 2], np.float32),
-                    np.zeros(len(kp), np.float32), (w, h))
-
-
-_colmap_cache: dict[str, Any] = {}
 
 
 class Matcher:
@@ -135,10 +111,6 @@ class Matcher:
         f = self.conf["features"]
         if f is None:
             raise ValueError(f"{self.name} is a dense matcher: use match_images")
-        if f["name"] == "colmap_sift":
-            from .features.sift import _to_gray
-
-            return extract_colmap_sift(_to_gray(image), f)
         return extract_features(image, f)
 
     def match(self, q: Features, r: Features) -> np.ndarray:

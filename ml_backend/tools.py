@@ -15,6 +15,8 @@ import numpy as np
 
 from pose_addon.core.dataset import Dataset
 
+from .features import EXTRACTORS
+
 __all__ = ["match_pair", "show_keypoints", "box_segments", "pose_overlay", "add_parsers", "dispatch"]
 
 
@@ -92,12 +94,7 @@ def show_keypoints(image_path: Path | str, out_png: Path | str, extractor: str |
     if bgr is None:
         raise FileNotFoundError(f"cannot read image {image_path}")
     conf = {"name": extractor} if isinstance(extractor, str) else extractor
-    if conf.get("name") == "colmap_sift":
-        from .matchers import extract_colmap_sift
-
-        f = extract_colmap_sift(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), conf)
-    else:
-        f = extract_features(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), conf)
+    f = extract_features(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), conf)
     out = bgr.copy()
     for x, y in f.keypoints:
         cv2.circle(out, (int(round(x * 4)), int(round(y * 4))), 8, (0, 255, 0), 1, cv2.LINE_AA, shift=2)
@@ -144,7 +141,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", required=True)
     p = sub.add_parser("show-keypoints", help="draw the keypoints of an extractor on an image (PNG)")
     p.add_argument("--image", required=True)
-    p.add_argument("--extractor", default="sift", help="sift, colmap_sift, aliked, disk, xfeat, superpoint")
+    p.add_argument("--extractor", default="sift", choices=sorted(EXTRACTORS), help="a local feature extractor")
     p.add_argument("--out", required=True)
     p = sub.add_parser("pose-overlay", help="model edges + 3D box at estimated and true pose (PNG)")
     p.add_argument("--dataset", required=True)
