@@ -21,8 +21,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 from pose_addon.core.render_config import ENGINES, GROUND_STYLES
 
@@ -153,10 +154,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from pose_addon.core.dataset import DatasetError
 
     from .blender_runner import BlenderError
+    from .distributed.cluster import ShardError, active, connect_from_args
     from .features.sift import ImageReadError
     from .intrinsics import IntrinsicsError
     from .methods import MethodUnavailable
-    from .distributed.cluster import ShardError, active, connect_from_args
     from .scenes import SceneSpecError
 
     try:

@@ -9,8 +9,9 @@ packages.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional
 
 from .child_process import ChildError, child_env, run_events
 from .paths import REPO_ROOT

@@ -63,7 +63,7 @@ class WorkerClient:
     # ----------------------------------------------------------------------------------- construction
     @classmethod
     def connect(cls, address: Address, token: Optional[str] = None, token_file: Optional[str] = None,
-                timeout: float = 10.0, **kw) -> "WorkerClient":
+                timeout: float = 10.0, **kw) -> WorkerClient:
         """Connect to a running worker: ``(host, port)`` or a Unix socket path."""
         if token is None:
             if token_file is None:
@@ -85,7 +85,7 @@ class WorkerClient:
     @classmethod
     def spawn(cls, python: Optional[str] = None, data_dir: Optional[str] = None, unix: Optional[str] = None,
               log_file: Optional[str] = None, extra_args: tuple = (), ready_timeout: float = 60.0,
-              **kw) -> "WorkerClient":
+              **kw) -> WorkerClient:
         """Start a worker (``python -m ml_backend serve``) owned by this process and connect to it."""
         token = secrets.token_urlsafe(32)
         cmd = [str(python or sys.executable), *shlex.split(WORKER_ARGS), "--parent-pid", str(os.getpid())]
@@ -164,7 +164,7 @@ class WorkerClient:
         self._sock.settimeout(None if deadline is None else max(0.01, min(1.0, deadline - time.monotonic())))
         try:
             data = self._sock.recv(1 << 16)
-        except socket.timeout:
+        except TimeoutError:
             return
         except OSError as e:
             self.closed = True
@@ -258,7 +258,7 @@ class WorkerClient:
             if self._proc.stdout:
                 self._proc.stdout.close()
 
-    def __enter__(self) -> "WorkerClient":
+    def __enter__(self) -> WorkerClient:
         return self
 
     def __exit__(self, *exc) -> None:

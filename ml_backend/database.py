@@ -27,18 +27,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import h5py
 import numpy as np
-from .progress import progress_bar
 
 from pose_addon.core.cameras import Intrinsics
 from pose_addon.core.dataset import Dataset, DatasetError
 
 from . import lifting, retrieval
 from .features import extract_features, merge_any_conf, sift
+from .progress import progress_bar
 
 __all__ = ["FORMAT", "confs", "resolve_conf", "database_path", "build_database", "FeatureDatabase", "RefFrame",
            "check_database", "reference_digest"]
@@ -180,7 +181,7 @@ def _final_state(final: Path, conf_json: str, ids: list[str], digest: str, datas
         return "stale"
 
 
-def extract_any(path: Path, gray: np.ndarray, fconf: dict) -> "sift.Features":
+def extract_any(path: Path, gray: np.ndarray, fconf: dict) -> sift.Features:
     """Features of an image file (``gray`` its grey version) with any extractor conf (see :mod:`.features`)."""
     if fconf.get("name", "sift") in ("sift", "colmap_sift"):  # grey-image extractors: no second read
         return extract_features(gray, fconf)
@@ -331,7 +332,7 @@ class FeatureDatabase:
     def __len__(self) -> int:
         return len(self.frames)
 
-    def voting_index(self, conf: Optional[dict] = None) -> "retrieval.VotingIndex":
+    def voting_index(self, conf: Optional[dict] = None) -> retrieval.VotingIndex:
         """A :class:`~ml_backend.retrieval.VotingIndex` over the references' strongest descriptors."""
         c = {**retrieval.vote_conf, **(conf or {})}
         return retrieval.VotingIndex([f.strongest_descriptors(c["per_reference"]) for f in self.frames], c)
@@ -342,7 +343,7 @@ class FeatureDatabase:
     def close(self) -> None:
         self._f.close()
 
-    def __enter__(self) -> "FeatureDatabase":
+    def __enter__(self) -> FeatureDatabase:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -11,8 +11,9 @@ that cannot be read or localized is a row with ``success`` false and the reason,
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 

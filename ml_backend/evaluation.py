@@ -5,8 +5,9 @@ fail) and are None when fewer than half are localized. Everything returned is JS
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Optional
 
 import numpy as np
 

@@ -81,7 +81,7 @@ def from_exif(path: str | Path, sensor_width_mm: Optional[float] = None) -> Intr
     raise IntrinsicsError(f"{path}: no focal length in EXIF; use a preset, a calibration file or 'guess'")
 
 
-def load_photo(path: str | Path) -> "np.ndarray":
+def load_photo(path: str | Path) -> np.ndarray:
     """The pixels of a photo as displayed: RGB uint8 ``[H, W, 3]`` with its EXIF orientation applied first.
 
     Raises:

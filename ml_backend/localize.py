@@ -142,7 +142,7 @@ class Localizer:
         if self._rdb is not None:
             self._rdb.close()
 
-    def __enter__(self) -> "Localizer":
+    def __enter__(self) -> Localizer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -419,7 +419,7 @@ class EnsembleLocalizer:
         for m in self.members:
             m.close()
 
-    def __enter__(self) -> "EnsembleLocalizer":
+    def __enter__(self) -> EnsembleLocalizer:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -27,14 +27,17 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
-from pose_addon.core.cameras import (Intrinsics, blender_matrix_world_from_cam_from_world,
-                                     opencv_to_colmap_principal_point)
+from pose_addon.core.cameras import (
+    blender_matrix_world_from_cam_from_world,
+    opencv_to_colmap_principal_point,
+)
 from pose_addon.core.dataset import Dataset, atomic_write_bytes, atomic_write_json, json_safe
 from pose_addon.core.model_frame import rebase_pose
 from pose_addon.core.poses import matrix_to_quat

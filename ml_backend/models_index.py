@@ -11,8 +11,8 @@ import csv
 import json
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 __all__ = ["list_models"]
 

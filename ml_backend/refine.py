@@ -316,7 +316,7 @@ class Refiner:
     def close(self) -> None:
         self.renderer.release()
 
-    def __enter__(self) -> "Refiner":
+    def __enter__(self) -> Refiner:
         return self
 
     def __exit__(self, *exc) -> None:

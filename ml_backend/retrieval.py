@@ -253,7 +253,7 @@ class GlobalIndex:
         return path
 
     @classmethod
-    def load(cls, path: Path | str) -> "GlobalIndex":
+    def load(cls, path: Path | str) -> GlobalIndex:
         """Read an index written by :meth:`save`."""
         import json
 

@@ -16,8 +16,12 @@ from typing import Optional
 
 import numpy as np
 
-from pose_addon.core.model_frame import (DEFAULT_LONGEST_SIDE_M, default_up_axis, up_axis_rotation,
-                                         world_from_model_matrix)
+from pose_addon.core.model_frame import (
+    DEFAULT_LONGEST_SIDE_M,
+    default_up_axis,
+    up_axis_rotation,
+    world_from_model_matrix,
+)
 from pose_addon.core.render_config import GROUND_STYLES
 
 __all__ = ["SceneSpecError", "SceneSpec", "parse_scene", "MESH_EXTENSIONS", "DEFAULT_LONGEST_M", "GROUND_STYLES"]

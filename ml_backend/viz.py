@@ -1,8 +1,9 @@
 """Figures: cumulative recall vs error, and a query with the model's sharp edges drawn at a pose (PNG)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import cv2
 import numpy as np

@@ -18,7 +18,7 @@ import numpy as np
 
 from .blender import camera as bcam
 from .core.cameras import Intrinsics, camera_center
-from .core.dataset import Dataset, DatasetError, atomic_write_bytes
+from .core.dataset import Dataset, atomic_write_bytes
 from .core.poses import rotation_angle_deg
 from .scene_utils import ensure_collection
 

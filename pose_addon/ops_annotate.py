@@ -14,9 +14,9 @@ import numpy as np
 from bpy.props import BoolProperty, FloatVectorProperty, StringProperty
 
 from .blender import camera as bcam
+from .core.annotation_pnp import solve_pnp_numpy
 from .core.cameras import Intrinsics, blender_matrix_world_from_cam_from_world, project_points
 from .core.dataset import atomic_write_bytes, atomic_write_json
-from .core.annotation_pnp import solve_pnp_numpy
 from .ops_keypoints import current_keypoints
 from .paths import resolve
 from .scene_utils import ensure_collection

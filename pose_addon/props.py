@@ -9,8 +9,16 @@ import math
 
 import bpy
 import numpy as np
-from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, FloatVectorProperty,
-                       IntProperty, PointerProperty, StringProperty)
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    FloatVectorProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
 
 from .core.render_config import LightingConfig, RenderConfig, RenderGroup
 from .core.sampling import SamplerConfig, placement_preset

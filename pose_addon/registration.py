@@ -3,8 +3,20 @@ Imported only inside Blender. ``tests/blender/test_registration.py`` fails when 
 property group defined in the package is missing from it."""
 import bpy
 
-from . import (draw, ops_annotate, ops_cameras, ops_dataset, ops_estimates, ops_io, ops_keypoints, ops_models,
-               ops_worker, prefs, props, ui)
+from . import (
+    draw,
+    ops_annotate,
+    ops_cameras,
+    ops_dataset,
+    ops_estimates,
+    ops_io,
+    ops_keypoints,
+    ops_models,
+    ops_worker,
+    prefs,
+    props,
+    ui,
+)
 
 #: every class the extension registers (property groups before the groups and classes that point at them)
 CLASSES = (

@@ -181,7 +181,7 @@ class _SuperPoint:
         else:
             torch.manual_seed(0)
 
-    def __call__(self, img: "np.ndarray"):
+    def __call__(self, img: np.ndarray):
         import torch
         import torch.nn.functional as F
 

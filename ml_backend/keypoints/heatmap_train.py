@@ -20,9 +20,10 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -31,8 +32,18 @@ from torch.nn import functional as F
 
 from pose_addon.core.dataset import Dataset, atomic_write_json
 
-from .heatmap import (STRIDE, KeypointHeatNet, TwoPassDetector, apply_affine, crop_affine, input_to_cell,
-                      load_image_rgb, resolve_device, to_tensor, warp_crop)
+from .heatmap import (
+    STRIDE,
+    KeypointHeatNet,
+    TwoPassDetector,
+    apply_affine,
+    crop_affine,
+    input_to_cell,
+    load_image_rgb,
+    resolve_device,
+    to_tensor,
+    warp_crop,
+)
 from .labels import OCCLUDED, VISIBLE, KeypointSet, frame_keypoints
 
 __all__ = ["TrainView", "default_train_conf", "load_views", "make_sample", "train_heatmap", "load_heatmap_model",

@@ -15,16 +15,24 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import cv2
 import numpy as np
 
 from pose_addon.core.cameras import project_points
-from pose_addon.core.dataset import (Dataset, DatasetError, Frame, Keypoint, atomic_write_bytes, load_keypoints,
-                                     save_keypoints)
+from pose_addon.core.dataset import (
+    Dataset,
+    DatasetError,
+    Frame,
+    Keypoint,
+    atomic_write_bytes,
+    load_keypoints,
+    save_keypoints,
+)
 from pose_addon.core.keypoints import suggest_keypoints
 
 __all__ = ["KeypointSet", "keypoint_set_for_dataset", "load_building_mesh", "frame_keypoints", "frame_bbox",

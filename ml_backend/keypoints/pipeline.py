@@ -27,9 +27,10 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -37,8 +38,18 @@ from pose_addon.core.dataset import Dataset, atomic_write_json
 
 from ..paths import CACHE_DIR
 from . import yolo
-from .labels import (OCCLUDED, TRAIN_OKS_SIGMA, VISIBLE, KeypointSet, YoloSource, frame_keypoints,
-                     from_yolo_pixels, keypoint_set_for_dataset, train_yaml_path, write_yolo_dataset)
+from .labels import (
+    OCCLUDED,
+    TRAIN_OKS_SIGMA,
+    VISIBLE,
+    KeypointSet,
+    YoloSource,
+    frame_keypoints,
+    from_yolo_pixels,
+    keypoint_set_for_dataset,
+    train_yaml_path,
+    write_yolo_dataset,
+)
 from .pose import solve_keypoint_pose
 from .render import ensure_training_renders
 
@@ -77,7 +88,7 @@ default_conf: dict = {
 HEATMAP_POSE: dict = {"min_conf": 0.02, "threshold_px": 12.0}
 
 
-def pose_conf(model: "KeypointModel", c: dict) -> dict:
+def pose_conf(model: KeypointModel, c: dict) -> dict:
     """The PnP options of ``model``'s detections: backend defaults, then ``c["pose"]``."""
     return dict(HEATMAP_POSE if model.backend == "heatmap" else {}, **(c.get("pose") or {}))
 

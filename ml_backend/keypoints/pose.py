@@ -1,8 +1,9 @@
 """Camera pose from detected semantic keypoints: confidence filter, PnP (RANSAC or all-point), weighted refinement."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional
 
 import cv2
 import numpy as np

@@ -7,10 +7,9 @@ Conf keys: ``database`` (the SIFT database: retrieval votes and, for dense match
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
-
-from ..progress import progress_bar
+from typing import Optional
 
 from pose_addon.core.dataset import Dataset
 
@@ -18,6 +17,7 @@ from ..database import build_database
 from ..features.learned import MissingWeightsError
 from ..localize import EnsembleLocalizer, Localizer, ensemble_conf
 from ..matchers import resolve
+from ..progress import progress_bar
 from . import MethodUnavailable
 from ._common import ensure_database, localize_photos, result_row
 

@@ -174,7 +174,7 @@ class Method:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "Method":
+    def __enter__(self) -> Method:
         return self
 
     def __exit__(self, *exc) -> None:

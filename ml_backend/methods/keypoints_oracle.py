@@ -3,8 +3,8 @@
 The noise matches the detector: per-axis sigma = (the ``keypoints`` method's median keypoint error (over all
 keypoints in the image) on this dataset's queries) / sqrt(2 ln 2), read from the cache when that method ran
 first; else ``conf["noise_px"]`` (default 2 px). It separates detector error from geometry (keypoint layout,
-PnP). The method's details (``method_metrics.json``) also hold a sweep at fixed noise (``conf["noise_sweep_px"]``, default 1, 2, 3, 5 px): the
-detector accuracy each pose threshold needs with this keypoint layout.
+PnP). The method's details (``method_metrics.json``) also hold a sweep at fixed noise (``conf["noise_sweep_px"]``,
+default 1, 2, 3, 5 px): the detector accuracy each pose threshold needs with this keypoint layout.
 """
 from __future__ import annotations
 

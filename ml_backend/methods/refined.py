@@ -9,15 +9,15 @@ alone as ``t_refine_s``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable
 
 import numpy as np
-from ..progress import progress_bar
 
 from pose_addon.core.dataset import Dataset
 
+from ..progress import progress_bar
 from . import MethodUnavailable
 
 __all__ = ["for_method", "SUFFIX", "MATCHER"]

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 import torch
-from ..progress import progress_bar
 
 from pose_addon.core.dataset import Dataset
 
+from ..progress import progress_bar
 from ._common import result_row
 
 __all__ = ["run", "predict_queries", "estimate_images"]

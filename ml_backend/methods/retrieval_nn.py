@@ -8,12 +8,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..progress import progress_bar
-
 from pose_addon.core.dataset import Dataset
 
 from ..features import sift
 from ..localize import Localizer
+from ..progress import progress_bar
 from ._common import ensure_database, photo_database, result_row
 
 __all__ = ["run", "estimate_images", "nearest_reference"]

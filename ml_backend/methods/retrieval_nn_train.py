@@ -9,12 +9,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..progress import progress_bar
-
 from pose_addon.core.dataset import Dataset
 
 from ..database import build_database
 from ..localize import Localizer
+from ..progress import progress_bar
 from ._common import result_row
 from .retrieval_nn import nearest_reference
 

@@ -23,11 +23,10 @@ from typing import Optional
 import cv2
 import h5py
 import numpy as np
-import torch
-from ..progress import progress_bar
 
 from pose_addon.core.dataset import Dataset
 
+from ..progress import progress_bar
 from .extractors import Extractor, load_rgb, to_tensor
 
 __all__ = ["default_augment", "augment_image", "features_path", "extract_features", "load_features"]

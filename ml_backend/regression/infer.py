@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from ..progress import progress_bar
 
 from pose_addon.core.cameras import blender_matrix_world_from_cam_from_world
 from pose_addon.core.dataset import Dataset, atomic_write_bytes, atomic_write_json
 
 from ..evaluation import pose_error
+from ..progress import progress_bar
 from .extractors import load_rgb
 from .train import PosePredictor
 

@@ -30,10 +30,10 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from ..progress import progress_bar
 
 from pose_addon.core.dataset import atomic_write_bytes, atomic_write_json
 
+from ..progress import progress_bar
 from .features import load_features
 from .model import BuildingPoseNetCached, PoseLoss, geodesic_deg
 

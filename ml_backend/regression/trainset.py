@@ -13,10 +13,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from ..progress import progress_bar
 
 from pose_addon.core.dataset import Dataset, Frame, atomic_write_bytes, write_depth
 from pose_addon.core.sampling import SamplerConfig, aabb_inside_fn, sample_cameras
+
+from ..progress import progress_bar
 
 __all__ = ["build_train_dataset"]
 

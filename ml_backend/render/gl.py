@@ -285,7 +285,7 @@ class GLRenderer:
         """Free the OpenGL context."""
         self.ctx.release()
 
-    def __enter__(self) -> "GLRenderer":
+    def __enter__(self) -> GLRenderer:
         return self
 
     def __exit__(self, *exc) -> None:

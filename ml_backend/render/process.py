@@ -153,7 +153,7 @@ class SceneRenderer:
             proc.kill()
             proc.wait()
 
-    def __enter__(self) -> "SceneRenderer":
+    def __enter__(self) -> SceneRenderer:
         return self
 
     def __exit__(self, *exc) -> None:

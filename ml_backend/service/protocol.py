@@ -34,7 +34,8 @@ from __future__ import annotations
 import json
 import math
 import struct
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any, Optional
 
 __all__ = ["PROTOCOL_VERSION", "MAX_FRAME", "HEADER", "HEADER_SIZE", "HELLO_TIMEOUT_S", "DEFAULT_TIMEOUT_S",
            "MAX_TIMEOUT_S", "PREAUTH_MAX_FRAME", "MAX_ECHO", "MAX_REQUEST", "check_timeout", "ErrorCode",

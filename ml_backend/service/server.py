@@ -72,7 +72,7 @@ STALL_TIMEOUT_S = 60.0  # ... and is closed when it stays so long
 class _Conn(asyncio.Protocol):
     """One client connection."""
 
-    def __init__(self, server: "WorkerServer"):
+    def __init__(self, server: WorkerServer):
         self.server = server
         self.transport: Optional[asyncio.Transport] = None
         self.decoder = P.Decoder(max_frame=P.PREAUTH_MAX_FRAME)  # raised to MAX_FRAME by a good hello
@@ -305,7 +305,7 @@ class WorkerServer:
             if isinstance(result, dict) and isinstance(result.get("timings"), dict):
                 result["timings"]["server"] = time.perf_counter() - t0
             reply = {"id": req_id, "result": result}
-        except asyncio.TimeoutError:
+        except TimeoutError:
             reply = P.make_error(req_id, P.ErrorCode.TIMEOUT, f"no result within {timeout:g} s",
                                  {"timeout_s": timeout})
         except asyncio.CancelledError:
@@ -490,7 +490,7 @@ class WorkerServer:
             c.abort()
         try:
             await asyncio.wait_for(self.jobs.shutdown(), 2.5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("jobs did not end within 2.5 s of SIGKILL")
         for t in (watcher, dog):
             if t:

@@ -18,8 +18,8 @@ from __future__ import annotations
 import math
 import random
 
-import bpy
 import bmesh
+import bpy
 import numpy as np
 
 from ..scene_utils import ensure_collection
@@ -77,7 +77,7 @@ class _MeshBuilder:
                 uv = [(p[a] if axis != 2 else p[0], p[b] if axis != 2 else p[1]) for p in corners]
                 self.poly(corners, uv, mat, facing)
 
-    def to_object(self, name: str, materials: list, collection) -> "bpy.types.Object":
+    def to_object(self, name: str, materials: list, collection) -> bpy.types.Object:
         mesh = bpy.data.meshes.new(name)
         mesh.from_pydata(self.verts, [], self.faces)
         uv_layer = mesh.uv_layers.new(name=WORLD_UV)

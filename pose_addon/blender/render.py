@@ -14,8 +14,9 @@ import sys
 import tempfile
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import bpy
 import numpy as np
@@ -135,7 +136,7 @@ def cycles_gpu_configured() -> bool:
     return any(d.use and d.type != "CPU" for d in getattr(cp, "devices", ()))
 
 
-def setup_render(config: RenderConfig, scene=None) -> "bpy.types.Object":
+def setup_render(config: RenderConfig, scene=None) -> bpy.types.Object:
     """Engine, colour management, passes and the dataset camera; returns the camera object."""
     scene = scene or bpy.context.scene
     r = scene.render

@@ -73,12 +73,12 @@ class Intrinsics:
         return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
 
     @classmethod
-    def from_K(cls, K: np.ndarray, width: int, height: int, dist=()) -> "Intrinsics":
+    def from_K(cls, K: np.ndarray, width: int, height: int, dist=()) -> Intrinsics:
         K = np.asarray(K, dtype=np.float64)
         return cls(int(width), int(height), float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]),
                    tuple(float(d) for d in dist))
 
-    def scaled(self, sx: float, sy: float | None = None) -> "Intrinsics":
+    def scaled(self, sx: float, sy: float | None = None) -> Intrinsics:
         """Intrinsics of the image resized by ``sx`` (and ``sy``), keeping pixel-centre conventions right."""
         sy = sx if sy is None else sy
         return Intrinsics(int(round(self.width * sx)), int(round(self.height * sy)), self.fx * sx, self.fy * sy,
@@ -90,7 +90,7 @@ class Intrinsics:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Intrinsics":
+    def from_dict(cls, d: dict) -> Intrinsics:
         return cls(int(d["width"]), int(d["height"]), float(d["fx"]), float(d["fy"]), float(d["cx"]),
                    float(d["cy"]), tuple(float(x) for x in d.get("dist", ())))
 

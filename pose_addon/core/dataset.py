@@ -33,9 +33,10 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -161,7 +162,7 @@ class Frame:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Frame":
+    def from_dict(cls, d: dict) -> Frame:
         known = {"id", "split", "image", "depth", "intrinsics", "cam_from_world"}
         missing = known - set(d)
         if missing:
@@ -173,7 +174,7 @@ class Frame:
                    {k: v for k, v in d.items() if k not in known})
 
 
-def _validate_frames(manifest_path: Path, ds: "Dataset") -> None:
+def _validate_frames(manifest_path: Path, ds: Dataset) -> None:
     """Refuse a manifest whose frames cannot be trusted; the message names the manifest, the frame and the field.
 
     Checks: ids are unique non-empty strings; ``cam_from_world`` is finite with a rotation block that is a
@@ -223,14 +224,14 @@ class Dataset:
 
     # -- construction
     @classmethod
-    def create(cls, root: Path | str, scene: dict, render: dict, planned: dict) -> "Dataset":
+    def create(cls, root: Path | str, scene: dict, render: dict, planned: dict) -> Dataset:
         """An empty dataset object (nothing written until :meth:`save`)."""
         manifest = {"format": FORMAT, "version": VERSION, "conventions": CONVENTIONS, "scene": scene,
                     "render": render, "planned": planned, "complete": False, "frames": []}
         return cls(root, manifest)
 
     @classmethod
-    def load(cls, root: Path | str) -> "Dataset":
+    def load(cls, root: Path | str) -> Dataset:
         """Read ``root/manifest.json``; raises :class:`DatasetError` with the reason if it is unusable."""
         root = Path(root)
         path = root / MANIFEST

@@ -42,7 +42,7 @@ class LightingConfig:
         return {k: v for k, v in d.items() if k not in self._OPTIONAL or v != self._OPTIONAL[k]}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LightingConfig":
+    def from_dict(cls, d: dict) -> LightingConfig:
         kw: dict[str, Any] = {k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in d.items()}
         return cls(**kw)
 
@@ -110,7 +110,7 @@ class PhotoStyle:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PhotoStyle":
+    def from_dict(cls, d: dict) -> PhotoStyle:
         known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:
@@ -140,7 +140,7 @@ class RenderGroup:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RenderGroup":
+    def from_dict(cls, d: dict) -> RenderGroup:
         return cls(d["split"], SamplerConfig.from_dict(d.get("sampler", {})),
                    LightingConfig.from_dict(d.get("lighting", {})), float(d.get("noise_std", 0.0)),
                    float(d.get("blur_px", 0.0)), PhotoStyle.from_dict(d["photo"]) if d.get("photo") else None)
@@ -200,7 +200,7 @@ class RenderConfig:
         return {k: v for k, v in d.items() if k not in self._OPTIONAL or v != self._OPTIONAL[k]}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RenderConfig":
+    def from_dict(cls, d: dict) -> RenderConfig:
         d = dict(d)
         d["groups"] = [RenderGroup.from_dict(g) for g in d.get("groups", [])]
         return cls(**d)

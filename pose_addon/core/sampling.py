@@ -20,8 +20,9 @@ for a 15 m building, 5-35 deg up), ``street`` (eye height 1.5-2 m, close enough 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -64,7 +65,7 @@ class SamplerConfig:
         return {k: v for k, v in d.items() if k not in self._OPTIONAL or v != self._OPTIONAL[k]}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SamplerConfig":
+    def from_dict(cls, d: dict) -> SamplerConfig:
         d = dict(d)
         for k in ("distance", "elevation_deg", "azimuth_deg", "eye_height_m"):
             if k in d:

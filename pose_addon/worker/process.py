@@ -2,6 +2,7 @@
 
 Never blocks: the ready line is read by a thread that touches nothing but its own fields (no ``bpy``).
 """
+import json
 import os
 import secrets
 import shlex
@@ -9,7 +10,6 @@ import signal
 import subprocess
 import threading
 import time
-import json
 from pathlib import Path
 
 from .protocol import EXIT_MESSAGES, WORKER_ARGS

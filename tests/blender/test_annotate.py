@@ -94,8 +94,8 @@ def test_too_few_points_is_a_clear_error(scene):
 
 def test_estimated_cameras_compare_and_csv(scene, tmp_path):
     from pose_addon import estimates
-    from pose_addon.draw import estimate_segments
     from pose_addon.core.poses import make_pose
+    from pose_addon.draw import estimate_segments
 
     T = _truth()
     truth = bpy.data.objects.new("photo", bpy.data.cameras.new("photo"))  # the truth of photo.png, by stem

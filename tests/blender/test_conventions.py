@@ -7,7 +7,8 @@ import pytest
 from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Vector
 
-from pose_addon.blender import building, camera as bcam
+from pose_addon.blender import building
+from pose_addon.blender import camera as bcam
 from pose_addon.core import cameras as C
 from pose_addon.core.sampling import look_at
 

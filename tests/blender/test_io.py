@@ -2,7 +2,6 @@
 trips, the localize results (poses.json) as estimated cameras with their photos, comparison with the truth of the
 same photo by file stem, and the keypoint list following renames made outside it."""
 import json
-import math
 
 import bpy
 import numpy as np

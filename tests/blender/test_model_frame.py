@@ -17,9 +17,9 @@ def write_ply(path, lo=LO, hi=HI):
     """A box as binary PLY with 8-bit vertex colours: red floor corners, white top corners (sRGB)."""
     v = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])], np.float32)
     faces = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
-    head = ("ply\nformat binary_little_endian 1.0\nelement vertex 8\nproperty float x\nproperty float y\n"
-            "property float z\nproperty uchar red\nproperty uchar green\nproperty uchar blue\n"
-            "element face 6\nproperty list uchar int vertex_indices\nend_header\n").encode()
+    head = (b"ply\nformat binary_little_endian 1.0\nelement vertex 8\nproperty float x\nproperty float y\n"
+            b"property float z\nproperty uchar red\nproperty uchar green\nproperty uchar blue\n"
+            b"element face 6\nproperty list uchar int vertex_indices\nend_header\n")
     body = b""
     for p in v:
         col = (200, 30, 30) if p[1] == lo[1] else (240, 240, 240)

@@ -1,10 +1,8 @@
 """Photo-style frames: JPEG with distortion in the intrinsics, drawn parameters recorded, the scene restored."""
 import bpy
-import numpy as np
 import pytest
 
 from pose_addon.blender import photo_style, render
-from pose_addon.core.dataset import Dataset
 from pose_addon.core.render_config import PhotoStyle, RenderConfig, RenderGroup
 from pose_addon.core.sampling import SamplerConfig
 

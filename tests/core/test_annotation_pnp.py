@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from pose_addon.core.cameras import camera_center, project_points
 from pose_addon.core.annotation_pnp import solve_pnp_numpy
+from pose_addon.core.cameras import camera_center, project_points
 from pose_addon.core.poses import rotation_angle_deg
 from pose_addon.core.sampling import look_at
 

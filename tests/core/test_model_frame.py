@@ -3,8 +3,14 @@ import numpy as np
 import pytest
 
 from pose_addon.core.cameras import project_points
-from pose_addon.core.model_frame import (UP_AXES, default_up_axis, rebase_pose, transform_points, up_axis_rotation,
-                                         world_from_model_matrix)
+from pose_addon.core.model_frame import (
+    UP_AXES,
+    default_up_axis,
+    rebase_pose,
+    transform_points,
+    up_axis_rotation,
+    world_from_model_matrix,
+)
 from pose_addon.core.sampling import look_at
 
 K = np.array([[500.0, 0, 319.5], [0, 500.0, 239.5], [0, 0, 1]])

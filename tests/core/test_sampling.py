@@ -3,8 +3,15 @@ import numpy as np
 import pytest
 
 from pose_addon.core.cameras import Intrinsics, camera_center
-from pose_addon.core.sampling import (SamplerConfig, aabb_inside_fn, coverage, in_band, look_at, placement_preset,
-                                     sample_cameras)
+from pose_addon.core.sampling import (
+    SamplerConfig,
+    aabb_inside_fn,
+    coverage,
+    in_band,
+    look_at,
+    placement_preset,
+    sample_cameras,
+)
 
 INTR = Intrinsics(640, 480, 500.0, 500.0, 319.5, 239.5)
 TARGET = np.array([0.0, 0.0, 5.0])

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from ml_backend.blender_runner import REPO_ROOT
 from ml_backend.bench import BenchOptions, make_render_config, run_bench, run_method_subprocess
+from ml_backend.blender_runner import REPO_ROOT
 from ml_backend.scenes import parse_scene
 
 

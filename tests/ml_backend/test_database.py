@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 
 from ml_backend import database
-from ml_backend.database import (FeatureDatabase, build_database, check_database, database_path, reference_digest,
-                                 resolve_conf)
+from ml_backend.database import (
+    FeatureDatabase,
+    build_database,
+    check_database,
+    database_path,
+    reference_digest,
+    resolve_conf,
+)
 from pose_addon.core.dataset import Dataset, DatasetError
 
 from .synthetic import make_faces, plane_of_point
@@ -150,8 +156,8 @@ def _shifted_copy(src: Dataset, dst, shift) -> Dataset:
 def test_two_datasets_in_one_work_folder_localize_against_their_own_references(synth_dataset, tmp_path):
     """Same settings, same frame ids, same images: only the identity tells the databases apart."""
     from ml_backend.evaluation import pose_error
-    from ml_backend.methods._common import ensure_database
     from ml_backend.localize import Localizer
+    from ml_backend.methods._common import ensure_database
 
     a = _small_dataset(synth_dataset, tmp_path / "a", n=16)
     b = _shifted_copy(a, tmp_path / "b", [24.0, 0.0, 0.0])

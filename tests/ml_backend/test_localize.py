@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
+from ml_backend.evaluation import pose_error
 from ml_backend.features.sift import ImageReadError
 from ml_backend.localize import Localizer, localize
-from ml_backend.evaluation import pose_error
 
 
 def test_localizes_queries_to_cm(synth_dataset, synth_db):

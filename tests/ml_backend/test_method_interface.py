@@ -1,6 +1,5 @@
 """The method interface: opened once with options, ``estimate(image, intrinsics)`` image after image, the
 acceptance rule, focal-length estimation for the matching methods and the ensemble."""
-import numpy as np
 import pytest
 
 from ml_backend.evaluation import pose_error

@@ -15,10 +15,9 @@ import textwrap
 
 import pytest
 
-from pose_addon.core.dataset import Dataset
-
 from ml_backend.bench import format_table, run_method_subprocess
 from ml_backend.blender_runner import REPO_ROOT
+from pose_addon.core.dataset import Dataset
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
 

@@ -8,11 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from pose_addon.core.cameras import Intrinsics, camera_center
-from pose_addon.core.sampling import look_at
-from pose_addon.core.poses import rotation_angle_deg
-
 from ml_backend.refine import ImageEdges, ModelEdges, Refiner
+from pose_addon.core.cameras import Intrinsics, camera_center
+from pose_addon.core.poses import rotation_angle_deg
+from pose_addon.core.sampling import look_at
 
 INTR = Intrinsics(640, 480, 533.3, 533.3, 319.5, 239.5)
 

@@ -10,8 +10,16 @@ import torch
 
 from ml_backend.keypoints import heatmap_train as ht
 from ml_backend.keypoints import pipeline
-from ml_backend.keypoints.heatmap import (STRIDE, apply_affine, cell_to_input, crop_affine, decode_heatmaps,
-                                          invert_affine, resolve_device, warp_crop)
+from ml_backend.keypoints.heatmap import (
+    STRIDE,
+    apply_affine,
+    cell_to_input,
+    crop_affine,
+    decode_heatmaps,
+    invert_affine,
+    resolve_device,
+    warp_crop,
+)
 
 TINY_HM = {"size": 64, "width": 8, "batch": 2, "samples_per_epoch": 4, "time_s": 0.01, "pretrained": False,
            "val_views": 2, "progress": False}

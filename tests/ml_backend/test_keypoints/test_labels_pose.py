@@ -5,11 +5,22 @@ import numpy as np
 import pytest
 import yaml
 
-from ml_backend.keypoints.labels import (OCCLUDED, OUTSIDE, TRAIN_OKS_SIGMA, VISIBLE, KeypointSet, YoloSource,
-                                         frame_keypoints, keypoint_set_for_dataset, parse_label_line,
-                                         train_yaml_path, write_yolo_dataset)
-from ml_backend.keypoints.pose import solve_keypoint_pose
 from ml_backend.evaluation import pose_error
+from ml_backend.keypoints.labels import (
+    OCCLUDED,
+    OUTSIDE,
+    TRAIN_OKS_SIGMA,
+    VISIBLE,
+    KeypointSet,
+    YoloSource,
+    frame_keypoints,
+    keypoint_set_for_dataset,
+    parse_label_line,
+    train_yaml_path,
+    write_yolo_dataset,
+)
+from ml_backend.keypoints.pose import solve_keypoint_pose
+
 from ..synthetic import BOX_MAX, BOX_MIN
 
 

@@ -57,7 +57,7 @@ class Raw:
                     return True
         except ConnectionResetError:
             return True
-        except socket.timeout:
+        except TimeoutError:
             return False
 
     def close(self):

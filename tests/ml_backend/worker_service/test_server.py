@@ -83,7 +83,7 @@ def test_malformed_frames_keep_the_connection(worker):
     assert r.recv()["error"]["code"] == "bad_json"
     r.send_raw(frame(b"[1, 2]"))
     assert r.recv()["error"]["code"] == "bad_request"
-    r.send_raw(frame("{\"id\": 1, \"method\": \"ping\", \"x\": NaN}".encode()))
+    r.send_raw(frame(b"{\"id\": 1, \"method\": \"ping\", \"x\": NaN}"))
     assert r.recv()["error"]["code"] == "bad_json"
     r.send_raw(frame(b"\xc3\x28"))  # invalid UTF-8
     assert r.recv()["error"]["code"] == "bad_json"
