@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine: creates what is missing, then runs the demo or the test suite.
 #   ./dev.sh demo [ARGS]   set up both environments, render the default building, localize queries, print the table
-#   ./dev.sh test [ARGS]   set up both environments, run the whole test suite (worker env + Blender env)
+#   ./dev.sh test [ARGS]   set up both environments, run the whole test suite (worker env + Blender env); without
+#                          ARGS also the lint and type checks
+#   ./dev.sh lint          ruff (lint) and mypy (the public modules), as configured in pyproject.toml
 #   ./dev.sh setup         only create / update the environments
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -30,17 +32,26 @@ setup() {
   ensure_env .venv "$(stamp pyproject.toml)" -e ".[test]"
 }
 
+lint() {
+  .venv/bin/ruff check .
+  .venv/bin/mypy
+}
+
 cmd=${1:-help}; shift || true
 case "$cmd" in
   setup) setup ;;
+  lint)
+    setup
+    lint ;;
   demo)
     setup
     exec .venv/bin/python -m ml_backend demo "$@" ;;
   test)
     setup
+    [ $# -gt 0 ] || lint
     # Worker-side tests (numpy 2), including the Blender suite that runs each Blender test module
     # in its own launcher subprocess; then the shared core once more under Blender's numpy 1.26.
     .venv/bin/python -m pytest -q "$@"
     .venv-blender/bin/python -m pytest -q -p no:cacheprovider tests/core ;;
-  *) sed -n '2,5p' "$0"; exit 2 ;;
+  *) sed -n '2,7p' "$0"; exit 2 ;;
 esac
