@@ -24,8 +24,8 @@ height for the street preset); a photo outside it was localized from references 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,13 +34,9 @@ from typing import Optional
 
 import numpy as np
 
-from pose_addon.core.cameras import (
-    blender_matrix_world_from_cam_from_world,
-    opencv_to_colmap_principal_point,
-)
-from pose_addon.core.dataset import Dataset, atomic_write_bytes, atomic_write_json, json_safe
+from pose_addon.core.cameras import Intrinsics
+from pose_addon.core.dataset import Dataset, Frame, atomic_write_json, json_safe, write_colmap, write_nerfstudio
 from pose_addon.core.model_frame import rebase_pose
-from pose_addon.core.poses import matrix_to_quat
 from pose_addon.core.render_config import ENGINES, GROUND_STYLES, LightingConfig, RenderConfig, RenderGroup
 from pose_addon.core.sampling import PRESETS, SamplerConfig, in_band, placement_from_cameras, placement_preset
 
@@ -233,37 +229,20 @@ def _summary(rows: list[dict]) -> dict:
 
 
 def write_outputs(result: dict, out: Path) -> None:
-    """``poses.json``, ``colmap/`` and ``transforms.json`` of a localize result (atomic writes)."""
+    """``poses.json``, ``colmap/`` and ``transforms.json`` of a localize result (atomic writes).
+
+    The exports hold the localized photos only, through the dataset's COLMAP and nerfstudio writers: COLMAP
+    names each photo by its file name, nerfstudio by its absolute path.
+    """
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "poses.json", result)
-    ok = [r for r in result["photos"] if r["status"] == "ok"]
-    cam_lines, img_lines, frames = [], [], []
-    for i, r in enumerate(ok, start=1):
-        K = np.asarray(r["K"], np.float64)
-        fx, fy = float(K[0, 0]), float(K[1, 1])
-        cx, cy = (float(x) for x in opencv_to_colmap_principal_point(K[0, 2], K[1, 2]))
-        d = [float(x) for x in (r.get("dist") or [])]
-        if d and any(abs(x) > 0 for x in d):
-            cam_lines.append(f"{i} OPENCV {r['width']} {r['height']} {fx!r} {fy!r} {cx!r} {cy!r} "
-                             f"{d[0]!r} {d[1] if len(d) > 1 else 0.0!r} 0.0 0.0")
-        else:
-            cam_lines.append(f"{i} PINHOLE {r['width']} {r['height']} {fx!r} {fy!r} {cx!r} {cy!r}")
-        T = np.asarray(r["cam_from_world"], np.float64)
-        q, t = matrix_to_quat(T[:3, :3]), T[:3, 3]
-        img_lines += [f"{i} {' '.join(repr(float(x)) for x in q)} {' '.join(repr(float(x)) for x in t)} {i} "
-                      f"{Path(r['image']).name}", ""]
-        frames.append({"file_path": os.path.relpath(r["image"], out), "transform_matrix":
-                       blender_matrix_world_from_cam_from_world(T).tolist(), "fl_x": fx, "fl_y": fy,
-                       "cx": cx, "cy": cy, "w": r["width"], "h": r["height"],
-                       **({"k1": float(d[0]), "k2": float(d[1]) if len(d) > 1 else 0.0} if d else {})})
-    col = out / "colmap"
-    atomic_write_bytes(col / "cameras.txt", ("# Camera list: CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]\n"
-                                             + "".join(x + "\n" for x in cam_lines)).encode())
-    atomic_write_bytes(col / "images.txt", ("# IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME\n"
-                                            "# POINTS2D[] as (X, Y, POINT3D_ID)\n"
-                                            + "".join(x + "\n" for x in img_lines)).encode())
-    atomic_write_bytes(col / "points3D.txt", b"# 3D point list (empty: poses only)\n")
-    atomic_write_json(out / "transforms.json", {"camera_model": "OPENCV", "frames": frames})
+    frames = [Frame(id=r["stem"], split="photo", image=str(Path(r["image"]).resolve()), depth=None,
+                    intrinsics=Intrinsics.from_K(np.asarray(r["K"], np.float64), int(r["width"]), int(r["height"]),
+                                                 r.get("dist") or ()),
+                    cam_from_world=np.asarray(r["cam_from_world"], np.float64))
+              for r in result["photos"] if r["status"] == "ok"]
+    write_colmap([dataclasses.replace(f, image=Path(f.image).name) for f in frames], out / "colmap")
+    write_nerfstudio(frames, out / "transforms.json", root=out)
 
 
 def add_arguments(p) -> None:

@@ -410,6 +410,20 @@ def export_colmap(ds: Dataset, out_dir: Path | str, split: Optional[str] = None)
     return write_colmap(ds.frames if split is None else ds.split(split), out_dir)
 
 
+def _opencv_dist4(dist: tuple) -> Optional[list[float]]:
+    """``[k1, k2, p1, p2]`` of OpenCV coefficients, or None when there is no distortion."""
+    d = [float(x) for x in dist][:4]
+    if not any(abs(x) > 0 for x in d):
+        return None
+    return d + [0.0] * (4 - len(d))
+
+
+def _colmap_model(dist: tuple) -> tuple[str, str]:
+    """COLMAP camera model and its parameters after ``fx fy cx cy``: PINHOLE, or OPENCV with k1 k2 p1 p2."""
+    d = _opencv_dist4(dist)
+    return ("PINHOLE", "") if d is None else ("OPENCV", "".join(f" {x!r}" for x in d))
+
+
 def write_colmap(frames: Iterable[Frame], out_dir: Path | str) -> Path:
     """A COLMAP text model of ``frames`` (image names: each frame's ``image``), with an empty points3D.txt.
 
@@ -422,11 +436,12 @@ def write_colmap(frames: Iterable[Frame], out_dir: Path | str) -> Path:
     cam_lines, img_lines = [], []
     for i, f in enumerate(frames, start=1):
         k = f.intrinsics
-        key = (k.width, k.height, round(k.fx, 6), round(k.fy, 6), round(k.cx, 6), round(k.cy, 6))
+        key = (k.width, k.height, round(k.fx, 6), round(k.fy, 6), round(k.cx, 6), round(k.cy, 6), tuple(k.dist))
         if key not in cams:
             cams[key] = len(cams) + 1
             cx, cy = opencv_to_colmap_principal_point(k.cx, k.cy)
-            cam_lines.append(f"{cams[key]} PINHOLE {k.width} {k.height} {k.fx!r} {k.fy!r} {cx!r} {cy!r}")
+            model, extra = _colmap_model(k.dist)
+            cam_lines.append(f"{cams[key]} {model} {k.width} {k.height} {k.fx!r} {k.fy!r} {cx!r} {cy!r}{extra}")
         q = matrix_to_quat(f.cam_from_world[:3, :3])
         t = f.cam_from_world[:3, 3]
         img_lines.append(f"{i} {' '.join(repr(float(x)) for x in q)} {' '.join(repr(float(x)) for x in t)} "
@@ -474,6 +489,9 @@ def write_nerfstudio(frames: Iterable[Frame], out_path: Path | str, root: Path |
         item = {"file_path": file_path, "transform_matrix":
                 blender_matrix_world_from_cam_from_world(f.cam_from_world).tolist(),
                 "fl_x": k.fx, "fl_y": k.fy, "cx": cx, "cy": cy, "w": k.width, "h": k.height}
+        d = _opencv_dist4(k.dist)
+        if d is not None:
+            item.update(zip(("k1", "k2", "p1", "p2"), d))
         if f.depth:
             buf = io.BytesIO()
             np.save(buf, (read_depth(root / f.depth) * 1000.0).astype(np.float32))

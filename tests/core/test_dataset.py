@@ -105,6 +105,23 @@ def test_nerfstudio_export(tmp_path):
         assert d.dtype == np.float32 and d.shape == (48, 64) and d[0, 0] == pytest.approx(1000.0 * (5.0 + i))
 
 
+def test_exports_carry_radial_distortion(tmp_path):
+    """A frame with k1, k2 is an OPENCV camera in COLMAP and carries k1..p2 in nerfstudio; one without stays PINHOLE."""
+    ds = make_dataset(tmp_path / "ds")
+    f0, f1 = ds.frames[0], ds.frames[1]
+    k = f0.intrinsics
+    distorted = D.Frame(f0.id, f0.split, f0.image, None,
+                        Intrinsics(k.width, k.height, k.fx, k.fy, k.cx, k.cy, (-0.12, 0.03)), f0.cam_from_world)
+    plain = D.Frame(f1.id, f1.split, f1.image, None, f1.intrinsics, f1.cam_from_world)
+    out = D.write_colmap([distorted, plain], tmp_path / "colmap")
+    cams = [ln.split() for ln in (out / "cameras.txt").read_text().splitlines() if not ln.startswith("#")]
+    assert [c[1] for c in cams] == ["OPENCV", "PINHOLE"]
+    assert [float(x) for x in cams[0][8:]] == [-0.12, 0.03, 0.0, 0.0]
+    doc = json.loads(D.write_nerfstudio([distorted, plain], tmp_path / "t.json", ds.root).read_text())
+    assert (doc["frames"][0]["k1"], doc["frames"][0]["k2"], doc["frames"][0]["p1"]) == (-0.12, 0.03, 0.0)
+    assert "k1" not in doc["frames"][1]
+
+
 def test_render_config_round_trip_and_stable_digest():
     from pose_addon.core.render_config import LightingConfig, RenderConfig, RenderGroup
     from pose_addon.core.sampling import SamplerConfig
