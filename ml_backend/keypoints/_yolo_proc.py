@@ -42,7 +42,6 @@ def _setup(req: dict):
 
 
 def _train(req: dict) -> dict:
-    from ultralytics import YOLO
 
     run_dir = Path(req["project"]) / req["name"]
     last = run_dir / "weights" / "last.pt"
@@ -56,12 +55,12 @@ def _train(req: dict) -> dict:
               loss=loss, metrics=m)
 
     if req.get("resume") and last.is_file():
-        model = YOLO(str(last))
+        model = _open_yolo(str(last))
         model.add_callback("on_fit_epoch_end", on_epoch)
         _emit(event="progress", done=0, total=int(req["epochs"]), message=f"resuming {last}")
         model.train(resume=True)
     else:
-        model = YOLO(req["model"])
+        model = _open_yolo(req["model"])
         model.add_callback("on_fit_epoch_end", on_epoch)
         args = dict(req["train_args"])
         model.train(data=req["data"], project=req["project"], name=req["name"], exist_ok=True, **args)
@@ -70,10 +69,19 @@ def _train(req: dict) -> dict:
             "train_s": round(time.time() - t0, 1)}
 
 
-def _predict(req: dict) -> dict:
+def _open_yolo(weights: str):
+    """An ultralytics YOLO model from a weights or model file; an unreadable file is an error naming it."""
     from ultralytics import YOLO
 
-    model = YOLO(req["weights"])
+    try:
+        return YOLO(weights)
+    except Exception as e:  # truncated zip, foreign pickle, wrong task, ...
+        raise ValueError(f"cannot load YOLO weights {weights}: {type(e).__name__}: {str(e)[:300]}") from None
+
+
+def _predict(req: dict) -> dict:
+
+    model = _open_yolo(req["weights"])
     out = []
     for path in req["images"]:
         t0 = time.perf_counter()
@@ -93,9 +101,8 @@ def _predict(req: dict) -> dict:
 
 
 def _val(req: dict) -> dict:
-    from ultralytics import YOLO
 
-    model = YOLO(req["weights"])
+    model = _open_yolo(req["weights"])
     m = model.val(data=req["data"], split=req.get("split", "test"), imgsz=req.get("imgsz", 320),
                   batch=req.get("batch", 8), device=req.get("device", "cpu"), workers=0, plots=False, verbose=False,
                   project=req["project"], name=req.get("name", "val"), exist_ok=True)

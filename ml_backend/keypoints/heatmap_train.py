@@ -32,6 +32,7 @@ from torch.nn import functional as F
 
 from pose_addon.core.dataset import Dataset, atomic_write_json
 
+from ..integrity import load_torch_file
 from .heatmap import (
     STRIDE,
     KeypointHeatNet,
@@ -311,7 +312,7 @@ def train_heatmap(views: list[TrainView], kset: KeypointSet, out_dir: Path | str
     ckpt_path, model_path = out / "checkpoint.pt", out / "model.pt"
     epoch, step, elapsed, history = 0, 0, 0.0, []
     if ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        ck = load_torch_file(ckpt_path, "keypoint training checkpoint")
         if ck.get("identity") != identity:
             raise ValueError(f"{ckpt_path} belongs to another training (keypoints, dataset or configuration "
                              f"differ); delete it to start over")
@@ -404,9 +405,7 @@ def load_heatmap_model(path: Path | str, device: Optional[str] = None,
         ModelMismatch: ``dataset`` (by :func:`dataset_digest`) or ``kset`` differ from those it was trained on.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"keypoint model not found: {path}")
-    ck = torch.load(path, map_location="cpu", weights_only=True)
+    ck = load_torch_file(path, "keypoint model")
     meta = ck.get("meta") if isinstance(ck, dict) else None
     if not meta or meta.get("format") != MODEL_FORMAT:
         raise ValueError(f"{path} is not a heatmap keypoint model (format {MODEL_FORMAT!r})")

@@ -173,3 +173,22 @@ def test_single_photo_with_a_heatmap_model(trained_hm, synth_dataset, tmp_path):
 def test_device_is_cuda_when_present():
     assert resolve_device(None) == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("0") == "cuda:0" and resolve_device("cpu") == "cpu"
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated", b"not a torch file at all"])
+def test_corrupt_model_file_is_an_error_naming_it(tmp_path, content):
+    from ml_backend.integrity import CorruptFile
+
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(content)
+    with pytest.raises(CorruptFile, match="model.pt"):
+        ht.load_heatmap_model(bad)
+
+
+def test_corrupt_yolo_weights_are_an_error_naming_them(tmp_path):
+    from ml_backend.keypoints._yolo_proc import _open_yolo
+
+    bad = tmp_path / "weights.pt"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ValueError, match="weights.pt"):
+        _open_yolo(str(bad))
