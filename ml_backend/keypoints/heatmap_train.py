@@ -379,7 +379,7 @@ def train_heatmap(views: list[TrainView], kset: KeypointSet, out_dir: Path | str
         elif c["progress"]:
             sys.stderr.write(f"[keypoints] {msg}\n")
     meta = dict(identity, backbone=model.backbone_version, history=history, epochs=epoch, steps=step,
-                train_s=round(elapsed, 1), device=device, n_train_views=len(train), n_val_views=len(val),
+                train_s=float(elapsed), device=device, n_train_views=len(train), n_val_views=len(val),
                 **(meta_extra or {}))
     _atomic_torch_save({"meta": meta, "state_dict": model.state_dict()}, model_path)
     atomic_write_json(out / "model.json", meta)
