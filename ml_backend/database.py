@@ -205,6 +205,27 @@ def extract_frame(ds: Dataset, frame, conf: dict) -> dict[str, np.ndarray]:
             "n_detected": len(feats)}
 
 
+def database_target(ds: Dataset, out_path: Path | str, conf: dict) -> tuple[Path, list, str, bool]:
+    """Where the database of ``ds``'s references under the resolved ``conf`` goes, and whether it is done.
+
+    Sets ``conf["split"]`` to the reference splits. Returns ``(path, reference frames, their digest, complete)``.
+
+    Raises:
+        DatasetError: the path holds the database of other references (the message names both).
+    """
+    conf["split"] = ds.reference_splits(conf["split"])
+    refs = ds.reference_frames(conf["split"])
+    digest = ds.digest(refs)
+    final = database_path(out_path, conf, digest)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    state = _final_state(final, _conf_json(conf), [f.id for f in refs], digest, str(ds.root.resolve()))
+    if state.startswith("foreign:"):
+        old, _, src = state[len("foreign:"):].partition(" ")
+        raise DatasetError(f"{final} holds the feature database of {src} (digest {old}), not of {ds.root} "
+                           f"(digest {digest}): choose another output or delete it")
+    return final, refs, digest, state == "ok"
+
+
 def build_database(dataset_dir: Path | str, out_path: Path | str, conf: Optional[dict | str] = None,
                    progress: bool = True) -> Path:
     """Build (or finish) the feature database of ``dataset_dir``'s reference frames.
@@ -225,20 +246,10 @@ def build_database(dataset_dir: Path | str, out_path: Path | str, conf: Optional
     """
     conf = resolve_conf(conf)
     ds = Dataset.load(dataset_dir)
-    conf["split"] = ds.reference_splits(conf["split"])
-    refs = ds.reference_frames(conf["split"])
-    digest = ds.digest(refs)
-    final = database_path(out_path, conf, digest)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    cj = _conf_json(conf)
-    ids = [f.id for f in refs]
-    state = _final_state(final, cj, ids, digest, str(ds.root.resolve()))
-    if state == "ok":
+    final, refs, digest, complete = database_target(ds, out_path, conf)
+    if complete:
         return final
-    if state.startswith("foreign:"):
-        old, _, src = state[len("foreign:"):].partition(" ")
-        raise DatasetError(f"{final} holds the feature database of {src} (digest {old}), not of {ds.root} "
-                           f"(digest {digest}): choose another output or delete it")
+    cj = _conf_json(conf)
     tmp = final.with_name(final.name + ".partial")
     try:
         _write_frames(tmp, cj, final, digest, conf, ds, refs, progress)

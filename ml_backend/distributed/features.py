@@ -87,20 +87,12 @@ def build_database(dataset_dir: Path | str, out_path: Path | str, conf: Optional
     """
     conf = db.resolve_conf(conf)
     ds = Dataset.load(dataset_dir)
-    conf["split"] = ds.reference_splits(conf["split"])
-    refs = ds.reference_frames(conf["split"])
-    digest = ds.digest(refs)
-    final = db.database_path(out_path, conf, digest).resolve()
-    final.parent.mkdir(parents=True, exist_ok=True)
+    final, refs, digest, complete = db.database_target(ds, out_path, conf)
+    final = final.resolve()
+    if complete:
+        return final
     ids = [f.id for f in refs]
     root = str(ds.root.resolve())
-    state = db._final_state(final, db._conf_json(conf), ids, digest, root)
-    if state == "ok":
-        return final
-    if state.startswith("foreign:"):
-        old, _, src = state[len("foreign:"):].partition(" ")
-        raise DatasetError(f"{final} holds the feature database of {src} (digest {old}), not of {ds.root} "
-                           f"(digest {digest}): choose another output or delete it")
     frames_per_task = frames_per_task or resources().batch or FRAMES_PER_TASK
     if frames_per_task < 1:
         raise ValueError(f"frames per task must be at least 1, got {frames_per_task}")
