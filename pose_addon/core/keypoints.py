@@ -1,12 +1,27 @@
-"""Keypoint suggestion: well-spread salient points of a mesh (corners on sharp edges, farthest-point sampling).
+"""Keypoints: suggestion of well-spread salient points of a mesh (corners on sharp edges, farthest-point sampling)
+and how many views see each keypoint (depth test against a view's rendered depth, or an occlusion test the caller
+gives, e.g. Blender's ray cast).
 
 numpy only, so it runs in Blender (the Keypoints panel) and in the worker alike.
 """
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Iterable
+from typing import Optional
+
 import numpy as np
 
-__all__ = ["weld_vertices", "sharp_edges", "corner_vertices", "farthest_point_sampling", "suggest_keypoints"]
+from .cameras import Intrinsics, project_points
+
+__all__ = ["weld_vertices", "sharp_edges", "corner_vertices", "farthest_point_sampling", "suggest_keypoints",
+           "MIN_VIEW_SHARE", "min_views", "visible_in_view", "view_counts"]
+
+#: a keypoint seen by fewer than this share of the reference views is too rarely seen to be learned
+MIN_VIEW_SHARE = 0.15
+
+#: ``occluded(eye [3], points [M, 3]) -> bool [M]``: True where the scene hides a world point from a camera at ``eye``
+OcclusionTest = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def weld_vertices(vertices: np.ndarray, faces: np.ndarray, tol: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
@@ -102,3 +117,59 @@ def suggest_keypoints(vertices: np.ndarray, faces: np.ndarray, k: int = 16, angl
         if len(cand) >= k:
             break
     return v[cand[farthest_point_sampling(v[cand], k)]]
+
+
+def min_views(n_views: int, share: float = MIN_VIEW_SHARE) -> int:
+    """The fewest views (at least 1) out of ``n_views`` that must see a keypoint for it to be learnable."""
+    return max(1, int(math.ceil(share * n_views - 1e-9)))
+
+
+def visible_in_view(points: np.ndarray, cam_from_world: np.ndarray, intr: Intrinsics,
+                    depth: Optional[np.ndarray] = None, occluded: Optional[OcclusionTest] = None,
+                    tol_rel: float = 0.02, tol_abs: float = 0.15, window: int = 1) -> np.ndarray:
+    """Which world points ``[N, 3]`` a view sees: ``bool [N]``.
+
+    A point is seen when it projects inside the image (OpenCV pixels, pinhole ``intr``) in front of the camera
+    (``cam_from_world`` OpenCV axes) and is not hidden: with ``depth`` (the view's planar depth ``[H, W]``, metres,
+    0 = no surface) it is hidden when the surface is nearer than ``z * (1 - tol_rel) - tol_abs`` at every pixel of
+    the ``(2 * window + 1)^2`` neighbourhood (a corner on the silhouette touches background or its own faces
+    there); else ``occluded(eye, points)`` decides when given; else in the image and in front is seen.
+    """
+    p = np.asarray(points, np.float64).reshape(-1, 3)
+    T = np.asarray(cam_from_world, np.float64)
+    uv, z = project_points(intr.K, T, p)
+    w, h = intr.width, intr.height
+    with np.errstate(invalid="ignore"):
+        seen = np.isfinite(uv).all(1) & (z > 0) & (uv[:, 0] >= -0.5) & (uv[:, 0] < w - 0.5) \
+            & (uv[:, 1] >= -0.5) & (uv[:, 1] < h - 0.5)
+    if depth is not None:
+        depth = np.asarray(depth)
+        if depth.shape != (h, w):
+            raise ValueError(f"depth {depth.shape} does not match the view's {h}x{w}")
+        d = np.where(depth > 0, depth, np.inf)
+        for i in np.nonzero(seen)[0]:
+            x, y = int(round(uv[i, 0])), int(round(uv[i, 1]))
+            patch = d[max(0, y - window):y + window + 1, max(0, x - window):x + window + 1]
+            if patch.max() < z[i] * (1 - tol_rel) - tol_abs:
+                seen[i] = False
+    elif occluded is not None and seen.any():
+        eye = -T[:3, :3].T @ T[:3, 3]
+        idx = np.nonzero(seen)[0]
+        seen[idx] = ~np.asarray(occluded(eye, p[idx]), bool)
+    return seen
+
+
+def view_counts(points: np.ndarray,
+                views: Iterable[tuple[np.ndarray, Intrinsics, Optional[np.ndarray]]],
+                occluded: Optional[OcclusionTest] = None, tol_rel: float = 0.02, tol_abs: float = 0.15
+                ) -> tuple[np.ndarray, int]:
+    """How many ``views`` (``(cam_from_world [4, 4] OpenCV axes, intrinsics, planar depth [H, W] or None)``, read
+    one at a time, so a generator can load depth lazily) see each world point ``points [N, 3]``
+    (:func:`visible_in_view`; ``occluded`` serves the views without depth). Returns ``(counts [N], views)``."""
+    p = np.asarray(points, np.float64).reshape(-1, 3)
+    counts = np.zeros(len(p), np.int64)
+    n = 0
+    for T, intr, depth in views:
+        counts += visible_in_view(p, T, intr, depth, occluded, tol_rel, tol_abs)
+        n += 1
+    return counts, n
