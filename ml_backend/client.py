@@ -195,7 +195,10 @@ class WorkerClient:
     def estimate_pose(self, image: str, method: str = "sift", database: Optional[str] = None,
                       dataset: Optional[str] = None, intrinsics: Optional[dict] = None, frame: Optional[str] = None,
                       options: Optional[dict] = None, timeout: float = 120.0) -> dict:
-        """Pose of ``image``: ``cam_from_world`` (OpenCV axes) and ``matrix_world`` (Blender camera), 4x4 lists."""
+        """Pose of ``image`` with ``method`` (any method for photos): the ``estimate`` job's row, with
+        ``cam_from_world`` (OpenCV axes) and ``matrix_world`` (Blender camera) as 4x4 lists, ``n_inliers`` and, when
+        it failed, ``reason``. ``intrinsics``: OpenCV pixels or a spec (``{"source": "estimate"}`` solves the focal
+        length); ``options``: the method's (see ``methods.list``)."""
         params = {"image": str(image), "method": method, "options": options or {}}
         for k, v in (("database", database), ("dataset", dataset), ("intrinsics", intrinsics), ("frame", frame)):
             if v is not None:

@@ -4,9 +4,10 @@
 Every photo is read with its EXIF orientation applied (:func:`ml_backend.intrinsics.load_photo`), gets its
 intrinsics (:mod:`ml_backend.intrinsics`) and goes through the method opened once
 (:func:`ml_backend.methods.interface.open_method`). One row per photo: ``{"image", "success", "cam_from_world"
-(4x4, OpenCV axes, render world) or None, "matrix_world" (Blender), "intrinsics", "n_inliers", "inlier_ratio",
-"confidence", "reproj_error_px", "retrieved", "timings", "message", "reason", "inliers_3d", "method"}``; a photo
-that cannot be read or localized is a row with ``success`` false and the reason, and the batch goes on.
+(4x4, OpenCV axes, render world) or None, "matrix_world" (Blender), "intrinsics", "n_inliers", "n_matches",
+"inlier_ratio", "confidence", "reproj_error_px", "retrieved", "timings", "message", "reason", "inliers_3d",
+"method"}`` (:func:`estimate_photo`, also behind the worker's ``estimate_pose`` request); a photo that cannot be
+read or localized is a row with ``success`` false and the reason, and the batch goes on.
 """
 from __future__ import annotations
 
@@ -17,13 +18,14 @@ from typing import Optional
 
 import numpy as np
 
-from pose_addon.core.cameras import blender_matrix_world_from_cam_from_world
+from pose_addon.core.cameras import Intrinsics, blender_matrix_world_from_cam_from_world
 from pose_addon.core.dataset import json_safe
 
 from .intrinsics import IntrinsicsError, load_photo, resolve
-from .methods.interface import MATCHING_METHODS, MatchingOptions, open_method
+from .methods.interface import MATCHING_METHODS, MatchingOptions, Method, open_method
 
-__all__ = ["IMAGE_EXTENSIONS", "list_photos", "estimate_photos", "method_options"]
+__all__ = ["IMAGE_EXTENSIONS", "list_photos", "estimate_photos", "estimate_photo", "failed_row",
+           "method_options"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
@@ -68,23 +70,60 @@ def estimate_photos(path: str | Path, method: str, conf: dict, intrinsics: dict,
     with open_method(method, conf.get("dataset"), Path(conf.get("workdir", ".")), method_options(method, conf),
                      database=conf.get("database"), progress=bool(conf.get("progress", False))) as m:
         for i, p in enumerate(photos):
-            row = {"image": str(p), "success": False, "cam_from_world": None, "n_inliers": 0, "method": method}
             try:
                 rgb = load_photo(p)
                 intr = resolve(p, intrinsics)
-                e = m.estimate(rgb, intr, estimate_focal=focal)
+                row = estimate_photo(m, p, rgb, intr, estimate_focal=focal)
             except (IntrinsicsError, ValueError) as err:  # this photo; a missing model file stops the batch
-                row.update(message=str(err), reason=str(err))
-            else:
-                row.update(success=e.success, cam_from_world=e.cam_from_world, intrinsics=e.intrinsics.to_dict(),
-                           n_inliers=e.n_inliers, inlier_ratio=e.inlier_ratio, confidence=e.confidence,
-                           reproj_error_px=e.reproj_error_px, retrieved=e.retrieved,
-                           timings={"total": e.time_s, **e.extras.get("timings", {})}, message=e.message or e.reason,
-                           reason=e.reason or None, inliers_3d=e.inliers_3d)
-                row.update({k: v for k, v in e.extras.items() if k not in row})  # the method's own fields
-            T = row["cam_from_world"]
-            row["matrix_world"] = None if T is None else blender_matrix_world_from_cam_from_world(np.asarray(T))
+                row = failed_row(p, method, str(err))
             rows.append(row)
             if progress:
                 progress((i + 1) / len(photos), f"{p.name}: {row['n_inliers']} inliers")
-    return json_safe(rows)
+    return rows
+
+
+def failed_row(image: str | Path, method: str, reason: str) -> dict:
+    """The row of a photo that could not be estimated (unreadable, no intrinsics): ``success`` false, the reason."""
+    return {"image": str(image), "success": False, "cam_from_world": None, "matrix_world": None, "n_inliers": 0,
+            "method": method, "message": reason, "reason": reason}
+
+
+def estimate_photo(m: Method, image: str | Path, rgb: np.ndarray, intrinsics: Intrinsics,
+                   estimate_focal: bool = False, max_side: Optional[int] = None) -> dict:
+    """The JSON-safe row of one photo estimated with the opened method ``m`` (see the module docstring).
+
+    Args:
+        image: the photo's path (reported in the row).
+        rgb: its pixels, ``[H, W, 3]`` uint8, EXIF orientation applied (:func:`ml_backend.intrinsics.load_photo`).
+        intrinsics: OpenCV pixels at ``rgb``'s size (the focal length is the starting guess when
+            ``estimate_focal``).
+        max_side: when given and ``rgb`` is larger, the method sees the photo downscaled to this longest side
+            (intrinsics scaled alike); the row's intrinsics and reprojection error are in the photo's own pixels.
+    """
+    h, w = rgb.shape[:2]
+    if (intrinsics.width, intrinsics.height) != (w, h):
+        raise ValueError(f"photo {image} is {w}x{h} but the intrinsics are for {intrinsics.width}x"
+                         f"{intrinsics.height}")
+    sx = sy = 1.0
+    if max_side is not None and max(w, h) > max_side:
+        import cv2
+
+        s = max_side / max(w, h)
+        nw, nh = max(1, round(w * s)), max(1, round(h * s))
+        sx, sy = nw / w, nh / h
+        rgb = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA)
+        intrinsics = dataclasses.replace(intrinsics.scaled(sx, sy), width=nw, height=nh)
+    e = m.estimate(rgb, intrinsics, estimate_focal=estimate_focal)
+    intr = e.intrinsics
+    if (sx, sy) != (1.0, 1.0):  # back to the photo's own pixels
+        intr = dataclasses.replace(intr.scaled(1 / sx, 1 / sy), width=w, height=h)
+    T = e.cam_from_world
+    row = {"image": str(image), "success": e.success, "cam_from_world": T,
+           "matrix_world": None if T is None else blender_matrix_world_from_cam_from_world(np.asarray(T)),
+           "intrinsics": intr.to_dict(), "n_inliers": e.n_inliers, "n_matches": e.n_matches,
+           "inlier_ratio": e.inlier_ratio, "confidence": e.confidence, "reproj_error_px": e.reproj_error_px / sx,
+           "retrieved": e.retrieved, "timings": {"total": e.time_s, **e.extras.get("timings", {})},
+           "message": e.message or e.reason, "reason": e.reason or None, "inliers_3d": e.inliers_3d,
+           "method": m.name}
+    row.update({k: v for k, v in e.extras.items() if k not in row})  # the method's own fields
+    return json_safe(row)

@@ -1,6 +1,7 @@
 """What the worker's methods compute: ``info`` and ``estimate_pose`` (blocking; the server runs them in threads).
 
-Heavy objects (open feature databases with their retrieval indexes) are cached per (file, mtime, conf), a few at
+Methods opened by ``estimate_pose`` (:func:`ml_backend.methods.interface.open_method`, with their feature
+databases and retrieval indexes) are cached per (method, dataset digest, database file version, options), a few at
 a time, and each is used by one request at a time.
 """
 from __future__ import annotations
@@ -81,17 +82,18 @@ class Handlers:
     def __init__(self, work_dir: Path, cache_size: int = 4):
         self.work_dir = Path(work_dir)
         self._cache: collections.OrderedDict[tuple, tuple[Any, threading.Lock]] = collections.OrderedDict()
+        self._cached_databases: dict[tuple, Optional[str]] = {}
         self._cache_lock = threading.Lock()
         self._cache_size = cache_size
-        self._db_build_lock = threading.Lock()
+        self._open_lock = threading.Lock()
         self._torch_info: Optional[dict] = None
 
     # ------------------------------------------------------------------------------------------- info
     def info(self, params: dict) -> dict:
-        from ..methods import REGISTRY
+        from ..methods import REGISTRY, for_photos
 
         probe = param(params, "probe_torch", bool, False)
-        versions = {}
+        versions: dict[str, Optional[str]] = {}
         for name in _VERSIONED:
             try:
                 versions[name] = metadata.version(name)
@@ -99,7 +101,7 @@ class Handlers:
                 versions[name] = None
         methods = {}
         for name, module in REGISTRY.items():
-            methods[name] = {"module": module, "estimate_pose": name in ("sift", "retrieval_nn")}
+            methods[name] = {"module": module, "estimate_pose": for_photos(name)}
         weights = {pkg: {"provides": what, "installed": versions.get(pkg) is not None}
                    for pkg, what in _WEIGHTS.items()}
         device = {"probed": False, "device": "cpu"}
@@ -115,7 +117,8 @@ class Handlers:
                 "executable": sys.executable, "platform": platform.platform(), "versions": versions,
                 "methods": methods, "job_kinds": sorted(KINDS), "weights": weights, "device": device,
                 "work_dir": str(self.work_dir),
-                "cached_databases": [k[0] for k in self._cache.keys()]}
+                "cached_methods": [k[0] for k in self._cache.keys()],
+                "cached_databases": sorted({d for d in self._cached_databases.values() if d})}
 
     # ------------------------------------------------------------------------------------------- pnp
     def solve_pnp(self, params: dict) -> dict:
@@ -162,155 +165,164 @@ class Handlers:
         return {"methods": describe_methods()}
 
     # ------------------------------------------------------------------------------------------- estimate
-    def _localizer(self, db_path: Path, conf: dict):
-        from ..integrity import verify_hdf5
-        from ..localize import Localizer
+    def _method(self, name: str, ds: Any, database: Optional[Path], options: dict) -> tuple[Any, threading.Lock]:
+        """The opened method ``name`` on ``ds`` (a Dataset) and/or ``database``, cached per (method, dataset
+        digest, database file version, options), a few at a time; with the lock that lets one request use it."""
+        from ..methods.interface import open_method
 
-        verify_hdf5(db_path, what="feature database")  # in a child with a time limit, once per file version
-        st = db_path.stat()
-        key = (str(db_path.resolve()), st.st_mtime_ns, json.dumps(conf, sort_keys=True))
+        workdir = self.work_dir / "estimate"  # the worker's ``estimate`` jobs cache their databases here too
+        key: tuple = (name, None if ds is None else (str(ds.root.resolve()), ds.digest()),
+                      None if database is None else _file_version(database), json.dumps(options, sort_keys=True))
         with self._cache_lock:
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
                 return hit
-        loc = Localizer(db_path, conf)  # outside the lock: opening is slow-ish
-        with self._cache_lock:
-            if key in self._cache:
-                loc.close()
+        with self._open_lock:  # opening may build databases: one at a time, and never the same one twice
+            with self._cache_lock:
+                hit = self._cache.get(key)
+                if hit is not None:
+                    return hit
+            if database is None:
+                _verify_cached_databases(workdir / "db")
+            m = open_method(name, ds, workdir, options, database=None if database is None else str(database))
+            with self._cache_lock:
+                self._cache[key] = (m, threading.Lock())
+                self._cached_databases[key] = None if database is None else str(database.resolve())
+                while len(self._cache) > self._cache_size:
+                    old_key, (old, lock) = self._cache.popitem(last=False)
+                    self._cached_databases.pop(old_key, None)
+                    with lock:
+                        old.close()
                 return self._cache[key]
-            self._cache[key] = (loc, threading.Lock())
-            while len(self._cache) > self._cache_size:
-                _, (old, lock) = self._cache.popitem(last=False)
-                with lock:
-                    old.close()
-            return self._cache[key]
 
     def close(self) -> None:
-        """Close the cached databases (one still in use by a request after 1 s is left open)."""
+        """Close the cached methods (one still in use by a request after 1 s is left open)."""
         with self._cache_lock:
-            for loc, lock in self._cache.values():
+            for m, lock in self._cache.values():
                 if lock.acquire(timeout=1.0):
                     try:
-                        loc.close()
+                        m.close()
                     finally:
                         lock.release()
             self._cache.clear()
+            self._cached_databases.clear()
 
     def estimate_pose(self, params: dict) -> dict:
-        """Pose of one image against a feature database.
+        """Pose of one photo with any method that localizes photos (:func:`ml_backend.methods.for_photos`).
 
-        Params: ``image`` (path), ``method`` ("sift" | "retrieval_nn"), ``database`` (.h5) or ``dataset`` (folder;
-        its database is built or reused under the work dir), ``intrinsics`` ({width, height, fx, fy, cx, cy,
-        dist?}; default: the dataset frame whose image is ``image``, or ``frame``), ``options`` (overrides of
-        :data:`ml_backend.localize.default_conf`).
+        Params: ``image`` (path), ``method`` (a registry name, default "sift"), ``dataset`` (folder of rendered
+        references; the databases are built or reused under the work dir) and/or ``database`` (.h5), or the
+        method's own files in ``options`` (``checkpoint`` for regression, ``model`` for keypoints),
+        ``intrinsics`` ({width, height, fx, fy, cx, cy, dist?} or a spec of :func:`ml_backend.intrinsics.resolve`,
+        ``{"source": "estimate"}`` solving the focal length; default: the dataset frame whose image this is, or
+        ``frame``, else EXIF), ``options`` (the method's options; ``resize_max`` bounds the side processed).
+        The result is the ``estimate`` job's row (:func:`ml_backend.estimate.estimate_photo`) plus ``database``
+        and the request's timings.
         """
-        from pose_addon.core.cameras import Intrinsics, blender_matrix_world_from_cam_from_world
-
+        from ..estimate import estimate_photo
         from ..integrity import check_image_file
+        from ..intrinsics import IntrinsicsError, load_photo, resolve
+        from ..methods import REGISTRY, for_photos
 
         t0 = time.perf_counter()
         image = _existing(params, "image")
+        assert image is not None  # required: _existing raises when it is missing
         check_image_file(image)  # size limits from the header, before anything is decoded
-        method = param(params, "method", str, "sift", lambda m: m in ("sift", "retrieval_nn"),
-                       "estimate_pose supports 'sift' and 'retrieval_nn'")
-        options = param(params, "options", dict, {})
-        rmax = options.get("resize_max", MAX_PROCESS_SIDE)
+        method = param(params, "method", str, "sift")
+        if method not in REGISTRY:
+            raise ServiceError(ErrorCode.INVALID_PARAMS, f"unknown method {method!r}; methods: {', '.join(REGISTRY)}")
+        if not for_photos(method):
+            raise ServiceError(ErrorCode.INVALID_PARAMS, f"method {method!r} needs the benchmark's ground truth or "
+                               "training split: it cannot localize a photo")
+        options = dict(param(params, "options", dict, {}))
+        rmax = options.pop("resize_max", MAX_PROCESS_SIDE)
         if isinstance(rmax, bool) or not isinstance(rmax, int) or not 64 <= rmax <= MAX_PROCESS_SIDE:
             raise ServiceError(ErrorCode.INVALID_PARAMS, f"options.resize_max must be an integer in [64, "
                                f"{MAX_PROCESS_SIDE}] (the longest side a query is processed at), got {rmax!r}")
         db_path = _existing(params, "database", default=None)
         ds_dir = _existing(params, "dataset", want_dir=True, default=None)
-        if db_path is None and ds_dir is None:
-            raise ServiceError(ErrorCode.INVALID_PARAMS, "give 'database' (a feature database .h5) or 'dataset'")
-        intr_d = param(params, "intrinsics", dict, None)
-        frame_id = param(params, "frame", str, None)
+        if db_path is not None:
+            from ..integrity import verify_hdf5
+
+            verify_hdf5(db_path, what="feature database")  # in a child with a time limit, once per file version
         ds = None
         if ds_dir is not None:
-            from pose_addon.core.dataset import Dataset, DatasetError
+            from pose_addon.core.dataset import Dataset
 
             ds = Dataset.load(ds_dir)
-        if intr_d is not None:
-            try:
-                intr = Intrinsics.from_dict(intr_d)
-            except (KeyError, TypeError, ValueError) as e:
-                raise ServiceError(ErrorCode.INVALID_PARAMS,
-                                   f"intrinsics must hold width, height, fx, fy, cx, cy (and dist): {e}") from None
-            if intr.width <= 0 or intr.height <= 0 or intr.fx <= 0 or intr.fy <= 0:
-                raise ServiceError(ErrorCode.INVALID_PARAMS, "intrinsics: sizes and focal lengths must be positive")
-        elif ds is not None:
-            fr = None
-            if frame_id is not None:
-                try:
-                    fr = ds.frame(frame_id)
-                except DatasetError:
-                    raise ServiceError(ErrorCode.NOT_FOUND, f"dataset has no frame {frame_id!r}") from None
-            else:
-                target = image.resolve()
-                fr = next((f for f in ds.frames if ds.path(f.image).resolve() == target), None)
-            if fr is None:
-                raise ServiceError(ErrorCode.INVALID_PARAMS,
-                                   "no 'intrinsics' given and the image is not a frame of the dataset")
-            intr = fr.intrinsics
-        else:
-            raise ServiceError(ErrorCode.INVALID_PARAMS, "missing parameter 'intrinsics'")
-        t_db = time.perf_counter()
-        if db_path is None:
-            from ..database import build_database
-            from ..integrity import CorruptFile, verify_hdf5
-
-            folder = self.work_dir / "features" / ds.root.name
-            with self._db_build_lock:
-                for f in sorted(folder.glob("*.h5*")) if folder.is_dir() else []:
-                    try:  # the worker's own derived files: a corrupt one is rebuilt, never opened in-process
-                        verify_hdf5(f, what="cached feature database")
-                    except CorruptFile as e:
-                        log.warning("removing %s", e)
-                        f.unlink(missing_ok=True)
-                db_path = build_database(ds.root, folder, param(params, "db_conf", str, "sift"), progress=False)
-        t_db = time.perf_counter() - t_db
-        conf = {**options, "resize_max": rmax}
-        from ..features import sift
-        from ..integrity import ImageRejected, degenerate_image_reason
-
-        gray = sift.load_image_gray(str(image))
-        why = degenerate_image_reason(gray)
-        if why:
-            raise ImageRejected(image, why)
-        if gray.shape != (intr.height, intr.width):
-            raise ServiceError(ErrorCode.INVALID_PARAMS, f"image {image} is {gray.shape[1]}x{gray.shape[0]} but "
+        spec = self._intrinsics_spec(params, image, ds)
+        try:
+            rgb = load_photo(image)  # EXIF orientation applied; unreadable or uniform: refused with the reason
+        except IntrinsicsError as e:
+            raise ServiceError(ErrorCode.FAILED, str(e), {"path": str(image)}) from None
+        try:
+            intr = resolve(image, spec)
+        except (IntrinsicsError, KeyError, TypeError) as e:
+            raise ServiceError(ErrorCode.INVALID_PARAMS, f"intrinsics: {e}") from None
+        if intr.width <= 0 or intr.height <= 0 or intr.fx <= 0 or intr.fy <= 0:
+            raise ServiceError(ErrorCode.INVALID_PARAMS, "intrinsics: sizes and focal lengths must be positive")
+        if (intr.width, intr.height) != (rgb.shape[1], rgb.shape[0]):
+            raise ServiceError(ErrorCode.INVALID_PARAMS, f"image {image} is {rgb.shape[1]}x{rgb.shape[0]} but "
                                f"the intrinsics are for {intr.width}x{intr.height}")
-        loc, lock = self._localizer(db_path, conf)
+        t_open = time.perf_counter()
+        m, lock = self._method(method, ds, db_path, options)
+        t_open = time.perf_counter() - t_open
         t1 = time.perf_counter()
         with lock:
             t_wait = time.perf_counter() - t1
-            if method == "sift":
-                r = loc.localize(gray, intr)
-                res = {"success": bool(r.success), "cam_from_world": r.cam_from_world, "n_inliers": int(r.n_inliers),
-                       "n_matches": int(r.n_matches), "reproj_error_px": float(r.reproj_error_px),
-                       "retrieved": list(r.retrieved), "message": r.message, "timings": dict(r.timings)}
-            else:
-                from ..localize import _downscale
-
-                ta = time.perf_counter()
-                small, _ = _downscale(gray, intr, loc.conf["resize_max"])  # bounded memory, as localize does
-                desc = sift.extract(small, loc.db.conf["features"]).descriptors
-                i = int(loc.retrieve(small, desc, 1)[0])
-                res = {"success": True, "cam_from_world": loc.db.frames[i].cam_from_world, "n_inliers": 0,
-                       "n_matches": 0, "reproj_error_px": None, "retrieved": [loc.db.ids[i]],
-                       "message": "pose of the nearest reference", "timings": {"total": time.perf_counter() - ta}}
-        T = res["cam_from_world"]
-        res["matrix_world"] = None if T is None else blender_matrix_world_from_cam_from_world(T)
-        res["intrinsics"] = intr.to_dict()
-        res["method"] = method
-        res["database"] = str(db_path)
+            res = estimate_photo(m, image, rgb, intr, estimate_focal=spec.get("source") == "estimate",
+                                 max_side=rmax)
+        res["database"] = None if db_path is None else str(db_path)
         res["timings"]["compute"] = res["timings"].get("total", 0.0)
-        res["timings"]["database_build"] = t_db
+        res["timings"]["open"] = t_open
         res["timings"]["lock_wait"] = t_wait
         res["timings"]["handler"] = time.perf_counter() - t0
-        del gray
+        del rgb
         _release_memory()
         return res
+
+    @staticmethod
+    def _intrinsics_spec(params: dict, image: Path, ds: Any) -> dict:
+        """The request's intrinsics as a :func:`ml_backend.intrinsics.resolve` spec: ``intrinsics``, else the
+        dataset frame ``frame`` or the one whose image is ``image``, else EXIF."""
+        from pose_addon.core.dataset import DatasetError
+
+        given = param(params, "intrinsics", dict, None)
+        frame_id = param(params, "frame", str, None)
+        if given is not None:
+            return given
+        if ds is None:
+            if frame_id is not None:
+                raise ServiceError(ErrorCode.INVALID_PARAMS, "'frame' needs 'dataset'")
+            return {"source": "exif"}
+        if frame_id is not None:
+            try:
+                return ds.frame(frame_id).intrinsics.to_dict()
+            except DatasetError:
+                raise ServiceError(ErrorCode.NOT_FOUND, f"dataset has no frame {frame_id!r}") from None
+        target = image.resolve()
+        fr = next((f for f in ds.frames if ds.path(f.image).resolve() == target), None)
+        return {"source": "exif"} if fr is None else fr.intrinsics.to_dict()
+
+
+def _file_version(path: Path) -> tuple:
+    """``(resolved path, size, mtime_ns)``: a file rewritten in place is another version."""
+    st = path.stat()
+    return str(path.resolve()), st.st_size, st.st_mtime_ns
+
+
+def _verify_cached_databases(folder: Path) -> None:
+    """Remove the corrupt ones among the worker's own feature databases in ``folder`` (rebuilt when next needed):
+    each is read whole in a child (:func:`ml_backend.integrity.verify_hdf5`), never opened unverified here."""
+    from ..integrity import CorruptFile, verify_hdf5
+
+    for f in sorted(folder.glob("*.h5*")) if folder.is_dir() else []:
+        try:
+            verify_hdf5(f, what="cached feature database")
+        except CorruptFile as e:
+            log.warning("removing %s", e)
+            f.unlink(missing_ok=True)
 
 
 def _release_memory() -> None:
