@@ -14,8 +14,8 @@ import numpy as np
 
 from .cameras import Intrinsics, project_points
 
-__all__ = ["weld_vertices", "sharp_edges", "corner_vertices", "farthest_point_sampling", "suggest_keypoints",
-           "MIN_VIEW_SHARE", "min_views", "visible_in_view", "view_counts"]
+__all__ = ["weld_vertices", "sharp_edges", "corner_vertices", "farthest_point_sampling", "candidate_pools",
+           "choose_keypoints", "suggest_keypoints", "MIN_VIEW_SHARE", "min_views", "visible_in_view", "view_counts"]
 
 #: a keypoint seen by fewer than this share of the reference views is too rarely seen to be learned
 MIN_VIEW_SHARE = 0.15
@@ -98,25 +98,59 @@ def farthest_point_sampling(points: np.ndarray, k: int, start: int | None = None
     return np.array(chosen, dtype=np.int64)
 
 
-def suggest_keypoints(vertices: np.ndarray, faces: np.ndarray, k: int = 16, angle_deg: float = 30.0,
-                      min_z: float | None = None) -> np.ndarray:
-    """Propose ``k`` well-spread salient points ``[k', 3]`` (world) of a triangle mesh.
-
-    Candidates are corners where sharp edges meet; when there are fewer than ``k`` of them, vertices on
-    sharp edges, then all vertices, fill in. ``min_z`` drops candidates below a height (e.g. the ground).
-    """
+def candidate_pools(vertices: np.ndarray, faces: np.ndarray, angle_deg: float = 30.0,
+                    min_z: float | None = None) -> list[np.ndarray]:
+    """Keypoint candidates ``[M_i, 3]`` (world) of a triangle mesh in order of preference: corners where sharp
+    edges meet, vertices on sharp edges, all vertices; ``min_z`` drops those below a height (e.g. the ground)."""
     v, f = weld_vertices(vertices, faces)
     edges = sharp_edges(v, f, angle_deg)
     corners = corner_vertices(v, edges, angle_deg)
-    pools = [corners, np.unique(edges), np.arange(len(v))]
-    cand = np.zeros(0, dtype=np.int64)
-    for pool in pools:
+    pools = []
+    for pool in (corners, np.unique(edges), np.arange(len(v))):
         if min_z is not None:
             pool = pool[v[pool, 2] >= min_z]
-        cand = pool
+        pools.append(v[pool])
+    return pools
+
+
+def choose_keypoints(pools: list[np.ndarray], k: int,
+                     seen_by: Optional[Callable[[np.ndarray], np.ndarray]] = None, min_views: int = 1,
+                     max_counted: int = 2000) -> np.ndarray:
+    """``k`` well-spread points ``[k', 3]`` by farthest-point sampling from the first of ``pools``
+    (:func:`candidate_pools`) that holds ``k`` candidates.
+
+    With ``seen_by(points [M, 3]) -> [M]`` (how many views see each point), candidates seen by fewer than
+    ``min_views`` are left out first (a keypoint no training view shows cannot be learned); a pool of more than
+    ``max_counted`` candidates is evenly thinned to that many before counting. When no pool keeps ``k`` seen
+    candidates, the views are ignored.
+    """
+    if seen_by is not None:
+        for pts in pools:
+            if len(pts) < k:
+                continue
+            if len(pts) > max_counted:
+                pts = pts[np.linspace(0, len(pts) - 1, max_counted).astype(np.int64)]
+            keep = pts[np.asarray(seen_by(pts)) >= min_views]
+            if len(keep) >= k:
+                return keep[farthest_point_sampling(keep, k)]
+    cand = pools[-1]
+    for pts in pools:
+        cand = pts
         if len(cand) >= k:
             break
-    return v[cand[farthest_point_sampling(v[cand], k)]]
+    return cand[farthest_point_sampling(cand, k)]
+
+
+def suggest_keypoints(vertices: np.ndarray, faces: np.ndarray, k: int = 16, angle_deg: float = 30.0,
+                      min_z: float | None = None, seen_by: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+                      min_views: int = 1) -> np.ndarray:
+    """Propose ``k`` well-spread salient points ``[k', 3]`` (world) of a triangle mesh.
+
+    Candidates are corners where sharp edges meet; when there are fewer than ``k`` of them, vertices on
+    sharp edges, then all vertices, fill in. ``min_z`` drops candidates below a height (e.g. the ground);
+    ``seen_by`` and ``min_views`` keep to candidates enough views see (:func:`choose_keypoints`).
+    """
+    return choose_keypoints(candidate_pools(vertices, faces, angle_deg, min_z), k, seen_by, min_views)
 
 
 def min_views(n_views: int, share: float = MIN_VIEW_SHARE) -> int:

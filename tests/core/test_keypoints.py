@@ -3,7 +3,15 @@ import numpy as np
 import pytest
 
 from pose_addon.core.cameras import Intrinsics, camera_center
-from pose_addon.core.keypoints import MIN_VIEW_SHARE, min_views, view_counts, visible_in_view
+from pose_addon.core.keypoints import (
+    MIN_VIEW_SHARE,
+    candidate_pools,
+    choose_keypoints,
+    min_views,
+    suggest_keypoints,
+    view_counts,
+    visible_in_view,
+)
 from pose_addon.core.sampling import SamplerConfig, look_at, sample_cameras
 
 W, H = 96, 72
@@ -12,10 +20,10 @@ LO, HI = np.array([-4.0, -3.0, 0.0]), np.array([4.0, 3.0, 6.0])
 CORNERS = np.array([[x, y, z] for x in (LO[0], HI[0]) for y in (LO[1], HI[1]) for z in (LO[2], HI[2])])
 
 
-def box_depth(cam_from_world: np.ndarray) -> np.ndarray:
+def box_depth(cam_from_world: np.ndarray, intr: Intrinsics = INTR) -> np.ndarray:
     """Planar depth [H, W] of the box LO..HI seen from a camera (ray-box slabs per pixel), 0 = no surface."""
-    u, v = np.meshgrid(np.arange(W, dtype=float), np.arange(H, dtype=float))
-    d_cam = np.stack([(u - INTR.cx) / INTR.fx, (v - INTR.cy) / INTR.fy, np.ones_like(u)], -1)  # z = 1
+    u, v = np.meshgrid(np.arange(intr.width, dtype=float), np.arange(intr.height, dtype=float))
+    d_cam = np.stack([(u - intr.cx) / intr.fx, (v - intr.cy) / intr.fy, np.ones_like(u)], -1)  # z = 1
     R = cam_from_world[:3, :3]
     d = d_cam @ R  # world directions (R.T @ d per pixel), scaled so that the planar depth equals t
     eye = camera_center(cam_from_world)
@@ -96,3 +104,33 @@ def test_min_views_is_the_learnable_share():
     assert min_views(7) == 2
     assert min_views(20) == 3
     assert min_views(0) == 1
+
+
+def box_mesh():
+    """The box LO..HI as 12 triangles (outward normals)."""
+    quads = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
+    return CORNERS.copy(), np.array([t for a, b, c, d in quads for t in ((a, b, c), (a, c, d))])
+
+
+def test_suggestion_keeps_to_corners_the_views_see():
+    V, F = box_mesh()
+    pools = candidate_pools(V, F)
+    assert len(pools[0]) == 8  # every box vertex is a corner of three sharp edges
+    np.testing.assert_array_equal(suggest_keypoints(V, F, 4), choose_keypoints(pools, 4))
+    # cameras facing the +x face, between the box's floor and top: the depth test sees its four corners only
+    T_side = [look_at(np.array([30.0, 0.0, z]), (LO + HI) / 2) for z in (1.0, 2.0, 3.0, 4.0, 5.0)]
+    intr = INTR.scaled(4.0)  # the far corners project a few pixels inside the outline: a finer depth map
+
+    def seen_by(p):
+        return view_counts(p, ((T, intr, box_depth(T, intr)) for T in T_side), tol_abs=0.05)[0]
+
+    pts = suggest_keypoints(V, F, 4, seen_by=seen_by, min_views=min_views(len(T_side)))
+    assert len(pts) == 4 and (pts[:, 0] == HI[0]).all()
+    # more keypoints than seen corners: the views cannot be honoured, all corners are candidates again
+    pts = suggest_keypoints(V, F, 6, seen_by=seen_by, min_views=min_views(len(T_side)))
+    assert len(pts) == 6 and (pts[:, 0] == LO[0]).any()
+    # large pools are thinned before counting
+    calls = []
+    choose_keypoints([np.random.default_rng(0).normal(size=(5000, 3))], 3,
+                     seen_by=lambda p: calls.append(len(p)) or np.ones(len(p)), max_counted=500)
+    assert calls == [500]
