@@ -8,17 +8,20 @@ Two detectors (``conf["backend"]``):
   dataset's references plus views drawn by the worker's OpenGL renderer (:mod:`.heatmap_train`).
 * ``yolo``: an Ultralytics YOLO pose model (from scratch, or a user's ``.pt`` via ``model`` / ``weights``).
 
-Cache layout (``cache`` is the bench's cache, default ``<checkout>/.cache/ml_backend``)::
+Cache layout (``cache`` is the bench's cache, default ``<checkout>/.cache/ml_backend``; ``<dataset>`` is the
+dataset folder's name, for people: what keys each entry is ``<digest>``, the dataset's identity
+(:func:`.heatmap_train.dataset_digest`), alone or inside ``<key>``, and each records the digest it was built from)::
 
-    cache/keypoints/<dataset>-gl<N>/        the references plus N worker-rendered views (heatmap training)
+    cache/keypoints/<dataset>-<digest>-gl<N>/  the references plus N worker-rendered views (heatmap training;
+                                           :func:`ml_backend.regression.trainset.build_train_dataset`)
     cache/keypoints/<dataset>-hm-<key>/     heatmap model: checkpoint.pt (resumable), model.pt, model.json,
                                            curves.png
 
     cache/ultralytics/                     YOLO_CONFIG_DIR: settings, Arial.ttf, nothing in $HOME
     cache/datasets/<scene>-<digest>/       training renders (train / val splits), see :mod:`.render`
-    cache/keypoints/<scene>-<key>/yolo/    Ultralytics pose dataset (labels, data.yaml for evaluation, train.yaml
+    cache/keypoints/<dataset>-<key>/yolo/  Ultralytics pose dataset (labels, data.yaml for evaluation, train.yaml
                                            with the loss's wider OKS sigma, keypoints.json)
-    cache/keypoints/<scene>-<key>/model/   run/ (resumable), model.pt, train.json
+    cache/keypoints/<dataset>-<key>/model/ run/ (resumable), model.pt, train.json
     cache/keypoints/<dataset>.detector.json  the detector's error on a dataset's queries (for the oracle's noise)
 """
 from __future__ import annotations
@@ -34,7 +37,7 @@ from typing import Optional
 
 import numpy as np
 
-from pose_addon.core.dataset import Dataset, atomic_write_json
+from pose_addon.core.dataset import Dataset, DatasetError, atomic_write_json
 
 from ..paths import CACHE_DIR
 from . import yolo
@@ -54,7 +57,7 @@ from .pose import solve_keypoint_pose
 from .render import ensure_training_renders
 
 __all__ = ["default_conf", "KeypointModel", "ensure_model", "detect", "localize_queries", "detection_metrics",
-           "oracle_queries", "default_cache", "RAYLEIGH_MEDIAN"]
+           "oracle_queries", "default_cache", "gl_views_dir", "RAYLEIGH_MEDIAN"]
 
 #: median of the distance of a 2D isotropic Gaussian error of per-axis sigma 1 (sqrt(2 ln 2)).
 RAYLEIGH_MEDIAN = float(np.sqrt(2 * np.log(2)))
@@ -129,6 +132,19 @@ def _relay(conf: dict, on_event: Optional[Callable[[dict], None]]):
     return cb
 
 
+def _dataset_digest(dataset: Dataset) -> str:
+    """The identity every keypoint cache entry is keyed by and records (:func:`.heatmap_train.dataset_digest`)."""
+    from .heatmap_train import dataset_digest
+
+    return dataset_digest(dataset)
+
+
+def gl_views_dir(cache: Path, dataset: Dataset, n_views: int) -> Path:
+    """The folder of ``dataset``'s references plus ``n_views`` worker-rendered training views: keyed by the
+    dataset's digest, so two datasets of the same folder name never share views."""
+    return Path(cache) / "keypoints" / f"{dataset.root.name}-{_dataset_digest(dataset)}-gl{int(n_views)}"
+
+
 def ensure_model(dataset: Dataset, conf: Optional[dict] = None,
                  on_event: Optional[Callable[[dict], None]] = None) -> KeypointModel:
     """The keypoint model for ``dataset``'s scene: cached, else labelled and trained (renders views if needed).
@@ -151,15 +167,20 @@ def ensure_model(dataset: Dataset, conf: Optional[dict] = None,
         return KeypointModel(w, kset, None, w.parent, {"weights": str(w)})
     w_, h_ = c["train_size"]
     train_args = dict(yolo.DEFAULT_TRAIN_ARGS, **c["train"])
-    key = json.dumps({"kp": kset.digest(), "ds": dataset.root.name, "views": [c["train_views"], c["val_views"],
+    digest = _dataset_digest(dataset)
+    key = json.dumps({"kp": kset.digest(), "ds": digest, "views": [c["train_views"], c["val_views"],
                       w_, h_, c["train_samples"]], "model": c["model"], "train": train_args,
                       "loss_sigma": TRAIN_OKS_SIGMA}, sort_keys=True)
     name = f"{dataset.root.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
     root = cache / "keypoints" / name
     model_dir = root / "model"
     if (model_dir / "model.pt").is_file() and (model_dir / "train.json").is_file():
-        return KeypointModel(model_dir / "model.pt", kset, root / "yolo" / "data.yaml", model_dir,
-                             json.loads((model_dir / "train.json").read_text()))
+        info = json.loads((model_dir / "train.json").read_text())
+        if info.get("dataset_digest") != digest:
+            raise DatasetError(f"{model_dir} holds a keypoint model trained on dataset "
+                               f"{info.get('dataset_digest', 'none')}, not on {dataset.root} (digest {digest}): "
+                               "delete it to train again")
+        return KeypointModel(model_dir / "model.pt", kset, root / "yolo" / "data.yaml", model_dir, info)
     t0 = time.time()
     renders = ensure_training_renders(dataset, cache, int(c["train_views"]), int(c["val_views"]), int(w_), int(h_),
                                       int(c["train_samples"]), c.get("progress", True))
@@ -185,7 +206,8 @@ def ensure_model(dataset: Dataset, conf: Optional[dict] = None,
     weights = yolo.train(train_yaml_path(data_yaml), model_dir, cache / "ultralytics", c["model"], c["train"],
                          device, _relay(c, on_event), int(c["threads"]))
     info = json.loads((model_dir / "train.json").read_text())
-    info.update({"render_s": round(t_render, 1), "train_wall_s": round(time.time() - t2, 1), "device": device})
+    info.update({"render_s": round(t_render, 1), "train_wall_s": round(time.time() - t2, 1), "device": device,
+                 "dataset": str(dataset.root), "dataset_digest": digest})
     atomic_write_json(model_dir / "train.json", info)
     return KeypointModel(weights, kset, data_yaml, model_dir, info)
 
@@ -202,7 +224,7 @@ def _ensure_heatmap_model(dataset: Dataset, c: dict, kset: KeypointSet, cache: P
     hconf["progress"] = c.get("progress", True)
     if c.get("device"):
         hconf["device"] = c["device"]
-    digest = ht.dataset_digest(dataset)
+    digest = _dataset_digest(dataset)
     key = json.dumps({"kp": kset.digest(), "ds": digest, "gl": int(c["gl_views"]),
                       "train": {k: v for k, v in hconf.items() if k not in ("progress", "device", "threads",
                                                                               "time_s")}},
@@ -219,9 +241,8 @@ def _ensure_heatmap_model(dataset: Dataset, c: dict, kset: KeypointSet, cache: P
     if int(c["gl_views"]) > 0:
         from ..regression.trainset import build_train_dataset
 
-        tr = Dataset.load(build_train_dataset(dataset.root, cache / "keypoints" / f"{dataset.root.name}-gl"
-                                              f"{int(c['gl_views'])}", int(c["gl_views"]), seed=5,
-                                              progress=c.get("progress", True)))
+        tr = Dataset.load(build_train_dataset(dataset.root, gl_views_dir(cache, dataset, int(c["gl_views"])),
+                                              int(c["gl_views"]), seed=5, progress=c.get("progress", True)))
         for src in ("blender", "gl"):
             views += ht.load_views(tr, [f for f in tr.split("reference") if f.extras.get("source") == src], kset,
                                    src)

@@ -14,12 +14,34 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pose_addon.core.dataset import Dataset, Frame, atomic_write_bytes, write_depth
+from pose_addon.core.dataset import Dataset, DatasetError, Frame, atomic_write_bytes, write_depth
 from pose_addon.core.sampling import SamplerConfig, aabb_inside_fn, sample_cameras
 
 from ..progress import progress_bar
 
-__all__ = ["build_train_dataset"]
+__all__ = ["build_train_dataset", "train_dataset_state"]
+
+
+def train_dataset_state(out_dir: Path | str, plan: dict) -> str:
+    """``missing``, ``ok`` (complete, built to ``plan``) or ``stale`` (incomplete, unreadable, other settings or an
+    earlier state of the same source dataset: rebuilt) of the training set in ``out_dir``.
+
+    Raises:
+        DatasetError: ``out_dir`` holds the training views of another dataset (the message names both digests).
+    """
+    out = Path(out_dir)
+    if not out.exists():
+        return "missing"
+    try:
+        ds = Dataset.load(out)
+    except Exception:  # a crash mid-write or a foreign folder without a manifest: rebuilt
+        return "stale"
+    old = ds.manifest.get("render", {}).get("train_plan") or {}
+    if old.get("source_digest") != plan["source_digest"] and old.get("source_dataset") != plan["source_dataset"]:
+        raise DatasetError(f"{out} holds the training views of {old.get('source_dataset', '?')} (digest "
+                           f"{old.get('source_digest', 'none')}), not of {plan['source_dataset']} (digest "
+                           f"{plan['source_digest']}): choose another folder or delete it")
+    return "ok" if ds.complete and old == plan else "stale"
 
 
 def build_train_dataset(dataset_dir: Path | str, out_dir: Path | str, n_render: int = 300, seed: int = 2,
@@ -27,7 +49,11 @@ def build_train_dataset(dataset_dir: Path | str, out_dir: Path | str, n_render: 
     """Copy ``dataset_dir``'s references and render ``n_render`` extra views into ``out_dir`` (cached).
 
     Poses are sampled like the bench's references (distance/elevation ranges of the references' sampler) with
-    another seed. Returns ``out_dir``; a complete existing one with the same plan is reused.
+    another seed. Returns ``out_dir``; a complete existing one with the same plan is reused, a stale one rebuilt
+    (:func:`train_dataset_state`); the manifest records the source dataset and its references' digest.
+
+    Raises:
+        DatasetError: ``out_dir`` holds the training views of another dataset (the message names both digests).
     """
     from ..render import SceneRenderer
 
@@ -38,12 +64,8 @@ def build_train_dataset(dataset_dir: Path | str, out_dir: Path | str, n_render: 
         raise ValueError(f"{src.root} has no reference frames to train on")
     plan = {"source_dataset": str(Path(dataset_dir).resolve()), "source_digest": src.digest(refs),
             "n_blender": len(refs), "n_gl": int(n_render), "seed": int(seed)}
-    try:
-        ds = Dataset.load(out)
-        if ds.complete and ds.manifest.get("render", {}).get("train_plan") == plan:
-            return out
-    except Exception:
-        pass
+    if train_dataset_state(out, plan) == "ok":
+        return out
     if out.exists():
         shutil.rmtree(out)
     tmp = out.with_name(out.name + ".partial")
