@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 import torch
 from torch.nn import functional as F
+from tqdm import tqdm
 
 from pose_addon.core.dataset import Dataset, atomic_write_json
 
@@ -324,13 +325,16 @@ def train_heatmap(views: list[TrainView], kset: KeypointSet, out_dir: Path | str
     batch = int(c["batch"])
     from ..progress import progress_bar
 
+    # one bar over the whole time budget, in thousandths: in a job every update is a progress event of the training
+    bar = progress_bar(total=1000, initial=_permille(elapsed, budget), desc="keypoints training",
+                       disable=not c["progress"], file=sys.stderr,
+                       bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}")
+    val_txt = ""
     while elapsed < budget:
         rng = np.random.default_rng([int(c["seed"]), epoch])
         _set_train_mode(model, str(c["freeze"]))
         t_ep, cpu_ep = time.perf_counter(), time.process_time()
         losses = []
-        bar = progress_bar(total=per_epoch, desc=f"keypoints epoch {epoch + 1}", unit="crop", disable=not c["progress"],
-                   file=sys.stderr, leave=False)
         done = 0
         while done < per_epoch:
             t_b = time.perf_counter()
@@ -354,14 +358,15 @@ def train_heatmap(views: list[TrainView], kset: KeypointSet, out_dir: Path | str
             done += batch
             losses.append(loss.item())
             elapsed += time.perf_counter() - t_b
-            bar.update(batch)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", min=f"{elapsed / 60:.1f}")
+            bar.set_postfix_str(f"epoch {epoch + 1}, loss {losses[-1]:.3f}{val_txt}, "
+                                f"{elapsed / 60:.1f}/{budget / 60:.1f} min")
+            bar.update(max(0, _permille(elapsed, budget) - bar.n))
             if elapsed >= budget:
                 break
-        bar.close()
         t_v = time.perf_counter()
         med, p90 = _validate(model, val, size, device) if val else (float("nan"), float("nan"))
         elapsed += time.perf_counter() - t_v
+        bar.update(max(0, _permille(elapsed, budget) - bar.n))
         epoch += 1
         history.append({"epoch": epoch, "step": step, "loss": float(np.mean(losses)), "val_median_px": med,
                         "val_p90_px": p90, "elapsed_s": round(elapsed, 1), "lr": lr,
@@ -377,13 +382,20 @@ def train_heatmap(views: list[TrainView], kset: KeypointSet, out_dir: Path | str
             on_event({"event": "progress", "done": min(elapsed, budget), "total": budget, "message": msg,
                       "loss": history[-1]["loss"], "elapsed_s": elapsed, "val_median_px": med})
         elif c["progress"]:
-            sys.stderr.write(f"[keypoints] {msg}\n")
+            tqdm.write(f"[keypoints] {msg}", file=sys.stderr)  # above the bar, in a terminal or the job's log
+        val_txt = f", validation median {med:.1f} px"
+    bar.close()
     meta = dict(identity, backbone=model.backbone_version, history=history, epochs=epoch, steps=step,
                 train_s=float(elapsed), device=device, n_train_views=len(train), n_val_views=len(val),
                 **(meta_extra or {}))
     _atomic_torch_save({"meta": meta, "state_dict": model.state_dict()}, model_path)
     atomic_write_json(out / "model.json", meta)
     return model_path
+
+
+def _permille(elapsed: float, budget: float) -> int:
+    """Thousandths of the time budget spent (1000 once it is)."""
+    return 1000 if budget <= 0 else min(1000, int(1000 * elapsed / budget))
 
 
 def is_heatmap_model(path: Path | str) -> bool:

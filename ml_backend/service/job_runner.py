@@ -287,13 +287,16 @@ def _run_train_regression(p: dict) -> dict:
 
     report(0.0, "regression", "preparing training data", force=True)
     ds = Dataset.load(p["dataset"])
-    conf = {"regression_dir": str(Path(p["workdir"]) / "regression" / ds.root.name), "progress": True, **p["conf"]}
+    folder = f"{ds.root.name}-{ds.digest(ds.reference_frames())}"  # keyed by the references, not the folder name
+    conf = {"regression_dir": str(Path(p["workdir"]) / "regression" / folder), "progress": True, **p["conf"]}
     ckpt, train_ds = ensure_checkpoint(ds, Path(p["workdir"]), conf)
     return {"checkpoint": str(ckpt), "train_dataset": str(train_ds)}
 
 
 def _run_train_keypoints(p: dict) -> dict:
-    """Label, train (offline YOLO pose, in its own process) or reuse the keypoint model of a dataset's scene."""
+    """Label, train or reuse the keypoint model of a dataset's scene (:func:`ml_backend.keypoints.pipeline.
+    ensure_model`); its training reports through the progress channel (heatmap: the share of the time budget spent,
+    YOLO: epochs of its child process), so the job's progress follows it."""
     from pose_addon.core.dataset import Dataset
 
     from ..keypoints import pipeline
