@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -43,11 +43,12 @@ from pose_addon.core.sampling import PRESETS, SamplerConfig, in_band, placement_
 from .distributed.cluster import active as distributed_active
 from .estimate import list_photos
 from .intrinsics import IntrinsicsError, load_photo, parse_intrinsics_arg, resolve
-from .methods.interface import open_method
+from .methods.interface import Method, open_method
 from .paths import CACHE_DIR
 from .scenes import DEFAULT_LONGEST_M
 
-__all__ = ["LocalizeOptions", "localize_photos", "reference_dataset", "write_outputs", "FORMAT", "VERSION"]
+__all__ = ["LocalizeOptions", "localize_photos", "reference_dataset", "reference_bands", "unique_stems",
+           "localize_one", "summarize", "write_outputs", "FORMAT", "VERSION"]
 
 FORMAT = "building-pose-localize"
 VERSION = 1
@@ -131,7 +132,9 @@ def read_seed_cameras(path: str | Path) -> list[np.ndarray]:
     return poses
 
 
-def _reference_bands(ds: Dataset) -> list[SamplerConfig]:
+def reference_bands(ds: Dataset) -> list[SamplerConfig]:
+    """The placement bands (samplers) of ``ds``'s reference groups, from its render config: what a localized
+    camera is checked against (``in_band``); empty when the manifest does not record them."""
     groups = ds.manifest.get("render", {}).get("config", {}).get("groups", [])
     splits = set(ds.reference_splits())
     return [SamplerConfig.from_dict(g["sampler"]) for g in groups if g.get("split") in splits and "sampler" in g]
@@ -158,15 +161,15 @@ def localize_photos(opts: LocalizeOptions, on_progress: Optional[Callable[[float
     ds = reference_dataset(opts)
     model_from_world = np.asarray(ds.scene.get("model_from_world", np.eye(4)), np.float64)
     world_from_model = np.linalg.inv(model_from_world)
-    bands = _reference_bands(ds)
+    bands = reference_bands(ds)
     target = np.asarray(ds.scene.get("target", [0, 0, 0]), np.float64)
     cache = Path(opts.cache) if opts.cache else CACHE_DIR
     rows = []
-    stems = _unique_stems(photos)
+    stems = unique_stems(photos)
     with open_method(opts.method, ds, cache / "localize" / ds.root.name, opts.options) as method:
         bar = progress_bar(photos, desc=f"localize {opts.method}", unit="photo", disable=not opts.progress)
         for i, path in enumerate(bar):
-            row = _localize_one(method, path, stems[i], spec, world_from_model, bands, target)
+            row = localize_one(method, path, stems[i], spec, world_from_model, bands, target)
             rows.append(row)
             bar.set_postfix_str(f"{row['stem']}: {row['status']}"[:40])
             if on_progress:
@@ -174,12 +177,13 @@ def localize_photos(opts: LocalizeOptions, on_progress: Optional[Callable[[float
     result = {"format": FORMAT, "version": VERSION, "model": ds.scene.get("source") or str(ds.root),
               "dataset": str(ds.root.resolve()), "model_from_world": model_from_world.tolist(),
               "method": opts.method, "intrinsics": opts.intrinsics, "photos": rows,
-              "summary": _summary(rows)}
+              "summary": summarize(rows)}
     write_outputs(result, Path(opts.out))
     return json_safe(result)
 
 
-def _unique_stems(photos: list[Path]) -> list[str]:
+def unique_stems(photos: Sequence[Path]) -> list[str]:
+    """One name per photo, in order: its file stem, with ``_1``, ``_2``... after the first of a repeated stem."""
     seen: dict[str, int] = {}
     out = []
     for p in photos:
@@ -189,9 +193,20 @@ def _unique_stems(photos: list[Path]) -> list[str]:
     return out
 
 
-def _localize_one(method, path: Path, stem: str, spec: dict, world_from_model: np.ndarray,
-                  bands: list, target: np.ndarray) -> dict:
-    """One photo's row; never raises for a bad photo (the reason goes in the row)."""
+def localize_one(method: Method, path: Path, stem: str, spec: dict, world_from_model: np.ndarray,
+                 bands: Sequence[SamplerConfig], target: np.ndarray) -> dict:
+    """The ``poses.json`` row of one photo localized with the opened ``method``.
+
+    Args:
+        spec: the intrinsics spec (:func:`ml_backend.intrinsics.parse_intrinsics_arg`); ``estimate`` solves the
+            focal length.
+        world_from_model: ``[4, 4]``, the model file's frame in the render world (the inverse of the manifest's
+            ``model_from_world``); the row's ``cam_from_world`` is in the model's frame (OpenCV camera axes).
+        bands: :func:`reference_bands`; ``target`` ``[3]`` (render world) the point they are placed around.
+
+    A photo that cannot be read, has unusable intrinsics or fails the acceptance rule gives a ``failed`` row with
+    the reason (never raises for it); a missing model file raises and stops the batch.
+    """
     import time
 
     row = _photo_row(path, stem)
@@ -210,18 +225,21 @@ def _localize_one(method, path: Path, stem: str, spec: dict, world_from_model: n
     row.update(width=k.width, height=k.height, K=k.K.tolist(), dist=list(k.dist[:2]) if k.dist else None,
                n_inliers=int(est.n_inliers), inlier_ratio=float(est.inlier_ratio), confidence=float(est.confidence),
                time_s=time.perf_counter() - t0, reproj_error_px=est.reproj_error_px)
-    if not est.success:
+    T = est.cam_from_world
+    if not est.success or T is None:
         row["reason"] = est.reason or "not localized"
         return row
-    row.update(status="ok", cam_from_world=rebase_pose(est.cam_from_world, world_from_model).tolist())
+    row.update(status="ok", cam_from_world=rebase_pose(T, world_from_model).tolist())
     if bands:
-        checks = [in_band(b, target, est.cam_from_world) for b in bands]
+        checks = [in_band(b, target, T) for b in bands]
         row["in_band"] = any(ok for ok, _ in checks)
         row["band_note"] = "" if row["in_band"] else checks[0][1]
     return row
 
 
-def _summary(rows: list[dict]) -> dict:
+def summarize(rows: Sequence[dict]) -> dict:
+    """``poses.json``'s ``summary`` of the photo rows: ``n_photos``, ``n_localized``, ``outside_band`` (stems of
+    photos localized outside the references' band) and ``failed`` (stem -> reason)."""
     ok = [r for r in rows if r["status"] == "ok"]
     return {"n_photos": len(rows), "n_localized": len(ok),
             "outside_band": [r["stem"] for r in ok if r.get("in_band") is False],

@@ -41,7 +41,7 @@ def localize_chunk(method: str, dataset_root: str, workdir: str, options: dict, 
     ds = Dataset.load(dataset_root)
     W, t = np.asarray(world_from_model, np.float64), np.asarray(target, np.float64)
     with open_method(method, ds, Path(workdir), options) as m:
-        return [json_safe(lp._localize_one(m, Path(p), s, spec, W, bands, t)) for p, s in zip(photos, stems)]
+        return [json_safe(lp.localize_one(m, Path(p), s, spec, W, bands, t)) for p, s in zip(photos, stems)]
 
 
 def _prepare_databases(method: str, ds: Dataset, workdir: Path, options: dict, progress: bool) -> None:
@@ -90,13 +90,13 @@ def localize_photos(opts: lp.LocalizeOptions, on_progress: Optional[Callable[[fl
     ds = lp.reference_dataset(opts)
     model_from_world = np.asarray(ds.scene.get("model_from_world", np.eye(4)), np.float64)
     world_from_model = np.linalg.inv(model_from_world)
-    bands = lp._reference_bands(ds)
+    bands = lp.reference_bands(ds)
     target = np.asarray(ds.scene.get("target", [0, 0, 0]), np.float64)
     cache = Path(opts.cache) if opts.cache else CACHE_DIR
     workdir = (cache / "localize" / ds.root.name).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     _prepare_databases(opts.method, ds, workdir, opts.options, opts.progress)
-    stems = lp._unique_stems(photos)
+    stems = lp.unique_stems(photos)
     out = Path(opts.out)
     chunk_dir = out / ".chunks"
     starts = list(range(0, len(photos), photos_per_task))
@@ -131,7 +131,7 @@ def localize_photos(opts: lp.LocalizeOptions, on_progress: Optional[Callable[[fl
               desc=f"localize {opts.method}", progress=opts.progress, on_result=keep, retry_exceptions=(OSError,))
     result = {"format": lp.FORMAT, "version": lp.VERSION, "model": ds.scene.get("source") or str(ds.root),
               "dataset": str(ds.root.resolve()), "model_from_world": model_from_world.tolist(),
-              "method": opts.method, "intrinsics": opts.intrinsics, "photos": rows, "summary": lp._summary(rows)}
+              "method": opts.method, "intrinsics": opts.intrinsics, "photos": rows, "summary": lp.summarize(rows)}
     lp.write_outputs(result, out)
     shutil.rmtree(chunk_dir, ignore_errors=True)
     return json_safe(result)
