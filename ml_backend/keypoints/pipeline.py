@@ -152,6 +152,12 @@ def ensure_model(dataset: Dataset, conf: Optional[dict] = None,
     Training data: ``conf["train_views"]`` extra renders of the scene (split ``train``, degraded copies; ``val``)
     plus the dataset's ``reference`` frames; the dataset's ``query`` frames are the ``test`` split. With
     ``train_views = 0`` the references alone are split by viewpoint (last 15% for validation).
+
+    Every cache entry is keyed by the dataset's digest and records it (see the module docstring).
+
+    Raises:
+        DatasetError: a cached training-views folder or YOLO model of another dataset (names both digests).
+        ModelMismatch: a heatmap model (cached or ``weights``) trained on another dataset or keypoint set.
     """
     c = dict(default_conf, **(conf or {}))
     cache = Path(c.get("cache") or default_cache()).resolve()
