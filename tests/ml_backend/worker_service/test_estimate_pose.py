@@ -80,3 +80,18 @@ def test_methods_that_cannot_run_are_clear_errors(worker, synth_dataset, synth_d
     with pytest.raises(RemoteError) as e:
         worker.estimate_pose(img, database=str(synth_db), intrinsics=intr | {"width": intr["width"] * 2})
     assert e.value.code == "invalid_params" and "intrinsics are for" in e.value.message
+
+
+def test_photo_is_read_with_its_exif_orientation(worker, synth_dataset, synth_db, tmp_path):
+    """A photo stored rotated with an EXIF orientation tag is localized as displayed (the intrinsics' size)."""
+    from PIL import Image
+
+    q = synth_dataset.split("query")[0]
+    path = tmp_path / "rotated.png"
+    with Image.open(synth_dataset.path(q.image)) as im:
+        exif = Image.Exif()
+        exif[0x0112] = 6  # displayed after a 90 deg clockwise turn
+        im.convert("RGB").rotate(90, expand=True).save(path, exif=exif)
+    r = worker.estimate_pose(str(path), database=str(synth_db), intrinsics=q.intrinsics.to_dict())
+    assert r["success"], r["reason"]
+    assert np.linalg.norm(camera_center(np.array(r["cam_from_world"])) - camera_center(q.cam_from_world)) < 0.1
