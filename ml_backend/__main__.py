@@ -155,8 +155,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from .blender_runner import BlenderError
     from .distributed.cluster import ShardError, active, connect_from_args
-    from .features.sift import ImageReadError
     from .intrinsics import IntrinsicsError
+    from .matching.extractors import ImageReadError
     from .methods import MethodUnavailable
     from .scenes import SceneSpecError
 
@@ -195,7 +195,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
             return scale_bench.run(args)
         if args.command == "build-db":
-            from .database import build_database
+            from .matching.database import build_database
 
             if active():  # --ray: reference frames in chunks as Ray tasks, merged into the same file
                 from .distributed.features import build_database

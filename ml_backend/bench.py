@@ -20,9 +20,9 @@ from pose_addon.core.sampling import SamplerConfig, placement_preset
 
 from . import blender_runner
 from .child_process import ChildError, describe_exit, python_command, run_events
-from .database import build_database
 from .distributed.cluster import active as distributed_active
 from .evaluation import evaluate_results
+from .matching.database import build_database
 from .methods import REGISTRY
 from .paths import CACHE_DIR
 from .scenes import DEFAULT_LONGEST_M, SceneSpec, parse_scene

@@ -45,10 +45,13 @@ def list_photos(path: str | Path) -> list[Path]:
 
 def method_options(method: str, conf: dict) -> dict:
     """The method options in a job's ``conf``: for matching methods the :class:`MatchingOptions` fields found
-    there (``conf["options"]`` first), for the others the whole conf."""
-    if method not in MATCHING_METHODS:
+    there (``conf["options"]`` first; with ``+refine`` also ``refine`` and ``scene_glb``), for the others the
+    whole conf."""
+    if method.removesuffix("+refine") not in MATCHING_METHODS:
         return {k: v for k, v in conf.items() if k not in ("options",)} | dict(conf.get("options") or {})
     names = {f.name for f in dataclasses.fields(MatchingOptions)}
+    if method.endswith("+refine"):
+        names |= {"refine", "scene_glb"}
     return {**{k: v for k, v in conf.items() if k in names}, **dict(conf.get("options") or {})}
 
 

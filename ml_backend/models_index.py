@@ -2,7 +2,8 @@
 folders, with scene, date and validation figures -- the list the extension's Models panel shows.
 
 Recognized by layout, not by name: a dataset is a folder with ``manifest.json``; a feature database an ``.h5``
-written by :mod:`ml_backend.database` (image features of the regression: by :mod:`ml_backend.regression.features`);
+written by :mod:`ml_backend.matching.database` (image features of the regression: by
+:mod:`ml_backend.regression.features`);
 a regression checkpoint ``best.pt`` beside ``metrics.csv``; a keypoint model ``model.pt`` beside ``train.json``.
 """
 from __future__ import annotations

@@ -40,9 +40,10 @@ import numpy as np
 from pose_addon.core.cameras import Intrinsics, camera_center
 from pose_addon.core.poses import rotation_angle_deg
 
-from . import matching
-from .features import sift
-from .lifting import lift_keypoints
+from .matching.extractors import sift
+from .matching.extractors.base import to_gray
+from .matching.lifting import lift_keypoints
+from .matching.matchers.nn import match_descriptors
 from .pnp import solve_pnp
 
 __all__ = ["default_conf", "RefineResult", "ModelEdges", "ImageEdges", "Refiner", "undistort_image"]
@@ -199,7 +200,7 @@ class ImageEdges:
     def __init__(self, img: np.ndarray, canny: tuple = (20, 50), blur_px: float = 1.0):
         from scipy.spatial import cKDTree
 
-        g = sift._to_gray(img).astype(np.float32)
+        g = to_gray(img).astype(np.float32)
         if blur_px > 0:
             g = cv2.GaussianBlur(g, (0, 0), blur_px)
         g8 = np.clip(np.round(g), 0, 255).astype(np.uint8)
@@ -458,7 +459,7 @@ class Refiner:
         for it in range(int(c["max_iterations"])):
             rgb, depth = self.renderer.render(T, intr)
             rf = sift.extract(rgb, c["sift"])
-            m = matching.match_descriptors(query_feats.descriptors, rf.descriptors, {"ratio": c["ratio"]})
+            m = match_descriptors(query_feats.descriptors, rf.descriptors, {"ratio": c["ratio"]})
             if len(m) < 4:
                 msg = f"iteration {it}: {len(m)} matches"
                 break

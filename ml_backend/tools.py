@@ -15,7 +15,7 @@ import numpy as np
 
 from pose_addon.core.dataset import Dataset
 
-from .features import EXTRACTORS
+from .matching import extractors
 
 __all__ = ["match_pair", "show_keypoints", "box_segments", "pose_overlay", "add_parsers", "dispatch"]
 
@@ -38,10 +38,11 @@ def match_pair(dataset_dir: Path | str, query_id: str, reference_id: str, out_pn
     query with the model edges at the estimated pose (green) and the true one (red). Returns a summary dict
     (matches, inliers, translation/rotation error when the query has a ground-truth pose).
     """
-    from . import lifting, viz
+    from . import viz
     from .evaluation import pose_error
-    from .features.sift import load_image_gray
-    from .matchers import get_matcher
+    from .matching import lifting
+    from .matching.extractors import load_image_gray
+    from .matching.presets import get_matcher
     from .pnp import solve_pnp
 
     ds = Dataset.load(dataset_dir)
@@ -87,8 +88,8 @@ def match_pair(dataset_dir: Path | str, query_id: str, reference_id: str, out_pn
 
 
 def show_keypoints(image_path: Path | str, out_png: Path | str, extractor: str | dict = "sift") -> int:
-    """Draw the keypoints of any extractor (:data:`ml_backend.features.EXTRACTORS`) on an image; returns N."""
-    from .features import extract_features
+    """Draw the keypoints of any extractor (:mod:`ml_backend.matching.extractors`) on an image; returns N."""
+    from .matching.extractors import extract_features
 
     bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
     if bgr is None:
@@ -141,7 +142,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", required=True)
     p = sub.add_parser("show-keypoints", help="draw the keypoints of an extractor on an image (PNG)")
     p.add_argument("--image", required=True)
-    p.add_argument("--extractor", default="sift", choices=sorted(EXTRACTORS), help="a local feature extractor")
+    p.add_argument("--extractor", default="sift", choices=extractors.names(), help="a local feature extractor")
     p.add_argument("--out", required=True)
     p = sub.add_parser("pose-overlay", help="model edges + 3D box at estimated and true pose (PNG)")
     p.add_argument("--dataset", required=True)

@@ -76,8 +76,8 @@ def test_dataset_from_the_render_operator_feeds_localization(tmp_path):
     import os
     import subprocess
 
-    from ml_backend.database import build_database
-    from ml_backend.localize import Localizer
+    from ml_backend.matching.database import build_database
+    from ml_backend.matching.localize import Localizer
     from pose_addon.core.cameras import camera_center
     from pose_addon.core.dataset import Dataset
 

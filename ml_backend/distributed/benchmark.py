@@ -45,8 +45,8 @@ def _stage(out: Path, cfg_path: Path, spec, photos_fn, args, sharded: bool,
            ref_dataset: Optional[Path] = None) -> dict:
     """Render, database and localize into ``out``; sharded through the connected Ray instance or not."""
     from .. import blender_runner
-    from ..database import build_database
     from ..localize_photos import LocalizeOptions, localize_photos
+    from ..matching.database import build_database
     from . import features as dfeatures
     from . import localize as dlocalize
     from . import render as drender

@@ -5,7 +5,7 @@ single-machine build writes its ``.partial`` file (same conf, same dataset diges
 resumable). The merge refuses a shard whose format, conf or recorded dataset digest differ from the database
 being built (the message names the shard and both digests), copies the frames into the ``.partial`` file and
 renames it to the database only when every reference frame is in. The result holds the same arrays and
-attributes as :func:`ml_backend.database.build_database` on one machine, at the same path.
+attributes as :func:`ml_backend.matching.database.build_database` on one machine, at the same path.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import h5py
 
 from pose_addon.core.dataset import Dataset, DatasetError
 
-from .. import database as db
+from ..matching import database as db
 from .cluster import resources, run_tasks
 
 __all__ = ["build_database", "merge_database_shards", "FRAMES_PER_TASK"]
@@ -79,7 +79,7 @@ def merge_database_shards(shards: Sequence[Path], final: Path, conf: dict, diges
 
 def build_database(dataset_dir: Path | str, out_path: Path | str, conf: Optional[dict | str] = None,
                    progress: bool = True, frames_per_task: Optional[int] = None) -> Path:
-    """:func:`ml_backend.database.build_database` on the Ray cluster (same arguments, same file and content).
+    """:func:`ml_backend.matching.database.build_database` on the Ray cluster (same arguments, same file and content).
 
     Raises:
         DatasetError: as the single-machine build, or a shard that fails the merge checks. ShardError: a task

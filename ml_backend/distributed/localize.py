@@ -48,8 +48,8 @@ def _prepare_databases(method: str, ds: Dataset, workdir: Path, options: dict, p
     """Build the databases ``method`` opens (sharded) where it looks for them; warm other methods' caches by
     opening them once here."""
     if method in MATCHING_METHODS:
-        from ..database import confs
-        from ..localize import ensemble_conf
+        from ..matching.database import confs
+        from ..matching.localize import ensemble_conf
 
         names = ["sift"] + ([method] if method in confs and method != "sift" else [])
         if method == "ensemble":

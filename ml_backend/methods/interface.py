@@ -42,14 +42,10 @@ import numpy as np
 from pose_addon.core.cameras import Intrinsics
 from pose_addon.core.dataset import Dataset
 
-from . import REGISTRY, MethodUnavailable, for_photos, get_method
+from . import MATCHING_METHODS, REGISTRY, MethodUnavailable, for_photos, get_method
 
 __all__ = ["Estimate", "MatchingOptions", "GenericOptions", "Method", "MatchingMethod", "open_method",
            "describe_methods", "MATCHING_METHODS", "accept"]
-
-#: registry names that localize by local feature matching (retrieval, matching, lifting, PnP)
-MATCHING_METHODS = ("sift", "colmap", "aliked+lightglue", "disk+lightglue", "xfeat+lighterglue",
-                    "superpoint+lightglue", "loftr", "ensemble")
 
 
 @dataclass
@@ -94,9 +90,9 @@ class MatchingOptions:
     pnp_backend: str = "poselib"
     resize_max: int = 1600  # longer images are downscaled to this longest side
     retrieval: str = "votes"  # "votes", "global" or "net"
-    localize: dict = field(default_factory=dict)  # further overrides of ml_backend.localize.default_conf
+    localize: dict = field(default_factory=dict)  # further overrides of ml_backend.matching.localize.default_conf
     matcher: dict = field(default_factory=dict)  # overrides of the matcher preset
-    ensemble: dict = field(default_factory=dict)  # overrides of ml_backend.localize.ensemble_conf
+    ensemble: dict = field(default_factory=dict)  # overrides of ml_backend.matching.localize.ensemble_conf
 
 
 @dataclass
@@ -189,7 +185,7 @@ class MatchingMethod(Method):
 
     def __init__(self, name: str, dataset: Optional[Dataset], workdir: Path, options: MatchingOptions,
                  database: Optional[str] = None, progress: bool = False):
-        from ._matcher import open_localizer
+        from .matching import open_localizer
 
         self.name, self.opts = name, options
         lconf = {**options.localize, "k": options.k, "k_fallback": options.k_fallback,
@@ -207,7 +203,7 @@ class MatchingMethod(Method):
 
     def _correspondences(self, image, intr: Intrinsics):
         """Pooled 2D-3D matches of the top ``k_fallback`` (or ``k``) references: (p2, p3, state intrinsics, ids)."""
-        from ..localize import dedup_correspondences
+        from ..matching.localize import dedup_correspondences
 
         members = getattr(self.loc, "members", None) or [self.loc]
         states = [m.prepare(image, intr) for m in members]
@@ -240,7 +236,7 @@ class MatchingMethod(Method):
         return self._estimate_focal(image, intrinsics, t0)
 
     def _estimate_focal(self, image, guess: Intrinsics, t0: float) -> Estimate:
-        from ..localize import _overlay_points
+        from ..matching.localize import _overlay_points
         from ..pnp import solve_pnp, solve_pnp_focal
 
         P2, P3, pin, retrieved = self._correspondences(image, guess)
@@ -343,9 +339,18 @@ def open_method(name: str, dataset: Optional[Dataset | str | Path], workdir: Pat
     ds = Dataset.load(dataset) if isinstance(dataset, (str, Path)) else dataset
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    if name.endswith("+refine"):
+        from .refined import RefinedMethod, scene_of
+
+        opts = dict(options or {}) if not dataclasses.is_dataclass(options) else options
+        refine_conf, glb = (opts.pop("refine", None), opts.pop("scene_glb", None)) if isinstance(opts, dict) \
+            else (None, None)
+        scene = scene_of(ds, glb)
+        return RefinedMethod(open_method(name.removesuffix("+refine"), ds, workdir, opts, database, progress),
+                             scene, refine_conf)
     if name in MATCHING_METHODS:
         if ds is None and database:  # the dataset the database was built from, when it is still there
-            from ..database import FeatureDatabase
+            from ..matching.database import FeatureDatabase
 
             with FeatureDatabase(database) as db:
                 source = db.dataset
@@ -362,9 +367,12 @@ def describe_methods() -> list[dict]:
     ``photos`` is false for the benchmark's bounds and baselines that cannot localize a user's photo."""
     out = []
     for name in REGISTRY:
-        cls = MatchingOptions if name in MATCHING_METHODS else GenericOptions
+        base = name.removesuffix("+refine")
+        cls = MatchingOptions if base in MATCHING_METHODS else GenericOptions
         opts = {f.name: (list(v) if isinstance(v, tuple) else v)
                 for f in dataclasses.fields(cls) for v in [getattr(cls(), f.name)]}
-        out.append({"name": name, "kind": "matching" if name in MATCHING_METHODS else "other",
-                    "estimate_focal": name in MATCHING_METHODS, "photos": for_photos(name), "options": opts})
+        if base != name:
+            opts["refine"] = {}  # overrides of ml_backend.refine.default_conf
+        out.append({"name": name, "kind": "matching" if base in MATCHING_METHODS else "other",
+                    "estimate_focal": base in MATCHING_METHODS, "photos": for_photos(name), "options": opts})
     return out

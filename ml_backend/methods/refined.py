@@ -1,26 +1,30 @@
 """``METHOD+refine`` for every method: the method's poses refined by rendering at the estimate
-(:class:`ml_backend.refine.Refiner` on the dataset's ``scene.glb``).
+(:class:`ml_backend.refine.Refiner` on the dataset's ``scene.glb``): :class:`RefinedMethod` wraps the opened
+method for photos, :func:`for_method` gives the benchmark's ``run``.
 
-``conf["refine"]`` overrides :data:`ml_backend.refine.default_conf`; the rest of ``conf`` goes to the method.
+``refine`` (in the options, or the benchmark's conf) overrides :data:`ml_backend.refine.default_conf`;
+``scene_glb`` names the building when there is no dataset; the rest goes to the method.
 A query the method did not localize stays unlocalized; a refinement that does not raise the edge score keeps
 the method's pose (``refine.stage == "initial"``). Each row's ``time_s`` includes the refinement, also given
 alone as ``t_refine_s``.
 """
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Optional
 
 import numpy as np
 
+from pose_addon.core.cameras import Intrinsics
 from pose_addon.core.dataset import Dataset
 
 from ..progress import progress_bar
 from . import MethodUnavailable
+from .interface import Estimate, Method
 
-__all__ = ["for_method", "SUFFIX", "MATCHER"]
+__all__ = ["for_method", "RefinedMethod", "scene_of", "SUFFIX", "MATCHER"]
 
 SUFFIX = "+refine"
 MATCHER = "render at the estimate: SIFT + PnP, then model edges vs sub-pixel Canny edges (scipy least squares)"
@@ -39,7 +43,7 @@ def _open_refiner(glb: Path, conf: dict):
 def _load_rgb(path) -> np.ndarray:
     import cv2
 
-    from ..features.sift import ImageReadError
+    from ..matching.extractors import ImageReadError
 
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
@@ -75,35 +79,45 @@ def for_method(base: str) -> SimpleNamespace:
                            t_refine_s=r.time_s, **_refine_fields(r))
         return rows
 
-    def estimate_images(images: list[str], intrinsics: list, conf: dict, progress: Callable = None) -> list[dict]:
-        if not hasattr(base_mod, "estimate_images"):
-            raise MethodUnavailable(f"method {base!r} cannot estimate single photos")
-        glb = conf.get("scene_glb")
-        if not glb and conf.get("dataset"):
-            ds = Dataset.load(conf["dataset"])
-            glb = ds.path(ds.scene.get("gltf") or "scene.glb")
-        if not glb or not Path(glb).is_file():
-            raise FileNotFoundError(f"refinement needs the building as glTF: give conf 'scene_glb' or a 'dataset' "
-                                    f"with scene.glb (got {glb!r})")
-        rows = base_mod.estimate_images(images, intrinsics, conf)
-        with _open_refiner(Path(glb), conf) as ref:
-            for i, (row, intr) in enumerate(zip(rows, intrinsics)):
-                row["matcher"] = MATCHER
-                row.setdefault("timings", {})
-                if row.get("cam_from_world") is None:
-                    row.update(refined=False)
-                    row["timings"]["refine"] = 0.0
-                    continue
-                if row.get("intrinsics"):  # the method estimated the focal length
-                    from pose_addon.core.cameras import Intrinsics
+    return SimpleNamespace(run=run, __name__=f"{base}{SUFFIX}")
 
-                    intr = Intrinsics.from_dict(row["intrinsics"])
-                t0 = time.perf_counter()
-                r = ref.refine(_load_rgb(row["image"]), intr, np.asarray(row["cam_from_world"]))
-                row.update(cam_from_world=r.cam_from_world, **_refine_fields(r))
-                row["timings"]["refine"] = time.perf_counter() - t0
-                if progress:
-                    progress((i + 1) / len(rows), f"{Path(row['image']).name}: {r.stage}")
-        return rows
 
-    return SimpleNamespace(run=run, estimate_images=estimate_images, __name__=f"{base}{SUFFIX}")
+def scene_of(dataset: Optional[Dataset], scene_glb: Optional[str]) -> Path:
+    """The building to render: ``scene_glb``, else ``dataset``'s glTF; FileNotFoundError when there is none."""
+    glb = Path(scene_glb) if scene_glb else None
+    if glb is None and dataset is not None:
+        glb = dataset.path(dataset.scene.get("gltf") or "scene.glb")
+    if glb is None or not glb.is_file():
+        raise FileNotFoundError(f"refinement needs the building as glTF: give option 'scene_glb' or a dataset with "
+                                f"scene.glb (got {glb})")
+    return glb
+
+
+class RefinedMethod(Method):
+    """An opened method whose accepted poses are refined by rendering at them; failures stay failures."""
+
+    def __init__(self, base: Method, scene: Path, refine_conf: Optional[dict] = None):
+        self.base, self.name = base, f"{base.name}{SUFFIX}"
+        try:
+            self.refiner = _open_refiner(scene, {"refine": refine_conf})
+        except BaseException:
+            base.close()
+            raise
+
+    def close(self) -> None:
+        try:
+            self.refiner.close()
+        finally:
+            self.base.close()
+
+    def estimate(self, image, intrinsics: Intrinsics, estimate_focal: bool = False) -> Estimate:
+        e = self.base.estimate(image, intrinsics, estimate_focal=estimate_focal)
+        timings = dict(e.extras.get("timings", {}))
+        if not e.success or e.cam_from_world is None:
+            timings["refine"] = 0.0
+            return dataclasses.replace(e, extras={**e.extras, "refined": False, "timings": timings})
+        rgb = image if isinstance(image, np.ndarray) else _load_rgb(image)
+        r = self.refiner.refine(rgb, e.intrinsics, np.asarray(e.cam_from_world))
+        timings["refine"] = r.time_s
+        return dataclasses.replace(e, cam_from_world=r.cam_from_world, time_s=e.time_s + r.time_s,
+                                   extras={**e.extras, **_refine_fields(r), "matcher": MATCHER, "timings": timings})

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from pose_addon.core.dataset import Dataset
 
-from ..features import sift
-from ..localize import Localizer
+from ..matching.extractors import load_image_gray, sift
+from ..matching.localize import Localizer
 from ..progress import progress_bar
 from ._common import ensure_database, photo_database, result_row
 
@@ -20,7 +20,7 @@ __all__ = ["run", "estimate_images", "nearest_reference"]
 
 def nearest_reference(loc: Localizer, image) -> int:
     """Index in ``loc.db`` of the top-1 retrieved reference of an image file."""
-    gray = sift.load_image_gray(image)
+    gray = load_image_gray(image)
     desc = sift.extract(gray, loc.db.conf["features"]).descriptors if loc.conf["retrieval"] == "votes" else None
     return int(loc.retrieve(gray, desc, 1)[0])
 

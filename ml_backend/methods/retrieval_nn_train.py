@@ -11,8 +11,8 @@ from pathlib import Path
 
 from pose_addon.core.dataset import Dataset
 
-from ..database import build_database
-from ..localize import Localizer
+from ..matching.database import build_database
+from ..matching.localize import Localizer
 from ..progress import progress_bar
 from ._common import result_row
 from .retrieval_nn import nearest_reference

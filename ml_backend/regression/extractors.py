@@ -16,7 +16,7 @@ import torch.nn as nn
 
 __all__ = ["ExtractorUnavailable", "Extractor", "create_extractor", "BACKBONES"]
 
-#: global image backbones of the regression method (local feature extractors: ``ml_backend.features.EXTRACTORS``)
+#: global image backbones of the regression method (local feature extractors: ``ml_backend.matching.extractors``)
 BACKBONES = ("efficientnet-lite0", "clip:<arch>")
 
 

@@ -25,6 +25,7 @@ import csv
 import io
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -198,6 +199,118 @@ def _plot(history: list[dict], path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+@dataclass
+class _Data:
+    """Cached features and targets of a run: ``X [N, D]``, normalised centres ``C [N, 3]``, rotations
+    ``Rt [N, 3, 3]`` (cam_from_world), and the row indices of training (``tr``; ``tr0`` its un-augmented views)
+    and validation (``va``) samples."""
+
+    feats: np.ndarray
+    T_all: np.ndarray
+    ids: np.ndarray
+    val: np.ndarray
+    norm: dict
+    X: torch.Tensor
+    C: torch.Tensor
+    Rt: torch.Tensor
+    tr: np.ndarray
+    va: np.ndarray
+    tr0: np.ndarray
+    extractor_meta: dict
+
+
+def _load_data(cfg: dict) -> _Data:
+    data = load_features(cfg["features"])
+    feats, T_all, ids, views = data["features"], data["cam_from_world"], data["image_ids"], data["view"]
+    attrs = data["attrs"]
+    val = _split(ids, float(cfg["val_fraction"]), int(cfg["seed"]))
+    if val.all() or not (~val).any():
+        raise ValueError("the validation split leaves no training viewpoints")
+    x_all = _targets(T_all, cfg["translation"])
+    norm = _normalization(x_all[~val & (views == 0)], cfg["translation"])
+    c_norm = (x_all - np.asarray(norm["centre"])) / norm["scale"]
+    X = torch.from_numpy(feats).float()
+    extractor_meta = {"name": attrs.get("extractor"), "version": attrs.get("extractor_version"),
+                      "preprocessing": json.loads(attrs.get("preprocessing", "{}")), "dim": int(X.shape[1])}
+    return _Data(feats, T_all, ids, val, norm, X, torch.from_numpy(c_norm).float(),
+                 torch.from_numpy(T_all[:, :3, :3]).float(), np.nonzero(~val)[0], np.nonzero(val & (views == 0))[0],
+                 np.nonzero(~val & (views == 0))[0], extractor_meta)
+
+
+def _scheduler(cfg: dict, opt: torch.optim.Optimizer):
+    if cfg["schedule"] == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(cfg["epochs"]),
+                                                          eta_min=float(cfg["lr"]) * 0.01)
+    if cfg["schedule"] == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(1, int(cfg["patience"]) // 3))
+    if cfg["schedule"] == "none":
+        return None
+    raise ValueError(f"unknown schedule {cfg['schedule']!r}; choose cosine, plateau or none")
+
+
+class _Loggers:
+    """TensorBoard (and wandb when asked and installed) on the writing rank; nothing on the others."""
+
+    def __init__(self, cfg: dict, out: Path, start: int, lead: bool):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.tb = SummaryWriter(str(out / "tb"), purge_step=start) if lead else None
+        self.wb = None
+        if cfg["wandb"] and lead:
+            try:
+                import wandb
+
+                self.wb = wandb.init(project="building-pose", config=cfg, dir=str(out), resume="allow")
+            except ImportError:
+                print("wandb requested but not installed; logging to CSV and TensorBoard only")
+
+    def log(self, rec: dict, epoch: int) -> None:
+        for k, v in rec.items():
+            if k != "epoch" and self.tb is not None:
+                self.tb.add_scalar(k, v, epoch)
+        if self.wb is not None:
+            self.wb.log(rec, step=epoch)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+        if self.wb is not None:
+            self.wb.finish()
+
+
+def _train_epoch(model, crit, opt, params: list, d: _Data, gen: torch.Generator, bs: int, rank: int,
+                 world: int) -> float:
+    """One pass over the training rows in a shuffled order (each rank its share of every batch); mean loss."""
+    model.train()
+    perm = d.tr[torch.randperm(len(d.tr), generator=gen).numpy()]
+    tot, nb = 0.0, 0
+    for i in range(0, len(perm), bs):
+        b = torch.from_numpy(perm[i:i + bs])
+        mine = b[rank::world]
+        opt.zero_grad()
+        part = 0.0
+        if len(mine):
+            c_p, R_p = model(d.X[mine])
+            loss, _ = crit(c_p, R_p, d.C[mine], d.Rt[mine])
+            (loss * (len(mine) / len(b))).backward()
+            part = float(loss.detach()) * (len(mine) / len(b))
+        if world > 1:
+            part = _sum_over_ranks(params, part)
+        opt.step()
+        tot += part
+        nb += 1
+    return tot / max(nb, 1)
+
+
+def _validate(model, d: _Data) -> tuple[dict, dict, float]:
+    """Median errors on the validation and the (un-augmented) training views, and the score to minimise."""
+    ev = evaluate_features(model, d.feats[d.va], d.T_all[d.va], d.norm) if len(d.va) else \
+        {"median_t_m": math.nan, "median_R_deg": math.nan}
+    et = evaluate_features(model, d.feats[d.tr0], d.T_all[d.tr0], d.norm)
+    score = ev["median_t_m"] + ev["median_R_deg"] / 2 if len(d.va) else et["median_t_m"] + et["median_R_deg"] / 2
+    return ev, et, score
+
+
 def train(config: dict, resume: bool = False) -> Path:
     """Train with ``config`` (see :data:`default_config`); returns the path of ``best.pt``.
 
@@ -212,40 +325,15 @@ def train(config: dict, resume: bool = False) -> Path:
     lead = rank == 0  # the rank that writes (every rank holds the same parameters)
     out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
-    data = load_features(cfg["features"])
-    feats, T_all, ids, views = data["features"], data["cam_from_world"], data["image_ids"], data["view"]
-    attrs = data["attrs"]
-    val = _split(ids, float(cfg["val_fraction"]), int(cfg["seed"]))
-    if val.all() or not (~val).any():
-        raise ValueError("the validation split leaves no training viewpoints")
-    R_all = T_all[:, :3, :3]
-    x_all = _targets(T_all, cfg["translation"])
-    norm = _normalization(x_all[~val & (views == 0)], cfg["translation"])
-    c_norm = (x_all - np.asarray(norm["centre"])) / norm["scale"]
-    tr = np.nonzero(~val)[0]
-    va = np.nonzero(val & (views == 0))[0]
-    tr0 = np.nonzero(~val & (views == 0))[0]
-    X = torch.from_numpy(feats).float()
-    C = torch.from_numpy(c_norm).float()
-    Rt = torch.from_numpy(R_all).float()
+    d = _load_data(cfg)
 
     torch.manual_seed(int(cfg["seed"]))
     gen = torch.Generator().manual_seed(int(cfg["seed"]))
-    model = BuildingPoseNetCached(X.shape[1], tuple(cfg["hidden"]), cfg["rotation"], float(cfg["dropout"]))
+    model = BuildingPoseNetCached(d.X.shape[1], tuple(cfg["hidden"]), cfg["rotation"], float(cfg["dropout"]))
     crit = PoseLoss(bool(cfg["learned_weights"]), float(cfg["beta"]), geodesic_weight=float(cfg["geodesic_weight"]))
     params = list(model.parameters()) + list(crit.parameters())
     opt = torch.optim.AdamW(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
-    if cfg["schedule"] == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(cfg["epochs"]),
-                                                           eta_min=float(cfg["lr"]) * 0.01)
-    elif cfg["schedule"] == "plateau":
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(1, int(cfg["patience"]) // 3))
-    elif cfg["schedule"] == "none":
-        sched = None
-    else:
-        raise ValueError(f"unknown schedule {cfg['schedule']!r}; choose cosine, plateau or none")
-    extractor_meta = {"name": attrs.get("extractor"), "version": attrs.get("extractor_version"),
-                      "preprocessing": json.loads(attrs.get("preprocessing", "{}")), "dim": int(X.shape[1])}
+    sched = _scheduler(cfg, opt)
     start, best, bad, history = 0, math.inf, 0, []
     last_path, best_path = out / "last.pt", out / "best.pt"
     if resume and last_path.is_file():
@@ -262,68 +350,29 @@ def train(config: dict, resume: bool = False) -> Path:
         torch.manual_seed(int(cfg["seed"]) * 1000 + 1 + rank)
     if lead:
         atomic_write_json(out / "config.json", cfg)
-    from torch.utils.tensorboard import SummaryWriter
-
-    tb = SummaryWriter(str(out / "tb"), purge_step=start) if lead else None
-    wb = None
-    if cfg["wandb"] and lead:
-        try:
-            import wandb
-
-            wb = wandb.init(project="building-pose", config=cfg, dir=str(out), resume="allow")
-        except ImportError:
-            print("wandb requested but not installed; logging to CSV and TensorBoard only")
-    bs = int(cfg["batch_size"])
+    logs = _Loggers(cfg, out, start, lead)
     bar = progress_bar(range(start, int(cfg["epochs"])), desc="train", unit="epoch",
                        disable=not cfg["progress"] or not lead, initial=start, total=int(cfg["epochs"]))
-    epoch = start - 1
     for epoch in bar:
-        model.train()
-        perm = tr[torch.randperm(len(tr), generator=gen).numpy()]
-        tot, nb = 0.0, 0
-        for i in range(0, len(perm), bs):
-            b = torch.from_numpy(perm[i:i + bs])
-            mine = b[rank::world]
-            opt.zero_grad()
-            part = 0.0
-            if len(mine):
-                c_p, R_p = model(X[mine])
-                loss, _ = crit(c_p, R_p, C[mine], Rt[mine])
-                (loss * (len(mine) / len(b))).backward()
-                part = float(loss.detach()) * (len(mine) / len(b))
-            if world > 1:
-                part = _sum_over_ranks(params, part)
-            opt.step()
-            tot += part
-            nb += 1
-        ev = evaluate_features(model, feats[va], T_all[va], norm) if len(va) else {"median_t_m": math.nan,
-                                                                                     "median_R_deg": math.nan}
-        et = evaluate_features(model, feats[tr0], T_all[tr0], norm)
-        score = ev["median_t_m"] + ev["median_R_deg"] / 2 if len(va) else et["median_t_m"] + et["median_R_deg"] / 2
+        loss = _train_epoch(model, crit, opt, params, d, gen, int(cfg["batch_size"]), rank, world)
+        ev, et, score = _validate(model, d)
         lr = opt.param_groups[0]["lr"]
         if sched is not None:
             sched.step(score) if cfg["schedule"] == "plateau" else sched.step()
-        rec = {"epoch": epoch, "lr": lr, "train_loss": tot / max(nb, 1), "val_median_t_m": ev["median_t_m"],
+        rec = {"epoch": epoch, "lr": lr, "train_loss": loss, "val_median_t_m": ev["median_t_m"],
                "val_median_R_deg": ev["median_R_deg"], "train_median_t_m": et["median_t_m"],
                "train_median_R_deg": et["median_R_deg"], "val_score": score,
                "s_t": crit.s_t.item(), "s_R": crit.s_r.item()}
         history.append(rec)
-        for k, v in rec.items():
-            if k != "epoch" and tb is not None:
-                tb.add_scalar(k, v, epoch)
-        if wb is not None:
-            wb.log(rec, step=epoch)
+        logs.log(rec, epoch)
         improved = score < best - 1e-9
-        if improved:
-            best, bad = score, 0
-        else:
-            bad += 1
+        best, bad = (score, 0) if improved else (best, bad + 1)
         ck = {"model": model.state_dict(), "loss": crit.state_dict(), "optimizer": opt.state_dict(),
               "scheduler": sched.state_dict() if sched is not None else {}, "epoch": epoch, "best_score": best,
               "bad_epochs": bad, "rng_torch": torch.get_rng_state(), "rng_gen": gen.get_state(),
-              "config": json.dumps(cfg), "extractor": json.dumps(extractor_meta),
-              "normalization": json.dumps(norm), "history": json.dumps(history),
-              "val_ids": json.dumps(sorted(set(ids[val].tolist()))), "val_metrics": json.dumps(ev)}
+              "config": json.dumps(cfg), "extractor": json.dumps(d.extractor_meta),
+              "normalization": json.dumps(d.norm), "history": json.dumps(history),
+              "val_ids": json.dumps(sorted(set(d.ids[d.val].tolist()))), "val_metrics": json.dumps(ev)}
         if improved and lead:
             _save(best_path, ck)
         if lead:
@@ -331,10 +380,7 @@ def train(config: dict, resume: bool = False) -> Path:
         bar.set_postfix(val_t=f"{ev['median_t_m']:.2f}", val_R=f"{ev['median_R_deg']:.2f}", best=f"{best:.3f}")
         if bad >= int(cfg["patience"]):
             break
-    if tb is not None:
-        tb.close()
-    if wb is not None:
-        wb.finish()
+    logs.close()
     if lead:
         _write_csv(out / "metrics.csv", history)
         if history:

@@ -212,7 +212,7 @@ def _v_sleep(params: dict, work_dir: Path) -> dict:
 
 # ------------------------------------------------------------------------------------------------ job bodies
 def _run_build_database(p: dict) -> dict:
-    from ..database import build_database
+    from ..matching.database import build_database
 
     report(0.0, "database", "loading dataset", force=True)
     path = build_database(p["dataset"], p["out"], p["conf"], progress=True)

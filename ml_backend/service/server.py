@@ -319,7 +319,7 @@ class WorkerServer:
     def _error(self, req_id, e: Exception) -> dict:
         from pose_addon.core.dataset import DatasetError
 
-        from ..features.sift import ImageReadError
+        from ..matching.extractors import ImageReadError
         from ..methods import MethodUnavailable
         from .job_runner import ParamError
 

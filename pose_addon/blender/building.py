@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 
 import bmesh
 import bpy
@@ -410,6 +411,176 @@ def add_ground(seed: int = 0, size: float = GROUND_SIZE, name: str | None = None
 
 
 # ----------------------------------------------------------------------------------------------- building
+@dataclass
+class _Plan:
+    """The drawn dimensions of one building (metres, radians); the footprint is centred on the origin."""
+
+    W: float  # along X (longest side)
+    D: float
+    storeys: int
+    h: float  # storey height
+    plinth: float
+    roof_kind: str  # "gable" or "hip"
+    pitch: float
+    wall_kind: str  # "brick" or "plaster"
+    ground_kind: str  # finish of the ground storey
+    win_w: float
+    win_h: float
+    depth: float  # window reveal depth
+    bay_w: float
+    sill: float = 0.9
+    overhang: float = 0.45
+
+    @property
+    def rect(self) -> tuple[float, float, float, float]:
+        return -self.W / 2, -self.D / 2, self.W / 2, self.D / 2
+
+    @property
+    def top(self) -> float:
+        return self.plinth + self.storeys * self.h
+
+
+def _draw_plan(rng: random.Random) -> _Plan:
+    W = rng.uniform(14.0, 16.0)
+    D = rng.uniform(9.0, 11.0)
+    storeys = rng.randint(3, 5)
+    h = rng.uniform(2.9, 3.3)
+    plinth = rng.uniform(0.5, 0.8)
+    roof_kind = rng.choice(["gable", "hip"])
+    pitch = math.radians(rng.uniform(28.0, 40.0))
+    wall_kind = rng.choice(["brick", "plaster"])
+    ground_kind = rng.choice(["stone", wall_kind])
+    win_w = rng.uniform(1.1, 1.5)
+    win_h = rng.uniform(1.4, 1.7)
+    depth = rng.uniform(0.18, 0.28)
+    bay_w = rng.uniform(2.6, 3.2)
+    return _Plan(W, D, storeys, h, plinth, roof_kind, pitch, wall_kind, ground_kind, win_w, win_h, depth, bay_w)
+
+
+#: material slots of the building mesh, in order
+_SLOTS = ["brick", "plaster", "stone", "roof", "trim", "glass", "door"]
+_IDX = {k: i for i, k in enumerate(_SLOTS)}
+
+
+def _facade_openings(plan: _Plan, L: float, side: str, rng: random.Random) -> tuple[list, list]:
+    """Windows and doors of one wall: ``(a0, a1, b0, b1)`` along the wall and above the plinth (metres)."""
+    bays = max(2, int(L / plan.bay_w))
+    door_bay = bays // 2 if side == "front" else (rng.randrange(bays) if side == "back" else -1)
+    openings, doors = [], []
+    for k in range(plan.storeys):
+        for i in range(bays):
+            c = L * (i + 0.5) / bays
+            if k == 0 and i == door_bay:
+                dw = rng.uniform(1.1, 1.4) if side == "front" else 1.0
+                doors.append((c - dw / 2, c + dw / 2, 0.0, min(2.4, plan.h - 0.3)))
+                continue
+            if side in ("left", "right") and rng.random() < 0.25:
+                continue  # blind bay: breaks the facade's repetition
+            b0 = k * plan.h + plan.sill
+            openings.append((c - plan.win_w / 2, c + plan.win_w / 2, b0, b0 + plan.win_h))
+    return openings, doors
+
+
+def _build_facades(mb: _MeshBuilder, plan: _Plan, rng: random.Random) -> None:
+    """The four walls with their windows, doors and door steps."""
+    x0, y0, x1, y1 = plan.rect
+    wall_m, ground_floor_m = _IDX[plan.wall_kind], _IDX[plan.ground_kind]
+    h, plinth = plan.h, plan.plinth
+    # walls counter-clockwise seen from above, so that u x z = outward normal
+    walls = [((x0, y0), (1, 0), (0, -1), plan.W, "front"), ((x1, y0), (0, 1), (1, 0), plan.D, "right"),
+             ((x1, y1), (-1, 0), (0, 1), plan.W, "back"), ((x0, y1), (0, -1), (-1, 0), plan.D, "left")]
+    u_off = 0.0
+    for (px, py), (ux, uy), (nx, ny), L, side in walls:
+        p0 = np.array([px, py, plinth])
+        u = np.array([ux, uy, 0.0])
+        n = np.array([nx, ny, 0.0])
+        openings, doors = _facade_openings(plan, L, side, rng)
+        # the wall itself (ground storey in its own finish), split at the first floor
+        ground_ops = [o for o in openings + doors if o[3] <= h]
+        upper_ops = [(o[0], o[1], o[2] - h, o[3] - h) for o in openings if o[2] >= h]
+        _wall(mb, p0, u, n, L, h, ground_ops, ground_floor_m, plinth, u_off)
+        _wall(mb, p0 + np.array([0, 0, h]), u, n, L, plan.storeys * h - h, upper_ops, wall_m, plinth + h, u_off)
+        for o in openings:
+            _opening(mb, p0, u, n, o, plan.depth, wall_m, _IDX["trim"], _IDX["glass"], plinth, u_off, door=False)
+        for o in doors:
+            _opening(mb, p0, u, n, o, plan.depth + 0.1, ground_floor_m, _IDX["trim"], _IDX["door"], plinth, u_off,
+                     door=True)
+            _door_steps(mb, p0, u, n, o, plinth)
+        u_off += L
+
+
+def _door_steps(mb: _MeshBuilder, p0, u, n, o, plinth: float) -> None:
+    c = 0.5 * (o[0] + o[1])
+    for s in range(2):
+        hw = (o[1] - o[0]) / 2 + 0.4 - 0.1 * s
+        out = 0.9 - 0.35 * s
+        corners = np.array([p0 + a * u + d * n for a in (c - hw, c + hw) for d in (0.0, out)])
+        lo, hi = corners.min(0), corners.max(0)
+        lo[2], hi[2] = 0.0, plinth * (s + 1) / 2
+        mb.box(lo, hi, _IDX["stone"])
+
+
+def _build_bands(mb: _MeshBuilder, plan: _Plan) -> None:
+    """Plinth, storey bands and cornice."""
+    _ring(mb, plan.rect, 0.07, 0.0, plan.plinth, _IDX["stone"])
+    for k in range(1, plan.storeys):
+        zb = plan.plinth + k * plan.h
+        _ring(mb, plan.rect, 0.06, zb - 0.08, zb + 0.08, _IDX["trim"])
+    _ring(mb, plan.rect, 0.18, plan.top - 0.3, plan.top, _IDX["trim"])
+
+
+def _build_roof(mb: _MeshBuilder, plan: _Plan) -> float:
+    """Gable or hip roof with its ridge along X, soffit and fascia; returns the ridge height."""
+    x0, y0, x1, y1 = plan.rect
+    o, top, D, pitch = plan.overhang, plan.top, plan.D, plan.pitch
+    t = math.tan(pitch)
+    z_eave = top - o * t
+    z_ridge = top + (D / 2) * t
+    yc = 0.0
+    slope_len = (D / 2 + o) / math.cos(pitch)
+    roof_m = _IDX["roof"]
+    xr0, xr1 = (x0 - o, x1 + o) if plan.roof_kind == "gable" else (x0 + D / 2, x1 - D / 2)
+    for sgn in (-1, 1):  # front (-y) and back (+y) slopes
+        ye = yc + sgn * (D / 2 + o)
+        pts = [(x0 - o, ye, z_eave), (x1 + o, ye, z_eave), (xr1, yc, z_ridge), (xr0, yc, z_ridge)]
+        uv = [(x0 - o, 0.0), (x1 + o, 0.0), (xr1, slope_len), (xr0, slope_len)]
+        mb.poly(pts, uv, roof_m, (0.0, sgn * math.sin(pitch), math.cos(pitch)))
+    if plan.roof_kind == "gable":
+        for xs, sgn in ((x0, -1), (x1, 1)):
+            mb.poly([(xs, y0, top), (xs, y1, top), (xs, yc, z_ridge)], [(y0, top), (y1, top), (yc, z_ridge)],
+                    _IDX[plan.wall_kind], (sgn, 0.0, 0.0))
+            # verge board
+            mb.box((xs + sgn * o - 0.06, y0 - o, z_eave - 0.2), (xs + sgn * o + 0.06, y1 + o, z_eave), _IDX["trim"])
+    else:
+        for xs, xr, sgn in ((x0 - o, xr0, -1), (x1 + o, xr1, 1)):
+            pts = [(xs, y0 - o, z_eave), (xs, y1 + o, z_eave), (xr, yc, z_ridge)]
+            mb.poly(pts, [(y0 - o, 0.0), (y1 + o, 0.0), (yc, slope_len)], roof_m,
+                    (sgn * math.sin(pitch), 0.0, math.cos(pitch)))
+    zs = z_eave - 0.02
+    for ax0, ay0, ax1, ay1 in ((x0 - o, y0 - o, x1 + o, y0), (x0 - o, y1, x1 + o, y1 + o), (x0 - o, y0, x0, y1),
+                               (x1, y0, x1 + o, y1)):
+        mb.poly([(ax0, ay0, zs), (ax1, ay0, zs), (ax1, ay1, zs), (ax0, ay1, zs)],
+                [(ax0, ay0), (ax1, ay0), (ax1, ay1), (ax0, ay1)], _IDX["trim"], (0, 0, -1))
+    for sgn in (-1, 1):
+        ye = sgn * (D / 2 + o)
+        mb.box((x0 - o, min(ye, ye + 0.05 * sgn), z_eave - 0.2), (x1 + o, max(ye, ye + 0.05 * sgn), z_eave),
+               _IDX["trim"])
+    return z_ridge
+
+
+def _build_chimney(mb: _MeshBuilder, plan: _Plan, z_ridge: float, rng: random.Random) -> list:
+    """A chimney through the roof; returns its box ``[[min], [max]]``."""
+    x0, _, x1, _ = plan.rect
+    cx = rng.uniform(x0 + 2.0, x1 - 2.0)
+    cy = rng.uniform(-plan.D / 4, plan.D / 4)
+    cw = rng.uniform(0.6, 0.9)
+    chim_top = z_ridge + rng.uniform(0.6, 1.2)
+    mb.box((cx - cw / 2, cy - cw / 2, plan.top), (cx + cw / 2, cy + cw / 2, chim_top), _IDX["brick"])
+    mb.box((cx - cw / 2 - 0.08, cy - cw / 2 - 0.08, chim_top), (cx + cw / 2 + 0.08, cy + cw / 2 + 0.08,
+                                                                 chim_top + 0.12), _IDX["stone"])
+    return [[cx - cw / 2, cy - cw / 2, plan.top], [cx + cw / 2, cy + cw / 2, chim_top + 0.12]]
+
+
 def build_procedural_building(seed: int = 0) -> dict:
     """Create the building ``seed`` and a ground plane in the current scene.
 
@@ -418,146 +589,29 @@ def build_procedural_building(seed: int = 0) -> dict:
         "target": [x, y, z], "boxes": [[[min], [max]], ...], "params": {...}}`` -- all in world metres.
     """
     seed = int(seed)
-    rng = random.Random(seed)
-    W = rng.uniform(14.0, 16.0)  # along X (longest side)
-    D = rng.uniform(9.0, 11.0)
-    storeys = rng.randint(3, 5)
-    h = rng.uniform(2.9, 3.3)
-    plinth = rng.uniform(0.5, 0.8)
-    roof_kind = rng.choice(["gable", "hip"])
-    pitch = math.radians(rng.uniform(28.0, 40.0))
-    overhang = 0.45
-    wall_kind = rng.choice(["brick", "plaster"])
-    ground_kind = rng.choice(["stone", wall_kind])  # ground-floor finish
-    win_w = rng.uniform(1.1, 1.5)
-    win_h = rng.uniform(1.4, 1.7)
-    sill = 0.9
-    depth = rng.uniform(0.18, 0.28)
-    bay_w = rng.uniform(2.6, 3.2)
-
+    rng = random.Random(seed)  # drawn in a fixed order: plan, materials, facades, chimney
+    plan = _draw_plan(rng)
     mats = _make_materials(seed, rng)
-    order = ["brick", "plaster", "stone", "roof", "trim", "glass", "door"]
-    idx = {k: i for i, k in enumerate(order)}
-    wall_m, ground_floor_m = idx[wall_kind], idx[ground_kind]
-
-    x0, x1, y0, y1 = -W / 2, W / 2, -D / 2, D / 2
-    wall_h = storeys * h
-    top = plinth + wall_h
     mb = _MeshBuilder()
-
-    # walls counter-clockwise seen from above, so that u x z = outward normal
-    walls = [((x0, y0), (1, 0), (0, -1), W, "front"), ((x1, y0), (0, 1), (1, 0), D, "right"),
-             ((x1, y1), (-1, 0), (0, 1), W, "back"), ((x0, y1), (0, -1), (-1, 0), D, "left")]
-    u_off = 0.0
-    for (px, py), (ux, uy), (nx, ny), L, side in walls:
-        p0 = np.array([px, py, plinth])
-        u = np.array([ux, uy, 0.0])
-        n = np.array([nx, ny, 0.0])
-        bays = max(2, int(L / bay_w))
-        door_bay = bays // 2 if side == "front" else (rng.randrange(bays) if side == "back" else -1)
-        openings, doors = [], []
-        for k in range(storeys):
-            for i in range(bays):
-                c = L * (i + 0.5) / bays
-                if k == 0 and i == door_bay:
-                    dw = rng.uniform(1.1, 1.4) if side == "front" else 1.0
-                    doors.append((c - dw / 2, c + dw / 2, 0.0, min(2.4, h - 0.3)))
-                    continue
-                if side in ("left", "right") and rng.random() < 0.25:
-                    continue  # blind bay: breaks the facade's repetition
-                b0 = k * h + sill
-                openings.append((c - win_w / 2, c + win_w / 2, b0, b0 + win_h))
-        # the wall itself (ground storey in its own finish), split at the first floor
-        ground_ops = [o for o in openings + doors if o[3] <= h]
-        upper_ops = [(o[0], o[1], o[2] - h, o[3] - h) for o in openings if o[2] >= h]
-        _wall(mb, p0, u, n, L, h, ground_ops, ground_floor_m, plinth, u_off)
-        _wall(mb, p0 + np.array([0, 0, h]), u, n, L, wall_h - h, upper_ops, wall_m, plinth + h, u_off)
-        for o in openings:
-            _opening(mb, p0, u, n, o, depth, wall_m, idx["trim"], idx["glass"], plinth, u_off, door=False)
-        for o in doors:
-            _opening(mb, p0, u, n, o, depth + 0.1, ground_floor_m, idx["trim"], idx["door"], plinth, u_off,
-                     door=True)
-            # steps in front of the door
-            c = 0.5 * (o[0] + o[1])
-            for s in range(2):
-                hw = (o[1] - o[0]) / 2 + 0.4 - 0.1 * s
-                out = 0.9 - 0.35 * s
-                corners = np.array([p0 + a * u + d * n for a in (c - hw, c + hw) for d in (0.0, out)])
-                lo, hi = corners.min(0), corners.max(0)
-                lo[2], hi[2] = 0.0, plinth * (s + 1) / 2
-                mb.box(lo, hi, idx["stone"])
-        u_off += L
-
-    # plinth, storey bands, cornice
-    _ring(mb, (x0, y0, x1, y1), 0.07, 0.0, plinth, idx["stone"])
-    for k in range(1, storeys):
-        zb = plinth + k * h
-        _ring(mb, (x0, y0, x1, y1), 0.06, zb - 0.08, zb + 0.08, idx["trim"])
-    _ring(mb, (x0, y0, x1, y1), 0.18, top - 0.3, top, idx["trim"])
-
-    # roof (ridge along X)
-    o = overhang
-    t = math.tan(pitch)
-    z_eave = top - o * t
-    rise = (D / 2) * t
-    z_ridge = top + rise
-    yc = 0.0
-    slope_len = (D / 2 + o) / math.cos(pitch)
-    roof_m = idx["roof"]
-    if roof_kind == "gable":
-        xr0, xr1 = x0 - o, x1 + o
-    else:
-        xr0, xr1 = x0 + D / 2, x1 - D / 2
-    for sgn in (-1, 1):  # front (-y) and back (+y) slopes
-        ye = yc + sgn * (D / 2 + o)
-        pts = [(x0 - o, ye, z_eave), (x1 + o, ye, z_eave), (xr1, yc, z_ridge), (xr0, yc, z_ridge)]
-        uv = [(x0 - o, 0.0), (x1 + o, 0.0), (xr1, slope_len), (xr0, slope_len)]
-        mb.poly(pts, uv, roof_m, (0.0, sgn * math.sin(pitch), math.cos(pitch)))
-    if roof_kind == "gable":
-        for xs, sgn in ((x0, -1), (x1, 1)):
-            mb.poly([(xs, y0, top), (xs, y1, top), (xs, yc, z_ridge)], [(y0, top), (y1, top), (yc, z_ridge)],
-                    wall_m, (sgn, 0.0, 0.0))
-            # verge board
-            mb.box((xs + sgn * o - 0.06, y0 - o, z_eave - 0.2), (xs + sgn * o + 0.06, y1 + o, z_eave), idx["trim"])
-    else:
-        for xs, xr, sgn in ((x0 - o, xr0, -1), (x1 + o, xr1, 1)):
-            pts = [(xs, y0 - o, z_eave), (xs, y1 + o, z_eave), (xr, yc, z_ridge)]
-            mb.poly(pts, [(y0 - o, 0.0), (y1 + o, 0.0), (yc, slope_len)], roof_m,
-                    (sgn * math.sin(pitch), 0.0, math.cos(pitch)))
-    # soffit and fascia
-    zs = z_eave - 0.02
-    for ax0, ay0, ax1, ay1 in ((x0 - o, y0 - o, x1 + o, y0), (x0 - o, y1, x1 + o, y1 + o), (x0 - o, y0, x0, y1),
-                               (x1, y0, x1 + o, y1)):
-        mb.poly([(ax0, ay0, zs), (ax1, ay0, zs), (ax1, ay1, zs), (ax0, ay1, zs)],
-                [(ax0, ay0), (ax1, ay0), (ax1, ay1), (ax0, ay1)], idx["trim"], (0, 0, -1))
-    for sgn in (-1, 1):
-        ye = sgn * (D / 2 + o)
-        mb.box((x0 - o, min(ye, ye + 0.05 * sgn), z_eave - 0.2), (x1 + o, max(ye, ye + 0.05 * sgn), z_eave),
-               idx["trim"])
-    # chimney through the roof
-    cx = rng.uniform(x0 + 2.0, x1 - 2.0)
-    cy = rng.uniform(-D / 4, D / 4)
-    cw = rng.uniform(0.6, 0.9)
-    chim_top = z_ridge + rng.uniform(0.6, 1.2)
-    mb.box((cx - cw / 2, cy - cw / 2, top), (cx + cw / 2, cy + cw / 2, chim_top), idx["brick"])
-    mb.box((cx - cw / 2 - 0.08, cy - cw / 2 - 0.08, chim_top), (cx + cw / 2 + 0.08, cy + cw / 2 + 0.08,
-                                                                 chim_top + 0.12), idx["stone"])
+    _build_facades(mb, plan, rng)
+    _build_bands(mb, plan)
+    z_ridge = _build_roof(mb, plan)
+    chimney = _build_chimney(mb, plan, z_ridge, rng)
 
     coll = ensure_collection(bpy.context, BUILDING_COLLECTION)
     name = f"Building.{seed}"
     old = bpy.data.objects.get(name)
     if old is not None:
         bpy.data.objects.remove(old)
-    obj = mb.to_object(name, [mats[k] for k in order], coll)
+    obj = mb.to_object(name, [mats[k] for k in _SLOTS], coll)
     obj["building_pose_part"] = "building"
-
     ground = add_ground(seed)
 
     verts = np.array([v.co[:] for v in obj.data.vertices])
     lo, hi = verts.min(0), verts.max(0)
-    body = [[x0 - 0.1, y0 - 0.1, 0.0], [x1 + 0.1, y1 + 0.1, top]]
-    roof_box = [[x0, y0, top], [x1, y1, z_ridge]]
-    chimney = [[cx - cw / 2, cy - cw / 2, top], [cx + cw / 2, cy + cw / 2, chim_top + 0.12]]
+    x0, y0, x1, y1 = plan.rect
+    body = [[x0 - 0.1, y0 - 0.1, 0.0], [x1 + 0.1, y1 + 0.1, plan.top]]
+    roof_box = [[x0, y0, plan.top], [x1, y1, z_ridge]]
     return {
         "name": f"procedural:{seed}",
         "objects": [obj.name],
@@ -565,7 +619,7 @@ def build_procedural_building(seed: int = 0) -> dict:
         "bounds": [lo.tolist(), hi.tolist()],
         "target": [0.0, 0.0, float(0.5 * (lo[2] + hi[2]))],
         "boxes": [body, roof_box, chimney],
-        "params": {"width": W, "depth": D, "storeys": storeys, "storey_height": h, "plinth": plinth,
-                   "roof": roof_kind, "pitch_deg": math.degrees(pitch), "wall": wall_kind,
-                   "ground_floor": ground_kind},
+        "params": {"width": plan.W, "depth": plan.D, "storeys": plan.storeys, "storey_height": plan.h,
+                   "plinth": plan.plinth, "roof": plan.roof_kind, "pitch_deg": math.degrees(plan.pitch),
+                   "wall": plan.wall_kind, "ground_floor": plan.ground_kind},
     }

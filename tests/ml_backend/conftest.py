@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ml_backend.database import build_database
+from ml_backend.matching.database import build_database
 
 from .synthetic import build_dataset
 

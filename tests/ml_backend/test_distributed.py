@@ -138,7 +138,7 @@ def test_sharded_database_equals_single_machine(cluster, synth_dataset, synth_db
 
 
 def test_database_merge_refuses_a_shard_of_other_references(cluster, synth_dataset, tmp_path):
-    from ml_backend.database import resolve_conf
+    from ml_backend.matching.database import resolve_conf
 
     conf = resolve_conf("sift")
     conf["split"] = synth_dataset.reference_splits(None)
@@ -226,8 +226,8 @@ def test_scale_bench_forty_frames_twenty_photos(tmp_path, capsys):
 
 
 def test_a_task_error_names_the_shard_and_is_not_retried(cluster, synth_dataset, tmp_path):
-    from ml_backend.database import resolve_conf
     from ml_backend.distributed.cluster import ShardError, run_tasks
+    from ml_backend.matching.database import resolve_conf
 
     conf = resolve_conf("sift")
     conf["split"] = synth_dataset.reference_splits(None)

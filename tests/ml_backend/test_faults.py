@@ -545,7 +545,7 @@ def test_build_db_on_a_full_disk_then_resume(synth_dataset, small_fs):
     assert p.returncode == 0, p.stderr[-800:]
     db = Path(p.stdout.strip().splitlines()[-1])
     verify_hdf5(db)
-    from ml_backend.database import FeatureDatabase
+    from ml_backend.matching.database import FeatureDatabase
 
     with FeatureDatabase(db) as d:
         assert len(d) == len(synth_dataset.split("reference"))

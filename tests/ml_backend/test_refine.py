@@ -163,8 +163,11 @@ def test_every_method_has_a_refine_variant():
 
     for name in ("sift", "ensemble", "regression", "aliked+lightglue", "retrieval_nn"):
         assert f"{name}+refine" in REGISTRY
-    m = get_method("sift+refine")
-    assert callable(m.run) and callable(m.estimate_images)
+    assert callable(get_method("sift+refine").run)
+    from ml_backend.methods.interface import describe_methods
+
+    described = {d["name"]: d for d in describe_methods()}
+    assert "refine" in described["sift+refine"]["options"] and described["sift+refine"]["estimate_focal"]
 
 
 def test_sift_refine_through_the_method_runner(synth_dataset, synth_db, tmp_path):

@@ -5,12 +5,11 @@ normalised (COLMAP's L1-root SIFT), so the nearest-neighbour matcher's ratio and
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Optional
 
 import numpy as np
 
-from .sift import Features, _to_gray
+from .base import Features, cached, merge_defaults, to_gray
 
 __all__ = ["default_conf", "merge_conf", "extract"]
 
@@ -19,32 +18,24 @@ default_conf: dict[str, Any] = {
     "max_keypoints": 4000,  # COLMAP's max_num_features; None or 0 = 8192
 }
 
-_cache: dict[str, Any] = {}
-
-
 def merge_conf(conf: Optional[dict]) -> dict:
-    """``default_conf`` updated with ``conf`` (unknown keys are an error, to catch typos)."""
-    conf = dict(conf or {})
-    unknown = set(conf) - set(default_conf)
-    if unknown:
-        raise ValueError(f"unknown colmap_sift options {sorted(unknown)}; known: {sorted(default_conf)}")
-    return {**default_conf, **conf}
+    """:data:`default_conf` updated with ``conf`` (unknown keys are an error, to catch typos)."""
+    return merge_defaults(default_conf, conf)
+
+
+def _sift(c: dict):
+    import pycolmap
+
+    opts = pycolmap.FeatureExtractionOptions()
+    opts.sift.max_num_features = int(c.get("max_keypoints") or 8192)
+    opts.num_threads = 2
+    return pycolmap.Sift(options=opts, device=pycolmap.Device.cpu)
 
 
 def extract(image: np.ndarray, conf: Optional[dict] = None) -> Features:
     """COLMAP SIFT features of ``image`` (``[H, W]`` grey or ``[H, W, 3]`` RGB uint8), OpenCV pixel convention."""
-    import pycolmap
-
-    c = merge_conf(conf)
-    gray = _to_gray(image)
-    key = json.dumps(c, sort_keys=True)
-    sift = _cache.get(key)
-    if sift is None:
-        opts = pycolmap.FeatureExtractionOptions()
-        opts.sift.max_num_features = int(c.get("max_keypoints") or 8192)
-        opts.num_threads = 2
-        sift = _cache[key] = pycolmap.Sift(options=opts, device=pycolmap.Device.cpu)
-    kp, desc = sift.extract(np.asarray(gray, np.float32) / 255.0)
+    gray = to_gray(image)
+    kp, desc = cached(merge_conf(conf), _sift).extract(np.asarray(gray, np.float32) / 255.0)
     h, w = gray.shape
     d = np.asarray(desc, np.float32)
     d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from ml_backend.features.learned import MissingWeightsError
-from ml_backend.matchers import confs, get_matcher, resolve
+from ml_backend.matching.presets import confs, get_matcher, resolve
+from ml_backend.matching.weights import MissingWeightsError
 
 
 def _pair(synth_dataset):
@@ -78,3 +78,19 @@ def test_learned_matcher_estimates_single_photos(synth_dataset, tmp_path):
     assert rows[0]["success"], rows[0]["message"]
     err = np.linalg.norm(camera_center(np.array(rows[0]["cam_from_world"])) - camera_center(q.cam_from_world))
     assert err < 0.2
+
+
+def test_presets_name_plugins_and_are_the_matching_methods():
+    from ml_backend.matching import extractors, matchers
+    from ml_backend.matching.presets import method_presets
+    from ml_backend.methods import MATCHING_METHODS, REGISTRY
+
+    for name, c in confs.items():
+        assert c["matcher"]["name"] in matchers.names(), name
+        assert c["features"] is None or c["features"]["name"] in extractors.names(), name
+    methods = method_presets()
+    assert "sift" in methods and "loftr" in methods and "sift-mutual" not in methods
+    assert MATCHING_METHODS == (*methods, "ensemble")
+    for name in MATCHING_METHODS:
+        assert name in REGISTRY and f"{name}+refine" in REGISTRY
+    assert not any(c.get("variant") for n, c in confs.items() if n in methods)

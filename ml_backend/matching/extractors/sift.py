@@ -6,14 +6,14 @@ reports keypoints as ``x_up / 2``: every keypoint sits 0.25 px right of and belo
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Optional
 
 import cv2
 import numpy as np
 
-__all__ = ["Features", "default_conf", "merge_conf", "extract", "load_image_gray", "ImageReadError"]
+from .base import Features, merge_defaults, to_gray
+
+__all__ = ["default_conf", "merge_conf", "extract"]
 
 #: Parameters of :func:`extract`; user confs are merged on top (hloc / LightGlue style).
 default_conf: dict[str, Any] = {
@@ -28,60 +28,9 @@ default_conf: dict[str, Any] = {
 }
 
 
-class ImageReadError(RuntimeError):
-    """An image file is missing or cannot be decoded."""
-
-
-@dataclass
-class Features:
-    """Local features of one image.
-
-    Attributes:
-        keypoints: ``[N, 2]`` float32, (x, y) in OpenCV pixel convention.
-        descriptors: ``[N, 128]`` float32 (L2-normalized SIFT, or RootSIFT).
-        scales: ``[N]`` float32 keypoint sizes in pixels.
-        scores: ``[N]`` float32 detector responses.
-        image_size: (width, height).
-    """
-
-    keypoints: np.ndarray
-    descriptors: np.ndarray
-    scales: np.ndarray
-    scores: np.ndarray
-    image_size: tuple
-
-    def __len__(self) -> int:
-        return len(self.keypoints)
-
-
 def merge_conf(conf: Optional[dict]) -> dict:
-    """``default_conf`` updated with ``conf`` (unknown keys are an error, to catch typos)."""
-    conf = dict(conf or {})
-    unknown = set(conf) - set(default_conf)
-    if unknown:
-        raise ValueError(f"unknown SIFT options {sorted(unknown)}; known: {sorted(default_conf)}")
-    return {**default_conf, **conf}
-
-
-def load_image_gray(path: Path | str) -> np.ndarray:
-    """Read an image file as 8-bit grey ``[H, W]``; raises :class:`ImageReadError` with the reason."""
-    path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(f"image not found: {path}")
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
-    if img is None:
-        raise ImageReadError(f"cannot decode image {path} (not a PNG/JPEG/... file, or truncated)")
-    return img
-
-
-def _to_gray(image: np.ndarray) -> np.ndarray:
-    img = np.asarray(image)
-    if img.ndim == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY if img.shape[2] == 3 else cv2.COLOR_RGBA2GRAY)
-    if img.dtype != np.uint8:
-        img = np.clip(img * (255.0 if img.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-    return img
+    """:data:`default_conf` updated with ``conf`` (unknown keys are an error, to catch typos)."""
+    return merge_defaults(default_conf, conf)
 
 
 def extract(image: np.ndarray, conf: Optional[dict] = None) -> Features:
@@ -95,7 +44,7 @@ def extract(image: np.ndarray, conf: Optional[dict] = None) -> Features:
         :class:`Features` with keypoints in OpenCV pixel convention, strongest first.
     """
     c = merge_conf(conf)
-    gray = _to_gray(image)
+    gray = to_gray(image)
     sift = cv2.SIFT_create(nfeatures=0, nOctaveLayers=int(c["n_octave_layers"]),
                            contrastThreshold=float(c["contrast_threshold"]),
                            edgeThreshold=float(c["edge_threshold"]), sigma=float(c["sigma"]))

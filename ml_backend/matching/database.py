@@ -37,9 +37,9 @@ import numpy as np
 from pose_addon.core.cameras import Intrinsics
 from pose_addon.core.dataset import Dataset, DatasetError
 
+from ..progress import progress_bar
 from . import lifting, retrieval
-from .features import extract_features, merge_any_conf, sift
-from .progress import progress_bar
+from .extractors import Features, extract_features, load_image_gray, merge_any_conf
 
 __all__ = ["FORMAT", "confs", "resolve_conf", "database_path", "build_database", "FeatureDatabase", "RefFrame",
            "check_database", "reference_digest"]
@@ -68,7 +68,7 @@ confs: dict[str, dict[str, Any]] = {
 
 def _matcher_presets() -> None:
     """A database preset per feature-based matcher preset of :mod:`.matchers` (same name, same features)."""
-    from .matchers import confs as mconfs
+    from .presets import confs as mconfs
 
     for name, mc in mconfs.items():
         f = mc["features"]
@@ -181,7 +181,7 @@ def _final_state(final: Path, conf_json: str, ids: list[str], digest: str, datas
         return "stale"
 
 
-def extract_any(path: Path, gray: np.ndarray, fconf: dict) -> sift.Features:
+def extract_any(path: Path, gray: np.ndarray, fconf: dict) -> Features:
     """Features of an image file (``gray`` its grey version) with any extractor conf (see :mod:`.features`)."""
     if fconf.get("name", "sift") in ("sift", "colmap_sift"):  # grey-image extractors: no second read
         return extract_features(gray, fconf)
@@ -193,7 +193,7 @@ def extract_any(path: Path, gray: np.ndarray, fconf: dict) -> sift.Features:
 
 def extract_frame(ds: Dataset, frame, conf: dict) -> dict[str, np.ndarray]:
     """Features, lifted 3D points and global descriptor of one reference frame (arrays as stored)."""
-    gray = sift.load_image_gray(ds.path(frame.image))
+    gray = load_image_gray(ds.path(frame.image))
     feats = extract_any(ds.path(frame.image), gray, conf["features"])
     depth = ds.read_depth(frame)
     if depth.shape != gray.shape:
@@ -319,7 +319,7 @@ class FeatureDatabase:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"feature database not found: {self.path}")
-        from .integrity import CorruptFile
+        from ..integrity import CorruptFile
 
         try:
             self._f = h5py.File(self.path, "r")
@@ -344,7 +344,7 @@ class FeatureDatabase:
         return len(self.frames)
 
     def voting_index(self, conf: Optional[dict] = None) -> retrieval.VotingIndex:
-        """A :class:`~ml_backend.retrieval.VotingIndex` over the references' strongest descriptors."""
+        """A :class:`~ml_backend.matching.retrieval.VotingIndex` over the references' strongest descriptors."""
         c = {**retrieval.vote_conf, **(conf or {})}
         return retrieval.VotingIndex([f.strongest_descriptors(c["per_reference"]) for f in self.frames], c)
 

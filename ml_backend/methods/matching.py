@@ -1,27 +1,29 @@
-"""Localization with any matcher preset of :mod:`ml_backend.matchers` (and the ensemble), shared by the methods.
+"""The matching methods: every preset of :mod:`ml_backend.matching.presets` (but the variants) and the ensemble,
+run through :class:`.interface.MatchingMethod`.
 
-Conf keys: ``database`` (the SIFT database: retrieval votes and, for dense matchers, the reference list),
-``localize`` (:data:`ml_backend.localize.default_conf` overrides), ``matcher`` (preset overrides),
+Benchmark conf keys: ``database`` (the SIFT database: retrieval votes and, for dense matchers, the reference list),
+``localize`` (:data:`ml_backend.matching.localize.default_conf` overrides), ``matcher`` (preset overrides),
 ``max_queries`` (localize only the first N queries; the bench records it), ``ensemble``
-(:data:`ml_backend.localize.ensemble_conf` overrides).
+(:data:`ml_backend.matching.localize.ensemble_conf` overrides).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 from pose_addon.core.dataset import Dataset
 
-from ..database import build_database
-from ..features.learned import MissingWeightsError
-from ..localize import EnsembleLocalizer, Localizer, ensemble_conf
-from ..matchers import resolve
+from ..matching.database import build_database
+from ..matching.localize import EnsembleLocalizer, Localizer, ensemble_conf
+from ..matching.presets import resolve
+from ..matching.weights import MissingWeightsError
 from ..progress import progress_bar
 from . import MethodUnavailable
-from ._common import ensure_database, localize_photos, result_row
+from ._common import ensure_database, result_row
 
-__all__ = ["make_run", "make_estimate", "open_localizer", "matcher_database"]
+__all__ = ["for_preset", "make_run", "open_localizer", "matcher_database", "bench_options"]
 
 
 def matcher_database(dataset: Dataset, sift_db: Path, preset: str, conf: dict) -> Path:
@@ -91,13 +93,6 @@ def make_run(preset: str) -> Callable:
     return run
 
 
-def make_estimate(preset: str) -> Callable:
-    """``estimate_images(images, intrinsics, conf, progress) -> rows`` for photos, against ``conf["dataset"]``."""
-
-    def estimate_images(images: list, intrinsics: list, conf: dict, progress=None) -> list[dict]:
-        if not conf.get("dataset"):
-            raise FileNotFoundError(f"{preset} needs conf 'dataset' (the rendered references with depth)")
-        loc = open_localizer(preset, Dataset.load(conf["dataset"]), Path(conf.get("workdir", ".")), conf)
-        return localize_photos(loc, images, intrinsics, conf, progress)
-
-    return estimate_images
+def for_preset(preset: str) -> SimpleNamespace:
+    """The method namespace of matcher ``preset`` (or "ensemble"): ``run`` for the benchmark."""
+    return SimpleNamespace(run=make_run(preset), __name__=f"{__name__}:{preset}")

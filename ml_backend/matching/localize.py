@@ -20,11 +20,11 @@ import numpy as np
 
 from pose_addon.core.cameras import Intrinsics
 
-from . import lifting, matchers, retrieval
+from ..pnp import solve_pnp
+from . import lifting, presets, retrieval
 from .database import FeatureDatabase
-from .features import sift
-from .features.sift import Features
-from .pnp import solve_pnp
+from .extractors import Features, load_image_gray, sift
+from .extractors.base import to_gray
 
 __all__ = ["default_conf", "LocalizationResult", "Localizer", "localize", "EnsembleLocalizer", "ensemble_conf",
            "dedup_correspondences"]
@@ -34,7 +34,6 @@ default_conf: dict[str, Any] = {
     "votes": {},  # overrides of retrieval.vote_conf
     "k": 3,  # retrieved references whose matches are pooled
     "k_fallback": 8,  # when top-k gives < min_inliers, pool matches of the top k_fallback instead (0 = never)
-    "matching": {},  # overrides of matching.default_conf
     "pnp_backend": "poselib",
     "threshold_px": 2.5,  # RANSAC threshold at 640 px image width; scaled with max(width, height) / 640
     "max_iterations": 10000,
@@ -77,9 +76,9 @@ class Localizer:
         if self.conf["retrieval"] not in ("votes", "global", "net"):
             raise ValueError(f"unknown retrieval {self.conf['retrieval']!r}; choose 'votes', 'global' or 'net'")
         mconf = self.conf["matcher"] or self.db.conf.get("name", "sift")
-        if isinstance(mconf, str) and mconf not in matchers.confs:
+        if isinstance(mconf, str) and mconf not in presets.confs:
             mconf = "sift"  # sift_fast & co: SIFT features, NN matching
-        self.matcher = matchers.get_matcher(mconf)
+        self.matcher = presets.get_matcher(mconf)
         dbf = self.db.conf["features"].get("name", "sift")
         mf = self.matcher.conf["features"]
         if mf is not None and mf["name"] != dbf:
@@ -170,7 +169,7 @@ class Localizer:
                 raise ValueError(f"dataset {ds.root} changed since {self.db.path} was built from it: rebuild it")
             self._ds = ds
         fr = self._ds.frame(self.db.ids[i])
-        gray_r = sift.load_image_gray(self._ds.path(fr.image))
+        gray_r = load_image_gray(self._ds.path(fr.image))
         xq, xr = self.matcher.match_images(gray_q, gray_r)
         p3, valid = lifting.lift_keypoints(xr, self._ds.read_depth(fr), fr.intrinsics, fr.cam_from_world,
                                            self.db.conf["lifting"])
@@ -179,12 +178,12 @@ class Localizer:
     def prepare(self, image: Path | str | np.ndarray, intrinsics: Intrinsics) -> dict:
         """Query state: grey image, features, undistorted keypoints and intrinsics (after downscaling)."""
         if isinstance(image, (str, Path)):
-            gray = sift.load_image_gray(image)
+            gray = load_image_gray(image)
             rgb = None if self.features_sift else cv2.cvtColor(cv2.imread(str(image), cv2.IMREAD_COLOR),
                                                                cv2.COLOR_BGR2RGB)
         else:
             arr = np.asarray(image)
-            gray = sift._to_gray(arr)
+            gray = to_gray(arr)
             rgb = arr if arr.ndim == 3 else None
         if gray.shape != (intrinsics.height, intrinsics.width):
             raise ValueError(f"image is {gray.shape[1]}x{gray.shape[0]} but the intrinsics are for "
@@ -222,7 +221,7 @@ class Localizer:
             intrinsics: the query's intrinsics (OpenCV pixel convention, undistorted).
 
         Raises:
-            features.sift.ImageReadError: the image file is missing or unreadable.
+            extractors.ImageReadError: the image file is missing or unreadable.
         """
         c = self.conf
         t0 = time.perf_counter()
@@ -258,74 +257,6 @@ class Localizer:
             res.message if not res.success else f"only {res.n_inliers} inliers (< {c['min_inliers']})")
         return LocalizationResult(ok, res.cam_from_world if ok else None, res.n_inliers, len(P2),
                                   res.reproj_error_px, retrieved, timings, msg, _overlay_points(P3, res, ok))
-
-
-    def localize_unknown_focal(self, image: Path | str | np.ndarray, guess: Intrinsics,
-                               hfov_deg: tuple = (20.0, 100.0), steps: int = 33) -> tuple[LocalizationResult,
-                                                                                           Optional[Intrinsics]]:
-        """Pose and focal length of a photo whose intrinsics are unknown (square pixels, centred principal point).
-
-        Matches once with ``guess`` (its focal is irrelevant: keypoints stay in pixels), then sweeps the focal
-        length over ``hfov_deg`` by PnP alone, keeps the one with most inliers and refines it by a golden-section
-        search on the inliers' reprojection error. Returns the result and the estimated intrinsics (photo size).
-        """
-        c = self.conf
-        t0 = time.perf_counter()
-        st = self.prepare(image, guess)
-        pin = _pinhole(st["intrinsics"])
-        idx = self.retrieve(st["gray"], st["feats"].descriptors if st["feats"] is not None else None,
-                            int(c["k"]), st["rgb"])
-        P2, P3 = self.correspondences(st, idx)
-        thr = float(c["threshold_px"]) * max(pin.width, pin.height) / 640.0
-        half = max(pin.width, pin.height) / 2.0
-
-        def at(f: float) -> Intrinsics:
-            return Intrinsics(pin.width, pin.height, f, f, pin.cx, pin.cy)
-
-        def score(f: float):
-            r = solve_pnp(P2, P3, at(f), thr, c["pnp_backend"], int(c["max_iterations"]))
-            return (r.n_inliers if r.success else -1, -r.reproj_error_px if r.success else -np.inf), r
-
-        fovs = np.linspace(hfov_deg[0], hfov_deg[1], steps)
-        fs = half / np.tan(np.radians(fovs) / 2)
-        scored = [(score(f), f) for f in fs]
-        (best_key, best_res), f_best = max(scored, key=lambda x: x[0][0])
-        if best_key[0] < int(c["min_inliers"]):
-            return LocalizationResult(False, None, max(best_key[0], 0), len(P2), float("inf"),
-                                      [self.db.ids[int(i)] for i in idx], {"total": time.perf_counter() - t0},
-                                      "no focal length gave enough inliers"), None
-        i = int(np.argmin(np.abs(fs - f_best)))
-        lo, hi = fs[min(i + 1, len(fs) - 1)], fs[max(i - 1, 0)]  # neighbours in the sweep (fs decreases)
-        inl = np.asarray(best_res.inliers, bool)
-        p2i, p3i = P2[inl], P3[inl]
-
-        def err(f: float) -> float:
-            r = solve_pnp(p2i, p3i, at(f), thr, c["pnp_backend"], 200)
-            return r.reproj_error_px if r.success else np.inf
-
-        g = (np.sqrt(5) - 1) / 2
-        a, b = min(lo, hi), max(lo, hi)
-        x1, x2 = b - g * (b - a), a + g * (b - a)
-        e1, e2 = err(x1), err(x2)
-        for _ in range(20):
-            if e1 < e2:
-                b, x2, e2 = x2, x1, e1
-                x1 = b - g * (b - a)
-                e1 = err(x1)
-            else:
-                a, x1, e1 = x1, x2, e2
-                x2 = a + g * (b - a)
-                e2 = err(x2)
-        f = (a + b) / 2
-        res = solve_pnp(P2, P3, at(f), thr, c["pnp_backend"], int(c["max_iterations"]))
-        ok = res.success and res.n_inliers >= int(c["min_inliers"])
-        scale = guess.width / pin.width  # back to the photo's own pixels
-        est = Intrinsics(guess.width, guess.height, f * scale, f * scale, guess.width / 2 - 0.5,
-                         guess.height / 2 - 0.5)
-        return (LocalizationResult(ok, res.cam_from_world if ok else None, res.n_inliers, len(P2),
-                                   res.reproj_error_px, [self.db.ids[int(i)] for i in idx],
-                                   {"total": time.perf_counter() - t0}, res.message if ok else "not localized",
-                                   _overlay_points(P3, res, ok)), est if ok else None)
 
 
 MAX_OVERLAY_POINTS = 400

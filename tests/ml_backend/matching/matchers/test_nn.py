@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ml_backend.matching import match_descriptors
+from ml_backend.matching.matchers.nn import match_descriptors
 
 
 def _desc(n, seed=0):

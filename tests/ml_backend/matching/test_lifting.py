@@ -1,11 +1,11 @@
 import numpy as np
 
-from ml_backend.features import sift
-from ml_backend.lifting import interpolate_depth, lift_keypoints
+from ml_backend.matching.extractors import load_image_gray, sift
+from ml_backend.matching.lifting import interpolate_depth, lift_keypoints
 from pose_addon.core.cameras import Intrinsics, project_points
 from pose_addon.core.sampling import look_at
 
-from .synthetic import make_faces, plane_of_point
+from ..synthetic import make_faces, plane_of_point
 
 
 def _plane_depth(intr, T, n_w, d_w):
@@ -64,7 +64,7 @@ def test_crease_points_lift_within_a_quarter_of_the_kink():
 def test_lifted_reference_points_on_model(synth_dataset):
     faces = make_faces(0)
     fr = synth_dataset.split("reference")[0]
-    f = sift.extract(sift.load_image_gray(synth_dataset.path(fr.image)))
+    f = sift.extract(load_image_gray(synth_dataset.path(fr.image)))
     depth = synth_dataset.read_depth(fr)
     pts, valid = lift_keypoints(f.keypoints, depth, fr.intrinsics, fr.cam_from_world, {"max_curvature": 0.001})
     assert valid.mean() > 0.5

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ml_backend.features import sift
+from ml_backend.matching.extractors import ImageReadError, load_image_gray, sift
 
 
 def _blob(cx, cy, s, size=160):
@@ -36,20 +36,20 @@ def test_rootsift_and_cap():
 
 
 def test_unknown_option_and_empty_image():
-    with pytest.raises(ValueError, match="unknown SIFT options"):
+    with pytest.raises(ValueError, match="unknown sift options"):
         sift.extract(np.zeros((50, 50), np.uint8), {"max_keypoint": 5})
     f = sift.extract(np.zeros((50, 50), np.uint8))
     assert len(f) == 0 and f.descriptors.shape == (0, 128)
 
 
 def test_image_errors(tmp_path):
-    with pytest.raises(sift.ImageReadError, match="not found"):
-        sift.load_image_gray(tmp_path / "missing.png")
+    with pytest.raises(ImageReadError, match="not found"):
+        load_image_gray(tmp_path / "missing.png")
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image at all")
-    with pytest.raises(sift.ImageReadError, match="cannot decode"):
-        sift.load_image_gray(bad)
+    with pytest.raises(ImageReadError, match="cannot decode"):
+        load_image_gray(bad)
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
-    with pytest.raises(sift.ImageReadError):
-        sift.load_image_gray(empty)
+    with pytest.raises(ImageReadError):
+        load_image_gray(empty)

@@ -6,8 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from ml_backend import database
-from ml_backend.database import (
+from ml_backend.matching import database
+from ml_backend.matching.database import (
     FeatureDatabase,
     build_database,
     check_database,
@@ -17,7 +17,7 @@ from ml_backend.database import (
 )
 from pose_addon.core.dataset import Dataset, DatasetError
 
-from .synthetic import make_faces, plane_of_point
+from ..synthetic import make_faces, plane_of_point
 
 
 def _final(ds: Dataset, folder) -> Path:
@@ -156,7 +156,7 @@ def _shifted_copy(src: Dataset, dst, shift) -> Dataset:
 def test_two_datasets_in_one_work_folder_localize_against_their_own_references(synth_dataset, tmp_path):
     """Same settings, same frame ids, same images: only the identity tells the databases apart."""
     from ml_backend.evaluation import pose_error
-    from ml_backend.localize import Localizer
+    from ml_backend.matching.localize import Localizer
     from ml_backend.methods._common import ensure_database
 
     a = _small_dataset(synth_dataset, tmp_path / "a", n=16)

@@ -1,13 +1,11 @@
-"""Local feature extractors are plugins registered by name (ml_backend.features.EXTRACTORS), COLMAP's SIFT too."""
+"""Local feature extractors are plugins: one module each in ml_backend.matching.extractors, COLMAP's SIFT too."""
 from __future__ import annotations
-
-import importlib
 
 import cv2
 import numpy as np
 import pytest
 
-from ml_backend.features import EXTRACTORS, extract_features, merge_any_conf
+from ml_backend.matching.extractors import extract_features, merge_any_conf, names, plugin
 
 
 def _textured(h=240, w=320, seed=0) -> np.ndarray:
@@ -21,9 +19,12 @@ def _textured(h=240, w=320, seed=0) -> np.ndarray:
 
 
 def test_every_extractor_is_a_plugin_with_its_defaults():
-    for name, module in EXTRACTORS.items():
-        plugin = importlib.import_module(module, "ml_backend.features")
-        assert callable(plugin.extract) and callable(plugin.merge_conf), name
+    assert {"sift", "colmap_sift", "aliked", "disk", "xfeat", "superpoint"} <= set(names())
+    assert "base" not in names()
+    for name in names():
+        module = plugin(name)
+        assert callable(module.extract) and callable(module.merge_conf), name
+        assert module.default_conf["name"] == name
         assert merge_any_conf({"name": name})["name"] == name
     assert merge_any_conf(None)["name"] == "sift"
     with pytest.raises(ValueError, match="unknown extractor 'orb'"):

@@ -155,7 +155,7 @@ def _efficientnet_lite0():
 
     The wheel's state dict has other key names but the same tensors in the same order and shapes (247).
     """
-    from .pretrained import efficientnet_lite0
+    from ..pretrained import efficientnet_lite0
 
     model, _ = efficientnet_lite0()
     model.reset_classifier(0)  # global-average-pooled 1280-d features
@@ -166,7 +166,7 @@ class GlobalIndex:
     """Learned global descriptors of a set of images: ``ids``, ``descriptors [N, D]`` (unit L2), cached in HDF5."""
 
     def __init__(self, conf: Optional[dict] = None):
-        from .features.learned import set_torch_threads
+        from .weights import set_torch_threads
 
         self.conf = {**net_conf, **(conf or {})}
         set_torch_threads()
@@ -184,7 +184,7 @@ class GlobalIndex:
             elif self.conf["model"] == "clip":
                 import open_clip
 
-                from .features.learned import MissingWeightsError
+                from .weights import MissingWeightsError
 
                 w = self.conf["weights"]
                 if not w or not __import__("pathlib").Path(w).is_file():

@@ -1,8 +1,8 @@
 import numpy as np
 
-from ml_backend.database import FeatureDatabase
-from ml_backend.features.sift import load_image_gray
-from ml_backend.retrieval import global_descriptor, top_k
+from ml_backend.matching.database import FeatureDatabase
+from ml_backend.matching.extractors import load_image_gray
+from ml_backend.matching.retrieval import global_descriptor, top_k
 from pose_addon.core.cameras import camera_center
 
 
@@ -35,7 +35,7 @@ def test_queries_retrieve_a_near_reference(synth_dataset, synth_db):
 
 
 def test_voting_index_finds_nearest_reference(synth_dataset, synth_db):
-    from ml_backend.features.sift import extract
+    from ml_backend.matching.extractors.sift import extract
 
     with FeatureDatabase(synth_db) as db:
         index = db.voting_index()
@@ -49,7 +49,7 @@ def test_voting_index_finds_nearest_reference(synth_dataset, synth_db):
 
 
 def test_voting_index_edge_cases():
-    from ml_backend.retrieval import VotingIndex
+    from ml_backend.matching.retrieval import VotingIndex
 
     rng = np.random.default_rng(0)
     refs = [rng.random((n, 16)).astype(np.float32) for n in (3, 0, 5)]
@@ -62,7 +62,7 @@ def test_voting_index_edge_cases():
 
 
 def test_efficientnet_global_index(synth_dataset, tmp_path):
-    from ml_backend.retrieval import GlobalIndex, build_global_index, top_k_diverse
+    from ml_backend.matching.retrieval import GlobalIndex, build_global_index, top_k_diverse
 
     p = build_global_index(synth_dataset.root, tmp_path / "g.h5")
     idx = GlobalIndex.load(p)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from ml_backend.evaluation import pose_error
-from ml_backend.features.sift import ImageReadError
-from ml_backend.localize import Localizer, localize
+from ml_backend.matching.extractors import ImageReadError
+from ml_backend.matching.localize import Localizer, localize
 
 
 def test_localizes_queries_to_cm(synth_dataset, synth_db):
@@ -92,7 +92,7 @@ def test_global_retrieval_option(synth_dataset, synth_db):
 
 
 def test_ensemble_pool_and_best(synth_dataset, synth_db):
-    from ml_backend.localize import EnsembleLocalizer, dedup_correspondences
+    from ml_backend.matching.localize import EnsembleLocalizer, dedup_correspondences
 
     q = synth_dataset.split("query")[0]
     for mode in ("pool", "best"):
@@ -108,7 +108,7 @@ def test_ensemble_pool_and_best(synth_dataset, synth_db):
 
 
 def test_net_retrieval_option(synth_dataset, synth_db, tmp_path):
-    from ml_backend.retrieval import build_global_index
+    from ml_backend.matching.retrieval import build_global_index
 
     g = build_global_index(synth_dataset.root, tmp_path / "g.h5")
     q = synth_dataset.split("query")[1]

@@ -1,4 +1,5 @@
-"""Nearest-neighbour descriptor matching: brute force or FLANN k-d trees, Lowe ratio test, optional mutual check."""
+"""Pair matcher ``nn``: nearest-neighbour descriptor matching (brute force or FLANN k-d trees), Lowe ratio test,
+optional mutual check and maximum descriptor angle (COLMAP's rule)."""
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -6,14 +7,18 @@ from typing import Any, Optional
 import cv2
 import numpy as np
 
-__all__ = ["default_conf", "match_descriptors"]
+from ..extractors.base import Features
+
+__all__ = ["default_conf", "match_descriptors", "load", "NearestNeighbour"]
 
 default_conf: dict[str, Any] = {
+    "name": "nn",
     "backend": "bf",  # "bf" (exact, cv2.BFMatcher L2) or "flann" (approximate k-d trees)
     "ratio": 0.8,  # Lowe's ratio test on L2 distances; None or >= 1 disables it
     "mutual": False,  # keep only mutual nearest neighbours
     "flann_trees": 4,
     "flann_checks": 64,
+    "max_angle": None,  # radians between unit descriptors; None keeps every pair
 }
 
 
@@ -46,6 +51,14 @@ def match_descriptors(desc_q: np.ndarray, desc_r: np.ndarray, conf: Optional[dic
         ``[K, 2]`` int64 index pairs ``(i_query, i_reference)``, each query index at most once.
     """
     c = {**default_conf, **(conf or {})}
+    pairs = _ratio_mutual(desc_q, desc_r, c)
+    if c["max_angle"] is not None and len(pairs):
+        dots = np.einsum("ij,ij->i", desc_q[pairs[:, 0]], desc_r[pairs[:, 1]])
+        pairs = pairs[np.arccos(np.clip(dots, -1, 1)) <= float(c["max_angle"])]
+    return pairs
+
+
+def _ratio_mutual(desc_q: np.ndarray, desc_r: np.ndarray, c: dict) -> np.ndarray:
     desc_q = np.ascontiguousarray(desc_q, dtype=np.float32)
     desc_r = np.ascontiguousarray(desc_r, dtype=np.float32)
     if len(desc_q) == 0 or len(desc_r) == 0:
@@ -65,3 +78,21 @@ def match_descriptors(desc_q: np.ndarray, desc_r: np.ndarray, conf: Optional[dic
         keep &= mutual
     qi = np.nonzero(keep)[0]
     return np.stack([qi, idx[qi, 0]], axis=1).astype(np.int64)
+
+
+class NearestNeighbour:
+    """The loaded matcher: :meth:`match` two feature sets (any extractor's descriptors, L2-normalised)."""
+
+    dense = False
+
+    def __init__(self, conf: dict):
+        self.conf = conf
+
+    def match(self, q: Features, r: Features) -> np.ndarray:
+        """Index pairs ``[K, 2]`` (i_query, i_reference)."""
+        return match_descriptors(q.descriptors, r.descriptors, self.conf)
+
+
+def load(conf: dict) -> NearestNeighbour:
+    """The matcher for a full conf (:data:`default_conf` merged)."""
+    return NearestNeighbour(conf)

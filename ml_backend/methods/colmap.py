@@ -1,7 +1,0 @@
-"""Method ``colmap``: retrieval + colmap matching + PnP on depth-lifted points (see :mod:`._matcher`)."""
-from ._matcher import make_estimate, make_run
-
-__all__ = ["run", "estimate_images"]
-
-run = make_run("colmap")
-estimate_images = make_estimate("colmap")

@@ -1,7 +1,0 @@
-"""Method ``ensemble``: retrieval + ensemble matching + PnP on depth-lifted points (see :mod:`._matcher`)."""
-from ._matcher import make_estimate, make_run
-
-__all__ = ["run", "estimate_images"]
-
-run = make_run("ensemble")
-estimate_images = make_estimate("ensemble")

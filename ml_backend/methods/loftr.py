@@ -1,7 +1,0 @@
-"""Method ``loftr``: retrieval + loftr matching + PnP on depth-lifted points (see :mod:`._matcher`)."""
-from ._matcher import make_estimate, make_run
-
-__all__ = ["run", "estimate_images"]
-
-run = make_run("loftr")
-estimate_images = make_estimate("loftr")
