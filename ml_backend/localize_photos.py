@@ -41,7 +41,7 @@ from pose_addon.core.render_config import ENGINES, GROUND_STYLES, LightingConfig
 from pose_addon.core.sampling import PRESETS, SamplerConfig, in_band, placement_from_cameras, placement_preset
 
 from .distributed.cluster import active as distributed_active
-from .estimate import list_photos
+from .estimate import estimate_photo, list_photos
 from .intrinsics import IntrinsicsError, load_photo, parse_intrinsics_arg, resolve
 from .methods.interface import Method, open_method
 from .paths import CACHE_DIR
@@ -195,7 +195,8 @@ def unique_stems(photos: Sequence[Path]) -> list[str]:
 
 def localize_one(method: Method, path: Path, stem: str, spec: dict, world_from_model: np.ndarray,
                  bands: Sequence[SamplerConfig], target: np.ndarray) -> dict:
-    """The ``poses.json`` row of one photo localized with the opened ``method``.
+    """The ``poses.json`` row of one photo localized with the opened ``method`` (through
+    :func:`ml_backend.estimate.estimate_photo`, as the ``estimate`` job and request do).
 
     Args:
         spec: the intrinsics spec (:func:`ml_backend.intrinsics.parse_intrinsics_arg`); ``estimate`` solves the
@@ -214,21 +215,18 @@ def localize_one(method: Method, path: Path, stem: str, spec: dict, world_from_m
     try:
         rgb = load_photo(path)
         intr = resolve(path, spec)
-        if (intr.width, intr.height) != (rgb.shape[1], rgb.shape[0]):
-            raise IntrinsicsError(f"intrinsics are for {intr.width}x{intr.height} but the photo is "
-                                  f"{rgb.shape[1]}x{rgb.shape[0]}")
-        est = method.estimate(rgb, intr, estimate_focal=spec["source"] == "estimate")
+        est = estimate_photo(method, path, rgb, intr, estimate_focal=spec["source"] == "estimate")
     except (IntrinsicsError, ValueError) as e:  # this photo; a missing model file stops the batch
         row.update(reason=str(e), time_s=time.perf_counter() - t0)
         return row
-    k = est.intrinsics
+    k = Intrinsics.from_dict(est["intrinsics"])
     row.update(width=k.width, height=k.height, K=k.K.tolist(), dist=list(k.dist[:2]) if k.dist else None,
-               n_inliers=int(est.n_inliers), inlier_ratio=float(est.inlier_ratio), confidence=float(est.confidence),
-               time_s=time.perf_counter() - t0, reproj_error_px=est.reproj_error_px)
-    T = est.cam_from_world
-    if not est.success or T is None:
-        row["reason"] = est.reason or "not localized"
+               n_inliers=est["n_inliers"], inlier_ratio=est["inlier_ratio"], confidence=est["confidence"],
+               time_s=time.perf_counter() - t0, reproj_error_px=est["reproj_error_px"])
+    if not est["success"] or est["cam_from_world"] is None:
+        row["reason"] = est["reason"] or "not localized"
         return row
+    T = np.asarray(est["cam_from_world"], np.float64)  # render world
     row.update(status="ok", cam_from_world=rebase_pose(T, world_from_model).tolist())
     if bands:
         checks = [in_band(b, target, T) for b in bands]
