@@ -1,4 +1,5 @@
-"""Keypoints panel operators: place named 3D keypoints on surfaces, list, reorder, import/export, suggest."""
+"""Keypoints panel operators: place named 3D keypoints on surfaces, list, reorder, import/export, suggest, and
+count how many views see each."""
 
 import bpy
 import numpy as np
@@ -6,8 +7,9 @@ from bpy.props import EnumProperty, FloatVectorProperty, IntProperty, StringProp
 from mathutils import Vector
 
 from .blender import camera as bcam
-from .core.dataset import DatasetError, Keypoint, load_keypoints, save_keypoints
-from .core.keypoints import suggest_keypoints
+from .core.dataset import Dataset, DatasetError, Keypoint, load_keypoints, save_keypoints
+from .core.keypoints import candidate_pools, choose_keypoints, min_views, view_counts
+from .ops_cameras import COLLECTION as SAMPLED_COLLECTION
 from .paths import resolve
 from .scene_utils import ensure_collection, target_objects, world_bounds
 from .threaded import ThreadedOperator
@@ -276,6 +278,7 @@ class POSE_OT_select_keypoint(bpy.types.Operator):
 def current_keypoints(context) -> list[Keypoint]:
     """The listed keypoints with world and (when placed on an object) object-relative coordinates."""
     prune_missing(context)
+    context.view_layer.update()  # empties placed in this operator have their matrix_world only after an update
     out = []
     for item in keypoint_list(context).items:
         e = item.empty
@@ -350,10 +353,10 @@ def clear_keypoints(context) -> None:
 
 
 class POSE_OT_suggest_keypoints(ThreadedOperator, bpy.types.Operator):
-    """Propose well-spread salient keypoints (corners on sharp edges, farthest-point sampling) on the target"""
-
     bl_idname = "building_pose.suggest_keypoints"
     bl_label = "Suggest Keypoints"
+    bl_description = ("Propose well-spread salient keypoints (corners on sharp edges, farthest-point sampling) on "
+                      "the target, keeping to corners enough of the views (dataset references or sampled cameras) see")
     bl_options = {"REGISTER", "UNDO"}
     busy_text = "Suggesting keypoints"
 
@@ -362,7 +365,7 @@ class POSE_OT_suggest_keypoints(ThreadedOperator, bpy.types.Operator):
         return context.scene is not None and any(o.type == "MESH" for o in context.scene.objects)
 
     def prepare(self, context):
-        """The target's triangles, then the suggestion itself (pure numpy, run in a thread from the UI)."""
+        """The target's triangles, then the keypoint candidates (pure numpy, run in a thread from the UI)."""
         objs = target_objects(context)
         depsgraph = context.evaluated_depsgraph_get()
         verts, faces, owners, offset = [], [], [], 0
@@ -385,13 +388,175 @@ class POSE_OT_suggest_keypoints(ThreadedOperator, bpy.types.Operator):
             raise ValueError("The target meshes have no vertices")
         V, F = np.concatenate(verts), np.concatenate(faces)
         ground = float(V[:, 2].min()) + 0.05
-        n = keypoint_list(context).suggest_count
         self._V, self._owners = V, owners
-        return lambda: suggest_keypoints(V, F, n, min_z=ground)
+        return lambda: candidate_pools(V, F, min_z=ground)
 
-    def apply(self, context, pts):
+    def apply(self, context, pools):
+        """Keep to candidates enough views see (ray casts need the main thread), spread them, count views."""
+        kps = keypoint_list(context)
+        try:
+            views = ViewSet(context)
+        except (ValueError, DatasetError) as e:
+            views, note = None, f"; views not counted: {e}"
+        seen_by = views.counts if views is not None else None
+        pts = choose_keypoints(pools, kps.suggest_count, seen_by,
+                               min_views(views.n, kps.min_view_share) if views is not None else 1)
         for i, p in enumerate(pts):
             owner = bpy.data.objects.get(self._owners[int(np.argmin(np.linalg.norm(self._V - p, axis=1)))])
             add_keypoint(context, _unique_name(context, f"kp_{i:02d}"), p, owner)
-        self.report({"INFO"}, f"Suggested {len(pts)} keypoints")
+        if views is not None:
+            note = f"; {count_views(context, views)}"
+        self.report({"INFO"}, f"Suggested {len(pts)} keypoints{note}")
+        return {"FINISHED"}
+
+
+def ray_cast_occlusion(context, tol_rel: float, tol_abs: float):
+    """``occluded(eye [3], points [M, 3]) -> bool [M]`` by the scene's visible meshes: a point is hidden when a ray
+    from ``eye`` towards it hits a surface nearer than ``|p - eye| * (1 - tol_rel) - tol_abs`` (the planar-depth
+    test's rule along the ray)."""
+    depsgraph = context.evaluated_depsgraph_get()
+    scene = context.scene
+
+    def occluded(eye: np.ndarray, points: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(points), bool)
+        origin = Vector(eye)
+        for i, p in enumerate(points):
+            v = np.asarray(p, np.float64) - eye
+            dist = float(np.linalg.norm(v))
+            if dist <= 1e-9:
+                continue
+            hit, loc, *_ = scene.ray_cast(depsgraph, origin, Vector(v / dist), distance=dist)
+            out[i] = bool(hit) and (loc - origin).length < dist * (1 - tol_rel) - tol_abs
+        return out
+
+    return occluded
+
+
+def _dataset_views(context):
+    """The dataset in the Dataset panel's output folder, or None when there is none (or the path cannot be
+    resolved yet)."""
+    try:
+        root = resolve(context.scene.pose_tools.render.output_dir, "dataset output folder")
+    except ValueError:  # unset, or relative to an unsaved .blend
+        return None
+    if not (root / "manifest.json").is_file():
+        return None
+    return Dataset.load(root)
+
+
+def dataset_mismatch(ds: Dataset, lo: np.ndarray, hi: np.ndarray) -> str:
+    """Why ``ds`` was not rendered in this scene's world (its recorded model bounds differ from the target's
+    ``lo..hi`` by more than 1% of the model's size: another scene, or a model rescaled on import), or ""."""
+    b = np.asarray(ds.scene.get("bounds", []), np.float64)
+    if b.shape != (2, 3):
+        return f"dataset {ds.root} records no model bounds"
+    tol = 0.01 * float(np.max(hi - lo))
+    if np.abs(b - np.stack([lo, hi])).max() > tol:
+        return (f"dataset {ds.root} was rendered from another model or world (its model spans "
+                f"{np.round(b[0], 2).tolist()}..{np.round(b[1], 2).tolist()}, this scene's "
+                f"{np.round(lo, 2).tolist()}..{np.round(hi, 2).tolist()})")
+    return ""
+
+
+def _camera_views(context) -> list:
+    """``(cam_from_world, intrinsics, None)`` of the sampled camera objects, else of the pose list."""
+    col = bpy.data.collections.get(SAMPLED_COLLECTION)
+    cams = sorted((o for o in col.objects if o.type == "CAMERA"), key=lambda o: o.name) if col else []
+    if cams:
+        return [(bcam.get_cam_from_world(o), bcam.intrinsics_from_camera(o, context.scene), None) for o in cams]
+    settings = context.scene.pose_tools
+    intr = settings.render.intrinsics()
+    return [(np.array(p.cam_from_world, np.float64).reshape(4, 4), intr, None) for p in settings.poses]
+
+
+class ViewSet:
+    """The views whose sight of the keypoints is counted: the reference frames of the Dataset panel's dataset
+    (depth-tested; frames without depth are ray cast) or the sampled cameras (ray cast), as the Keypoints panel's
+    Views setting says (Auto: the dataset when it was rendered in this scene's world, else the cameras).
+
+    Raises:
+        ValueError: no building mesh, no views of the chosen source, or a dataset rendered in another world.
+    """
+
+    def __init__(self, context):
+        from .props import model_bounds
+
+        source = keypoint_list(context).view_source
+        lo, hi = model_bounds(context)
+        self.tol_rel, self.tol_abs = 0.02, 0.01 * float(np.max(hi - lo))  # 0.15 m at 15 m, as the worker's
+        self.occluded = ray_cast_occlusion(context, self.tol_rel, self.tol_abs)
+        ds = _dataset_views(context) if source in ("AUTO", "DATASET") else None
+        if source == "DATASET" and ds is None:
+            raise ValueError("the Dataset panel's output folder holds no dataset: render it first, or count the "
+                             "sampled cameras")
+        self.skipped = ""
+        if ds is not None and (why := dataset_mismatch(ds, lo, hi)):
+            if source == "DATASET":
+                raise ValueError(why)
+            ds, self.skipped = None, f" ({why}: not counted)"
+        self.dataset = ds
+        if ds is not None:
+            self.frames = ds.reference_frames()
+            self.n, self.what = len(self.frames), f"reference views of {ds.root.name}"
+        else:
+            self.cameras = _camera_views(context)
+            self.n = len(self.cameras)
+            self.what = "sampled camera" if self.n == 1 else "sampled cameras"
+        if self.n == 0:
+            raise ValueError("no views to count: Sample Cameras (or render a dataset) first")
+
+    def _views(self):
+        if self.dataset is None:
+            yield from self.cameras
+            return
+        ds = self.dataset
+        for fr in self.frames:
+            depth = ds.read_depth(fr) if fr.depth and ds.path(fr.depth).is_file() else None
+            yield fr.cam_from_world, fr.intrinsics, depth
+
+    def counts(self, points: np.ndarray) -> np.ndarray:
+        """``[N]`` how many of the views see each world point ``points [N, 3]`` unoccluded."""
+        return view_counts(points, self._views(), self.occluded, self.tol_rel, self.tol_abs)[0]
+
+
+def count_views(context, views: "ViewSet | None" = None) -> str:
+    """Count, per listed keypoint, the :class:`ViewSet` views that see it unoccluded and store it on the list
+    entry (``views``; the list's ``views_total`` and ``views_source`` say over what). Returns a one-line summary.
+
+    Raises:
+        ValueError: no keypoints, or what :class:`ViewSet` raises.
+    """
+    kps = keypoint_list(context)
+    points = np.array([k.position for k in current_keypoints(context)], np.float64).reshape(-1, 3)
+    if len(points) == 0:
+        raise ValueError("no keypoints to count views for")
+    views = ViewSet(context) if views is None else views
+    counts = views.counts(points)
+    for item, c in zip(kps.items, counts):
+        item.views = int(c)
+    kps.views_total, kps.views_source = views.n, f"{views.n} {views.what}"
+    need = min_views(views.n, kps.min_view_share)
+    low = int((counts < need).sum())
+    return (f"views counted over {views.n} {views.what}: {int(counts.min())}-{int(counts.max())} per keypoint"
+            + (f", {low} seen by fewer than {need}" if low else "") + views.skipped)
+
+
+class POSE_OT_count_views(bpy.types.Operator):
+    bl_idname = "building_pose.count_views"
+    bl_label = "Count Views"
+    bl_description = ("Count how many views (the dataset's reference views, or the sampled cameras) see each "
+                      "keypoint unoccluded; keypoints too few views see cannot be learned")
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None and len(keypoint_list(context).items) > 0
+
+    def execute(self, context):
+        try:
+            summary = count_views(context)
+        except (ValueError, DatasetError) as e:
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
+        self.report({"INFO"}, summary[0].upper() + summary[1:])
         return {"FINISHED"}

@@ -20,6 +20,7 @@ from bpy.props import (
     StringProperty,
 )
 
+from .core.keypoints import MIN_VIEW_SHARE
 from .core.render_config import LightingConfig, RenderConfig, RenderGroup
 from .core.sampling import SamplerConfig, placement_preset
 from .worker.methods import method_number
@@ -183,6 +184,8 @@ class POSE_PG_keypoint(bpy.types.PropertyGroup):
 
     name: StringProperty(name="Name", update=_rename, description="Keypoint name (the name of its empty)")
     empty: PointerProperty(type=bpy.types.Object, name="Empty", description="The empty marking the keypoint")
+    views: IntProperty(name="Views", default=-1, min=-1,
+                       description="How many views see the keypoint unoccluded (Count Views; -1: not counted)")
 
 
 class POSE_PG_keypoints(bpy.types.PropertyGroup):
@@ -195,6 +198,19 @@ class POSE_PG_keypoints(bpy.types.PropertyGroup):
                               description="Keypoint file to import or export ('//' is next to the saved .blend)")
     suggest_count: IntProperty(name="Count", default=16, min=4, max=200,
                                description="How many keypoints Suggest Keypoints proposes")
+    view_source: EnumProperty(
+        name="Views", default="AUTO", description="Which views Count Views counts",
+        items=[("AUTO", "Auto", "The dataset in the Dataset panel's output folder when there is one, else the "
+                                "sampled cameras"),
+               ("DATASET", "Dataset", "The reference views of the dataset in the Dataset panel's output folder "
+                                      "(depth-tested where it has depth)"),
+               ("CAMERAS", "Sampled Cameras", "The sampled camera objects or pose list (occlusion by ray casting)")])
+    min_view_share: FloatProperty(name="Min View Share", default=MIN_VIEW_SHARE, min=0, max=1, subtype="FACTOR",
+                                  description="Flag keypoints seen by fewer than this share of the views: too "
+                                              "rarely seen to be learned")
+    views_total: IntProperty(name="Views Counted", default=0, min=0,
+                             description="How many views the last Count Views counted")
+    views_source: StringProperty(name="Counted Views", description="What the last Count Views counted")
 
 
 _method_menu = [None, []]  # (worker's list, running) and its items: Blender needs the item strings kept alive

@@ -29,6 +29,7 @@ CLASSES = (
     ops_keypoints.POSE_OT_place_keypoint, ops_keypoints.POSE_OT_remove_keypoint, ops_keypoints.POSE_OT_move_keypoint,
     ops_keypoints.POSE_OT_select_keypoint, ops_keypoints.POSE_OT_export_keypoints,
     ops_keypoints.POSE_OT_import_keypoints, ops_keypoints.POSE_OT_suggest_keypoints,
+    ops_keypoints.POSE_OT_count_views,
     ops_annotate.POSE_OT_add_photo_camera, ops_annotate.POSE_OT_annotate_point, ops_annotate.POSE_OT_solve_annotation,
     ops_annotate.POSE_OT_update_annotation_errors, ops_annotate.POSE_OT_export_annotation,
     ops_estimates.POSE_OT_compare_estimates, ops_estimates.POSE_OT_export_estimates_csv,

@@ -105,6 +105,16 @@ class POSE_UL_keypoints(bpy.types.UIList):
             row.prop(item.empty, "name", text="", emboss=False, icon="EMPTY_AXIS")
         else:
             row.label(text=f"{item.name} (deleted)", icon="ERROR")
+        if item.views >= 0:
+            text, low = views_label(item.views, data.views_total, data.min_view_share)
+            row.label(text=text, icon="ERROR" if low else "HIDE_OFF")
+
+
+def views_label(views: int, total: int, share: float) -> tuple[str, bool]:
+    """The list row's view count ("12 views") and whether it is below the learnable share of ``total``."""
+    from .core.keypoints import min_views
+
+    return f"{views} view{'' if views == 1 else 's'}", views < min_views(total, share)
 
 
 class POSE_PT_keypoints(_PosePanel, bpy.types.Panel):
@@ -126,6 +136,17 @@ class POSE_PT_keypoints(_PosePanel, bpy.types.Panel):
         row = layout.row(align=True)
         row.prop(k, "suggest_count")
         row.operator("building_pose.suggest_keypoints", icon="SHADERFX")
+        row = layout.row(align=True)
+        row.prop(k, "view_source", text="")
+        row.operator("building_pose.count_views", icon="HIDE_OFF")
+        if k.views_source:
+            from .core.keypoints import min_views
+
+            need = min_views(k.views_total, k.min_view_share)
+            low = sum(1 for it in k.items if 0 <= it.views < need)
+            layout.label(text=f"{k.views_source}: {low} keypoint{'s' if low > 1 else ''} seen by fewer than {need}"
+                         if low else f"{k.views_source}: each keypoint seen by {need} or more",
+                         icon="ERROR" if low else "INFO")
         layout.prop(k, "json_path")
         row = layout.row(align=True)
         row.operator("building_pose.import_keypoints", icon="IMPORT")
