@@ -3,7 +3,9 @@
 Commands::
 
     render-dataset --scene SPEC --config CONFIG.json --out DIR [--scale F] [--scale-longest M]   (alias: render)
-    sample --scene SPEC --out POSES.json [--n N --layout L --distance MIN MAX --elevation MIN MAX --seed S ...]
+    sample --scene SPEC --out POSES.json [--n N --preset orbit|street|aerial --layout L --seed S ...]
+           (the placement preset scaled to the model, as the Cameras panel's; --distance, --elevation,
+           --eye-height override its ranges)
     scene-info --scene SPEC [--scale F] [--scale-longest M]
     cameras --blend FILE.blend --model FILE --out CAMS.json [--up-axis A] [--collection NAME]
              (camera objects the user placed around the imported model, in the model file's frame: --seed-cameras)
@@ -26,6 +28,7 @@ import sys
 
 from .core.model_frame import DEFAULT_LONGEST_SIDE_M
 from .core.render_config import GROUND_STYLES
+from .core.sampling import PRESETS
 
 __all__ = ["main", "build_parser"]
 
@@ -64,13 +67,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--frames", default=None, help="START:STOP: render only these frames of the plan (groups in "
                    "order, STOP exclusive) into a shard folder that merges into the full dataset")
     m = sub.add_parser("sample", help="sample cameras around a scene and write their poses as JSON")
-    m.add_argument("--scene", required=True)
+    m.add_argument("--scene", required=True, help="procedural, procedural:SEED or a .glb/.gltf/.obj/.ply path")
     m.add_argument("--out", required=True, help="JSON file: intrinsics and cam_from_world per camera")
-    m.add_argument("--n", type=int, default=50)
+    m.add_argument("--n", type=int, default=50, help="number of cameras (default 50)")
+    m.add_argument("--preset", default="orbit", choices=PRESETS,
+                   help="placement scaled to the model's size, as the Cameras panel's: orbit (default; 25-40 m "
+                        "away and 5-35 deg up for a 15 m model), street (eye height around the model) or aerial")
     m.add_argument("--layout", default="fibonacci", choices=["fibonacci", "rings", "random"])
-    m.add_argument("--distance", type=float, nargs=2, default=(25.0, 40.0))
-    m.add_argument("--elevation", type=float, nargs=2, default=(5.0, 35.0))
-    m.add_argument("--azimuth", type=float, nargs=2, default=(0.0, 360.0))
+    m.add_argument("--distance", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
+                   help="metres from the model's centre (street: horizontal), instead of the preset's")
+    m.add_argument("--elevation", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
+                   help="degrees above the horizon, instead of the preset's (not with --preset street)")
+    m.add_argument("--eye-height", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
+                   help="metres above the model's lowest point, instead of 1.5-2 (--preset street only)")
+    m.add_argument("--azimuth", type=float, nargs=2, default=(0.0, 360.0), metavar=("MIN", "MAX"))
     m.add_argument("--roll", type=float, default=0.0)
     m.add_argument("--jitter", type=float, default=0.0)
     m.add_argument("--min-coverage", type=float, default=0.05)
@@ -78,8 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--width", type=int, default=640)
     m.add_argument("--height", type=int, default=480)
     m.add_argument("--lens", type=float, default=30.0)
-    m.add_argument("--scale", type=float, default=None)
-    m.add_argument("--scale-longest", type=float, default=DEFAULT_LONGEST_SIDE_M)
+    m.add_argument("--scale", type=float, default=None, help="explicit scale factor for a mesh file")
+    m.add_argument("--scale-longest", type=float, default=DEFAULT_LONGEST_SIDE_M,
+                   help=f"metres of the mesh's longest side without --scale (default {DEFAULT_LONGEST_SIDE_M:g})")
+    m.add_argument("--up-axis", default=None, help="the mesh file's up axis (default: Y for glTF and OBJ, Z for PLY)")
     s = sub.add_parser("scene-info", help="load a scene and print its info as JSON")
     s.add_argument("--scene", required=True)
     s.add_argument("--scale", type=float, default=None)
@@ -150,20 +162,42 @@ def _sample(args) -> int:
     from .blender import scene_io
     from .core.dataset import atomic_write_json
     from .core.render_config import RenderConfig
-    from .core.sampling import SamplerConfig, aabb_inside_fn, sample_cameras
+    from .core.sampling import aabb_inside_fn, placement_preset, sample_cameras
 
-    cfg = SamplerConfig(n=args.n, layout=args.layout, distance=tuple(args.distance),
-                        elevation_deg=tuple(args.elevation), azimuth_deg=tuple(args.azimuth), roll_deg=args.roll,
-                        jitter_m=args.jitter, min_coverage=args.min_coverage, seed=args.seed)
     intr = RenderConfig(width=args.width, height=args.height, lens_mm=args.lens).intrinsics()
-    info = scene_io.load_scene(args.scene, scale_longest=args.scale_longest, scale=args.scale)
+    info = scene_io.load_scene(args.scene, scale_longest=args.scale_longest, scale=args.scale,
+                               up_axis=args.up_axis)
+    lo, hi = (np.asarray(b, np.float64) for b in info["bounds"])
+    extra = {"eye_height_m": tuple(args.eye_height)} if args.eye_height is not None else {}
+    cfg = placement_preset(args.preset, lo, hi, n=args.n, seed=args.seed, layout=args.layout, **extra)
+    if args.distance is not None:
+        cfg.distance = tuple(args.distance)
+    if args.elevation is not None:
+        cfg.elevation_deg = tuple(args.elevation)
+    cfg.azimuth_deg, cfg.roll_deg, cfg.jitter_m = tuple(args.azimuth), args.roll, args.jitter
+    cfg.min_coverage = args.min_coverage
     poses = sample_cameras(cfg, np.asarray(info["target"]), intr, scene_io.building_vertices(),
                            aabb_inside_fn(np.asarray(info["boxes"])))
-    atomic_write_json(args.out, {"scene": info["name"], "sampler": cfg.to_dict(), "intrinsics": intr.to_dict(),
+    atomic_write_json(args.out, {"scene": info["name"], "preset": args.preset, "model_size_m": float(np.max(hi - lo)),
+                                 "sampler": cfg.to_dict(), "intrinsics": intr.to_dict(),
                                  "convention": "cam_from_world, OpenCV camera axes",
                                  "cam_from_world": [T.tolist() for T in poses]})
     _emit({"event": "done", "poses": str(args.out), "n": len(poses)})
     return 0
+
+
+def _check_sample_args(args) -> None:
+    """Options of ``sample`` that do not fit its preset: a bad-arguments error before any scene is loaded."""
+    street = args.preset == "street"
+    if street and args.elevation is not None:
+        raise _ArgError("sample: --elevation does not apply to --preset street (its cameras stand at eye height: "
+                        "use --eye-height)")
+    if not street and args.eye_height is not None:
+        raise _ArgError("sample: --eye-height applies to --preset street only")
+    for name in ("distance", "elevation", "eye_height"):
+        rng = getattr(args, name)
+        if rng is not None and not rng[0] <= rng[1]:
+            raise _ArgError(f"sample: --{name.replace('_', '-')} MIN MAX must be ordered, got {rng[0]:g} {rng[1]:g}")
 
 
 def _cameras(args) -> int:
@@ -197,6 +231,16 @@ def _cameras(args) -> int:
     return 0
 
 
+def _worker_python_preference() -> str:
+    """The Worker Python set in the extension's preferences, or "" (not set, or not running as an add-on)."""
+    import bpy
+
+    from . import prefs
+
+    p = prefs.get()
+    return bpy.path.abspath(p.worker_python) if p is not None and p.worker_python else ""
+
+
 def _localize(args) -> int:
     """Run ``python -m ml_backend localize`` with the worker's interpreter, pass its output on as progress
     events, then (``--blend``) import ``poses.json`` with the extension's importer and save the file."""
@@ -204,13 +248,16 @@ def _localize(args) -> int:
     import subprocess
     from pathlib import Path
 
-    from .worker.process import _project_root, find_python
+    from .worker.process import WorkerSetupError, _project_root, find_python
 
     rest = [a for a in args.rest if a != "--"]
     if "--out" not in rest:
         raise ValueError("localize needs --out DIR (and --model or --dataset, --photos)")
     out = Path(rest[rest.index("--out") + 1])
-    python = find_python(os.environ.get("POSE_WORKER_PYTHON", ""))
+    try:  # the extension's Worker Python preference (when it runs as the installed extension), else as the panel
+        python = find_python(_worker_python_preference())
+    except WorkerSetupError as e:
+        raise RuntimeError(f"{e} (or set POSE_WORKER_PYTHON)") from None
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP")}
     root = _project_root(python)
     if root is not None:
@@ -250,6 +297,8 @@ def main(argv: list[str]) -> int:
         if rest and args.command != "localize":
             raise _ArgError(f"building_pose headless: unrecognized arguments: {' '.join(rest)}")
         args.rest = rest
+        if args.command == "sample":
+            _check_sample_args(args)
     except _ArgError as e:
         sys.stderr.write(f"{e}\n")
         _emit({"event": "error", "message": str(e)})
