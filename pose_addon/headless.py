@@ -10,7 +10,8 @@ Commands::
     cameras --blend FILE.blend --model FILE --out CAMS.json [--up-axis A] [--collection NAME]
              (camera objects the user placed around the imported model, in the model file's frame: --seed-cameras)
     localize --model FILE|--dataset DIR --photos FILES|DIR --out DIR [any option of python -m ml_backend localize]
-             [--blend OUT.blend]   (runs the worker's localize; --blend imports the cameras and saves the file)
+             [--blend OUT.blend --frame import|model|render]   (runs the worker's localize; --blend makes a new file
+             with the model and one camera per localized photo)
 
 In a real Blender the extension registers the same handler as a command-line command:
 ``blender --command building_pose render --scene procedural --config C.json --out DIR``.
@@ -108,10 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", required=True)
     lo = sub.add_parser("localize", help="localize photos with the worker (python -m ml_backend localize) and "
                         "optionally import the cameras into a .blend")
-    lo.add_argument("--blend", default=None, help="also import the localized cameras (with their photos as "
-                    "backgrounds) into a new file saved here")
-    lo.add_argument("--frame", default="model", choices=["model", "import", "render"],
-                    help="the world the imported cameras are placed in (default: the model file's own frame)")
+    lo.add_argument("--blend", default=None, help="also make a new .blend here holding the model (imported as "
+                    "File > Import does) and one camera per localized photo with the photo as background")
+    lo.add_argument("--frame", default="import", choices=["import", "model", "render"],
+                    help="the world of the .blend: import (default: the model as Blender's importer places it, "
+                         "glTF and OBJ turned Z up), model (the file's own coordinates) or render (scaled to "
+                         "15 m, centred, Z up, as the references were rendered)")
     return p  # localize's other arguments pass through to python -m ml_backend localize (see main)
 
 
@@ -231,6 +234,51 @@ def _cameras(args) -> int:
     return 0
 
 
+def import_model(model: str, frame: str, poses_json) -> list:
+    """Import the model file as File > Import does (each importer's default axes: glTF and OBJ turned from Y-up to
+    Z-up, PLY as it is) into a "Model" collection, then move it into ``frame``'s world (``import``, ``model`` or
+    ``render``, as :func:`pose_addon.core.interchange.read_localize` places the cameras of ``poses_json``);
+    returns the new objects."""
+    from pathlib import Path
+
+    import bpy
+    import mathutils
+    import numpy as np
+
+    from .core.interchange import model_to_blender_import
+
+    path = Path(model)
+    importers = {".glb": bpy.ops.import_scene.gltf, ".gltf": bpy.ops.import_scene.gltf,
+                 ".obj": bpy.ops.wm.obj_import, ".ply": bpy.ops.wm.ply_import}
+    if path.suffix.lower() not in importers:
+        raise ValueError(f"cannot import {path} into the .blend: use a .glb, .gltf, .obj or .ply file")
+    before = set(bpy.data.objects)
+    if "FINISHED" not in importers[path.suffix.lower()](filepath=str(path)):
+        raise RuntimeError(f"Blender could not import {path}")
+    new = [o for o in bpy.data.objects if o not in before]
+    blend_from_model = model_to_blender_import(str(path))
+    if frame == "import":
+        frame_from_model = blend_from_model
+    elif frame == "model":
+        frame_from_model = np.eye(4)
+    elif frame == "render":
+        doc = json.loads(Path(poses_json).read_text("utf-8"))
+        frame_from_model = np.linalg.inv(np.asarray(doc["model_from_world"], np.float64))
+    else:
+        raise ValueError(f"frame must be import, model or render, got {frame!r}")
+    F = mathutils.Matrix((frame_from_model @ np.linalg.inv(blend_from_model)).tolist())
+    col = bpy.data.collections.new("Model")
+    bpy.context.scene.collection.children.link(col)
+    for o in new:
+        if o.parent is None or o.parent not in new:
+            o.matrix_world = F @ o.matrix_world
+        for c in list(o.users_collection):
+            c.objects.unlink(o)
+        col.objects.link(o)
+    bpy.context.view_layer.update()
+    return new
+
+
 def _worker_python_preference() -> str:
     """The Worker Python set in the extension's preferences, or "" (not set, or not running as an add-on)."""
     import bpy
@@ -276,11 +324,15 @@ def _localize(args) -> int:
         import bpy
 
         from . import register
+        from .blender.scene_io import reset_scene
 
         try:
             register()
         except ValueError:  # already registered (a real Blender with the extension enabled)
             pass
+        reset_scene()  # a new file: not the startup file's cube, camera and light
+        if "--model" in rest:
+            import_model(rest[rest.index("--model") + 1], args.frame, out / "poses.json")
         res = bpy.ops.building_pose.import_localize(filepath=str(out / "poses.json"), frame=args.frame)
         if "FINISHED" not in res:
             raise RuntimeError(f"no localized camera to import from {out / 'poses.json'}")
