@@ -310,8 +310,9 @@ def _localize(args) -> int:
     root = _project_root(python)
     if root is not None:
         env["PYTHONPATH"] = str(root)
+    # in the caller's folder: relative paths of the arguments mean what they say
     proc = subprocess.Popen([str(python), "-m", "ml_backend", "localize", "--quiet", *rest], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=str(root) if root else None)
+                            stderr=subprocess.PIPE, text=True, env=env)
     lines = []
     for line in proc.stdout:
         lines.append(line.rstrip("\n"))
