@@ -76,8 +76,10 @@ def add_photo_background(cam_obj, image_path, alpha: float = 0.7) -> bool:
     """Show the photo behind ``cam_obj``'s view; False when it cannot be read (the camera stays useful)."""
     if not image_path or not Path(image_path).is_file():
         return False
+    from .blender.photos import load_photo
+
     try:
-        img = bpy.data.images.load(str(image_path), check_existing=True)
+        img = load_photo(image_path)  # upright, as the pose and its pixels refer to it
     except RuntimeError:
         return False
     cam_obj.data.show_background_images = True

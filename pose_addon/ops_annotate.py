@@ -50,8 +50,10 @@ def create_photo_camera(context, image_path: str, name: str | None = None, lens_
     path = Path(bpy.path.abspath(image_path))
     if not path.is_file():
         raise FileNotFoundError(f"photo not found: {path}")
+    from .blender.photos import load_photo
+
     try:
-        img = bpy.data.images.load(str(path), check_existing=True)
+        img = load_photo(path)  # upright: clicked pixels refer to the photo as the worker reads it
         w, h = img.size
     except RuntimeError as e:
         raise ValueError(f"cannot read photo {path}: {e}") from None
