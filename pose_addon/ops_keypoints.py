@@ -485,11 +485,16 @@ class ViewSet:
         lo, hi = model_bounds(context)
         self.tol_rel, self.tol_abs = 0.02, 0.01 * float(np.max(hi - lo))  # 0.15 m at 15 m, as the worker's
         self.occluded = ray_cast_occlusion(context, self.tol_rel, self.tol_abs)
-        ds = _dataset_views(context) if source in ("AUTO", "DATASET") else None
+        self.skipped = ""
+        try:
+            ds = _dataset_views(context) if source in ("AUTO", "DATASET") else None
+        except DatasetError as e:
+            if source == "DATASET":
+                raise ValueError(str(e)) from None
+            ds, self.skipped = None, f" (the Dataset panel's dataset is unreadable: {e})"
         if source == "DATASET" and ds is None:
             raise ValueError("the Dataset panel's output folder holds no dataset: render it first, or count the "
                              "sampled cameras")
-        self.skipped = ""
         if ds is not None and (why := dataset_mismatch(ds, lo, hi)):
             if source == "DATASET":
                 raise ValueError(why)

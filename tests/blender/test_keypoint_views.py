@@ -166,6 +166,17 @@ def test_sampled_cameras_pose_list_and_dataset_agree(scene, tmp_path):
     for o in moved:
         o.location.x -= 5.0
     bpy.context.view_layer.update()
+    # an unreadable manifest: Auto counts the cameras and says why, Dataset refuses naming the file
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "manifest.json").write_text("{truncated")
+    s.render.output_dir = str(bad)
+    kps().view_source = "AUTO"
+    assert "FINISHED" in bpy.ops.building_pose.count_views()
+    assert kps().views_source == "10 sampled cameras"
+    kps().view_source = "DATASET"
+    with pytest.raises(RuntimeError, match="manifest.json"):
+        bpy.ops.building_pose.count_views()
     s.render.output_dir = str(tmp_path / "nothing")
     kps().view_source = "DATASET"
     with pytest.raises(RuntimeError, match="holds no dataset"):
