@@ -27,13 +27,14 @@ from .extractors import Features, load_image_gray, sift
 from .extractors.base import to_gray
 
 __all__ = ["default_conf", "LocalizationResult", "Localizer", "localize", "EnsembleLocalizer", "ensemble_conf",
-           "dedup_correspondences"]
+           "dedup_correspondences", "Rival", "rival_pose"]
 
 default_conf: dict[str, Any] = {
     "retrieval": "votes",  # "votes" (local-descriptor voting, see retrieval.VotingIndex) or "global"
     "votes": {},  # overrides of retrieval.vote_conf
     "k": 3,  # retrieved references whose matches are pooled
     "k_fallback": 8,  # when top-k gives < min_inliers, pool matches of the top k_fallback instead (0 = never)
+    "verify_k": 8,  # the rival pose is sought among the matches of this many top references (see rival_pose)
     "pnp_backend": "poselib",
     "threshold_px": 2.5,  # RANSAC threshold at 640 px image width; scaled with max(width, height) / 640
     "max_iterations": 10000,
@@ -63,6 +64,44 @@ class LocalizationResult:
     timings: dict = field(default_factory=dict)
     message: str = ""
     inliers_3d: Optional[np.ndarray] = None  # [M, 3] world points of (up to MAX_OVERLAY_POINTS) PnP inliers
+    rival: Optional[Rival] = None  # the strongest other pose among the outliers (see rival_pose)
+
+
+@dataclass
+class Rival:
+    """A second, different pose that the matches left over by the first one support: ``n_inliers``,
+    ``cam_from_world`` ``[4, 4]``, and how far it is from the first (``rotation_deg``, ``centre_m``)."""
+
+    n_inliers: int
+    cam_from_world: np.ndarray
+    rotation_deg: float
+    centre_m: float
+
+
+def rival_pose(points2d: np.ndarray, points3d: np.ndarray, intrinsics: Intrinsics, cam_from_world: np.ndarray,
+               threshold_px: float, backend: str, max_iterations: int = 2000, min_inliers: int = 6,
+               same_deg: float = 5.0, same_rel: float = 0.1) -> Optional[Rival]:
+    """PnP-RANSAC on the correspondences (``[N, 2]`` undistorted pixels, ``[N, 3]`` world) that the pose
+    ``cam_from_world`` does not explain; the result when it is a different pose (rotated by more than
+    ``same_deg`` or its centre further than ``same_rel`` times the median inlier depth) with at least
+    ``min_inliers`` inliers, else None. A symmetric or repeated building gives such a rival: the photo fits two
+    places and the stronger one is a guess."""
+    from pose_addon.core.cameras import camera_center, project_points
+
+    uv, z = project_points(intrinsics.K, cam_from_world, points3d)
+    explained = (z > 0) & (np.linalg.norm(uv - points2d, axis=1) <= threshold_px)
+    rest = ~explained
+    if rest.sum() < max(min_inliers, 4) or not explained.any():
+        return None
+    r = solve_pnp(points2d[rest], points3d[rest], intrinsics, threshold_px, backend, max_iterations)
+    if not r.success or r.n_inliers < min_inliers:
+        return None
+    dR = r.cam_from_world[:3, :3] @ cam_from_world[:3, :3].T
+    rot = float(np.degrees(np.arccos(np.clip((np.trace(dR) - 1) / 2, -1.0, 1.0))))
+    dc = float(np.linalg.norm(camera_center(r.cam_from_world) - camera_center(cam_from_world)))
+    if rot <= same_deg and dc <= same_rel * float(np.median(z[explained])):
+        return None  # the same pose again: leftovers of the first one
+    return Rival(int(r.n_inliers), r.cam_from_world, rot, dc)
 
 
 class Localizer:
@@ -255,8 +294,15 @@ class Localizer:
         retrieved = [self.db.ids[int(i)] for i in idx[:used]]
         msg = res.message if res.success and ok else (
             res.message if not res.success else f"only {res.n_inliers} inliers (< {c['min_inliers']})")
+        rival = None
+        if ok:  # a different pose among the matches of more references (see rival_pose)
+            V2, V3 = P2, P3
+            if int(c["verify_k"]) > used:
+                a, b = self.correspondences(st, idx[used:int(c["verify_k"])])
+                V2, V3 = np.concatenate([P2, a]), np.concatenate([P3, b])
+            rival = rival_pose(V2, V3, pin, res.cam_from_world, thr, c["pnp_backend"])
         return LocalizationResult(ok, res.cam_from_world if ok else None, res.n_inliers, len(P2),
-                                  res.reproj_error_px, retrieved, timings, msg, _overlay_points(P3, res, ok))
+                                  res.reproj_error_px, retrieved, timings, msg, _overlay_points(P3, res, ok), rival)
 
 
 MAX_OVERLAY_POINTS = 400
@@ -388,8 +434,18 @@ class EnsembleLocalizer:
             ok = res.success and res.n_inliers >= int(c["min_inliers"])
             if ok or used >= len(idx):
                 break
+        rival = None
+        if ok:  # a different pose among the matches of more references (see rival_pose)
+            v2, v3 = list(p2), list(p3)
+            for m, st in zip(self.members, states) if int(c["verify_k"]) > used else ():
+                a, b = m.correspondences(st, idx[used:int(c["verify_k"])])
+                v2.append(a)
+                v3.append(b)
+            V2, V3 = np.concatenate(v2), np.concatenate(v3)
+            vk = dedup_correspondences(V2, V3, float(self.e["dedup_px"]), float(self.e["dedup_m"]))
+            rival = rival_pose(V2[vk], V3[vk], pin, res.cam_from_world, thr, c["pnp_backend"])
         return LocalizationResult(ok, res.cam_from_world if ok else None, res.n_inliers, len(keep),
                                   res.reproj_error_px, [lead.db.ids[int(i)] for i in idx[:used]],
                                   {"total": time.perf_counter() - t0}, res.message if ok else
                                   (res.message if not res.success else f"only {res.n_inliers} inliers"),
-                                  _overlay_points(P3[keep], res, ok))
+                                  _overlay_points(P3[keep], res, ok), rival)

@@ -20,6 +20,10 @@ the acceptance rule below carries ``success=False`` and the reason, never a pose
   (5th-95th percentiles in x and y) covers at least ``min_inlier_coverage`` of the image (a few inliers bunched
   on one small patch, typically one facade matched from the wrong side, give confident but wrong poses),
 * the focal length (given or solved) gives a horizontal field of view inside ``hfov_range_deg``,
+* no different pose is nearly as well supported: PnP on the matches the pose leaves unexplained must not find
+  another pose (more than 5 deg or a tenth of the scene depth away) with at least ``ambiguity_ratio`` times its
+  inliers (and ``min_inliers``). A symmetric or repeated building fits a photo in two places; which one wins is
+  then a guess, so the photo is reported as ambiguous instead,
 * when the focal length is solved, the inliers' depths span a ratio of at least ``min_depth_ratio_focal``
   (95th over 5th percentile): seen at one depth, focal length and distance trade off and the solve is weak.
 
@@ -35,7 +39,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
@@ -43,6 +47,9 @@ from pose_addon.core.cameras import Intrinsics
 from pose_addon.core.dataset import Dataset
 
 from . import MATCHING_METHODS, REGISTRY, MethodUnavailable, for_photos, get_method
+
+if TYPE_CHECKING:
+    from ..matching.localize import Rival
 
 __all__ = ["Estimate", "MatchingOptions", "GenericOptions", "Method", "MatchingMethod", "open_method",
            "describe_methods", "MATCHING_METHODS", "accept"]
@@ -87,6 +94,7 @@ class MatchingOptions:
     min_inlier_coverage: float = 0.2  # share of the image covered by the central 90% of the inliers ...
     strong_inliers: int = 50  # ... required of poses with fewer inliers than this
     hfov_range_deg: tuple = (15.0, 120.0)  # plausible horizontal field of view
+    ambiguity_ratio: float = 0.5  # a different pose with this share of the inliers makes the photo ambiguous (0: off)
     pnp_backend: str = "poselib"
     resize_max: int = 1600  # longer images are downscaled to this longest side
     retrieval: str = "votes"  # "votes", "global" or "net"
@@ -134,7 +142,7 @@ def inlier_coverage(cam_from_world: Optional[np.ndarray], points3d: Optional[np.
 
 
 def accept(n_inliers: int, n_matches: int, reproj_px: float, intr: Intrinsics, opts: MatchingOptions,
-           focal_solved: bool, coverage: float = 1.0) -> tuple[str, float, float]:
+           focal_solved: bool, coverage: float = 1.0, rival: Optional[Rival] = None) -> tuple[str, float, float]:
     """The acceptance rule: ``(reason or "", inlier_ratio, confidence)`` (see the module docstring)."""
     ratio = n_inliers / n_matches if n_matches else 0.0
     conf = min(1.0, n_inliers / 100.0) * min(1.0, ratio / 0.5)
@@ -155,6 +163,10 @@ def accept(n_inliers: int, n_matches: int, reproj_px: float, intr: Intrinsics, o
     if not lo <= hfov <= hi:
         return (f"implausible focal length {intr.fx:.1f} px (horizontal field of view {hfov:.1f} deg outside "
                 f"{lo:g}-{hi:g} deg)"), ratio, conf
+    if rival is not None and opts.ambiguity_ratio > 0 and \
+            rival.n_inliers >= max(opts.min_inliers, opts.ambiguity_ratio * n_inliers):
+        return (f"ambiguous: another pose {rival.rotation_deg:.0f} deg and {rival.centre_m:.1f} m away fits "
+                f"{rival.n_inliers} matches against {n_inliers} (a symmetric or repeated building?)"), ratio, conf
     return "", ratio, conf
 
 
@@ -225,7 +237,7 @@ class MatchingMethod(Method):
             r = self.loc.localize(image, intrinsics)
             cov = inlier_coverage(r.cam_from_world, r.inliers_3d, intrinsics)
             reason, ratio, conf = accept(r.n_inliers, r.n_matches, r.reproj_error_px, intrinsics, self.opts, False,
-                                         cov)
+                                         cov, r.rival)
             if not r.success:
                 reason = r.message or "not localized"
             ok = not reason
@@ -236,7 +248,7 @@ class MatchingMethod(Method):
         return self._estimate_focal(image, intrinsics, t0)
 
     def _estimate_focal(self, image, guess: Intrinsics, t0: float) -> Estimate:
-        from ..matching.localize import _overlay_points
+        from ..matching.localize import _overlay_points, rival_pose
         from ..pnp import solve_pnp, solve_pnp_focal
 
         P2, P3, pin, retrieved = self._correspondences(image, guess)
@@ -254,7 +266,12 @@ class MatchingMethod(Method):
             else guess
         pts = _overlay_points(P3, res, res.success)
         cov = inlier_coverage(res.cam_from_world, pts, est)
-        reason, ratio, conf = accept(res.n_inliers, len(P2), res.reproj_error_px * scale, est, self.opts, True, cov)
+        rival = None
+        if res.success and res.cam_from_world is not None:
+            at = Intrinsics(pin.width, pin.height, f, f, pin.cx, pin.cy)
+            rival = rival_pose(P2, P3, at, res.cam_from_world, thr, self.opts.pnp_backend)
+        reason, ratio, conf = accept(res.n_inliers, len(P2), res.reproj_error_px * scale, est, self.opts, True, cov,
+                                     rival)
         depth_ratio = _depth_ratio(res.cam_from_world, pts)
         if not reason and res.success and depth_ratio < self.opts.min_depth_ratio_focal:
             reason = (f"the inliers lie at nearly one depth (ratio {depth_ratio:.2f} < "
