@@ -185,13 +185,16 @@ class TwoPassDetector:
     ``min_presence``: presence probability of the keypoints that set the next crop (the presence head is trained
     with a binary cross entropy, so it is calibrated; the peak mass is not, early in training); ``passes``: total
     passes (1 = whole image only). A pass whose crop rests on fewer than 4 keypoints keeps the previous result.
+    ``shifted``: the last crop is also run shifted by half a heatmap cell in x, y and both, and the positions are
+    averaged: the error a cell grid leaves depends on where the keypoint falls in its cell, and is shared by the
+    keypoints of one crop (median error 2.09 -> 2.01 px, PnP recall at 0.5 m / 5 deg 0.53 -> 0.63 on procedural:3).
     """
 
     def __init__(self, model: KeypointHeatNet, size: int, device: str = "cpu", passes: int = 2, margin: float = 1.35,
-                 min_presence: float = 0.5):
+                 min_presence: float = 0.5, shifted: bool = True):
         self.model = model.to(device).eval()
         self.size, self.device, self.passes, self.margin = int(size), device, int(passes), float(margin)
-        self.min_presence = float(min_presence)
+        self.min_presence, self.shifted = float(min_presence), bool(shifted)
 
     @torch.no_grad()
     def _run(self, rgb: np.ndarray, center: np.ndarray, side: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -217,6 +220,12 @@ class TwoPassDetector:
             side = max(float((hi - lo).max() * self.margin), 0.1 * max(w, h))
             uv, conf, pres = self._run(rgb, center, side)
             crop = (float(center[0]), float(center[1]), side)
+        if self.shifted:
+            step = crop[2] / self.size * STRIDE / 2.0  # half a heatmap cell, in image pixels
+            runs = [self._run(rgb, np.array([crop[0] + dx, crop[1] + dy]), crop[2])
+                    for dx, dy in ((step, 0.0), (0.0, step), (step, step))]
+            uv = np.mean([uv, *[r[0] for r in runs]], 0)
+            conf = np.mean([conf, *[r[1] for r in runs]], 0)
         return Detection(uv, conf, crop)
 
 
