@@ -21,7 +21,7 @@ from bpy.props import (
 )
 
 from .core.keypoints import MIN_VIEW_SHARE
-from .core.render_config import LightingConfig, RenderConfig, RenderGroup
+from .core.render_config import ENGINE_LABELS, LightingConfig, RenderConfig, RenderGroup
 from .core.sampling import SamplerConfig, placement_preset
 from .worker.methods import method_number
 
@@ -114,10 +114,8 @@ class POSE_PG_render(bpy.types.PropertyGroup):
                         description="Image height of the rendered views")
     lens: FloatProperty(name="Focal Length", default=30.0, min=1.0, subtype="DISTANCE_CAMERA", unit="CAMERA",
                         description="Focal length of the rendered views on a 36 mm wide sensor")
-    engine: EnumProperty(name="Engine", default="CYCLES", description="Render engine of the dataset", items=[
-        ("CYCLES", "Cycles", "Path tracing (on the GPU when one is set in Preferences > System)"),
-        ("BLENDER_EEVEE", "EEVEE", "Rasterized, slower headless"),
-        ("BLENDER_WORKBENCH", "Workbench", "Fast, flat shading, no procedural textures")])
+    engine: EnumProperty(name="Engine", default="CYCLES", description="Render engine of the dataset",
+                         items=[(k, label, desc) for k, (label, desc) in ENGINE_LABELS.items()])
     samples: IntProperty(name="Samples", default=16, min=1, max=4096, description="Render samples per pixel")
     depth: BoolProperty(name="Depth", default=True, description="Write planar depth in metres per frame")
     normals: BoolProperty(name="Normals", default=False, description="Write world-space normals per frame (Cycles)")

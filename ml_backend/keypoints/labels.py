@@ -33,7 +33,7 @@ from pose_addon.core.dataset import (
     load_keypoints,
     save_keypoints,
 )
-from pose_addon.core.keypoints import suggest_keypoints
+from pose_addon.core.keypoints import MIN_VIEW_SHARE, suggest_keypoints, visible_in_view
 
 __all__ = ["KeypointSet", "keypoint_set_for_dataset", "load_building_mesh", "frame_keypoints", "frame_bbox",
            "label_line", "parse_label_line", "suggest_outer_corners", "view_counts", "from_yolo_pixels",
@@ -141,7 +141,7 @@ def _hull_points(vertices: np.ndarray) -> np.ndarray:
 
 
 def keypoint_set_for_dataset(dataset: Dataset, keypoints_path: Optional[Path | str] = None, k: int = 16,
-                             angle_deg: float = 30.0, min_view_share: float = 0.15) -> KeypointSet:
+                             angle_deg: float = 30.0, min_view_share: float = MIN_VIEW_SHARE) -> KeypointSet:
     """The keypoints to train and localize with.
 
     ``keypoints_path`` (the extension's JSON) if given, else the dataset's own ``keypoints.json``, else ``k``
@@ -240,15 +240,10 @@ def frame_keypoints(kset: KeypointSet, frame: Frame, depth: Optional[np.ndarray]
     inside = np.isfinite(uv).all(1) & (z > 0) & (uv[:, 0] >= -0.5) & (uv[:, 0] < w - 0.5) & (uv[:, 1] >= -0.5) \
         & (uv[:, 1] < h - 0.5)
     vis = np.where(inside, VISIBLE, OUTSIDE).astype(np.int64)
-    if depth is not None:
-        if depth.shape != (h, w):
-            raise ValueError(f"depth {depth.shape} does not match the frame's {h}x{w}")
-        d = np.where(depth > 0, depth, np.inf)
-        for i in np.nonzero(inside)[0]:
-            x, y = int(round(uv[i, 0])), int(round(uv[i, 1]))
-            patch = d[max(0, y - window):y + window + 1, max(0, x - window):x + window + 1]
-            if patch.max() < z[i] * (1 - tol_rel) - tol_abs:
-                vis[i] = OCCLUDED
+    if depth is not None:  # the extension's visibility rule (pose_addon.core.keypoints), one place
+        seen = visible_in_view(kset.points, frame.cam_from_world, intr, depth, tol_rel=tol_rel, tol_abs=tol_abs,
+                               window=window)
+        vis[inside & ~seen] = OCCLUDED
     return uv, vis
 
 

@@ -13,9 +13,16 @@ from typing import Any, Optional
 from .cameras import BlenderCameraSettings, Intrinsics, intrinsics_from_blender
 from .sampling import SamplerConfig
 
-__all__ = ["LightingConfig", "PhotoStyle", "RenderGroup", "RenderConfig", "ENGINES", "GROUND_STYLES", "QUERY_STYLES"]
+__all__ = ["LightingConfig", "PhotoStyle", "RenderGroup", "RenderConfig", "ENGINES", "ENGINE_LABELS", "GROUND_STYLES",
+           "QUERY_STYLES"]
 
-ENGINES = ("CYCLES", "BLENDER_EEVEE", "BLENDER_WORKBENCH")
+#: Blender's render engines a dataset can use: identifier -> (label, description) for the panels
+ENGINE_LABELS: dict[str, tuple[str, str]] = {
+    "CYCLES": ("Cycles", "Path tracing (on the GPU when one is set in Preferences > System)"),
+    "BLENDER_EEVEE": ("EEVEE", "Rasterized, slower headless"),
+    "BLENDER_WORKBENCH": ("Workbench", "Fast, flat shading, no procedural textures"),
+}
+ENGINES = tuple(ENGINE_LABELS)
 #: ground under a loaded scene: procedural texture (default), one flat colour (feature-poor), or none
 GROUND_STYLES = ("textured", "plain", "none")
 #: how queries are rendered: like the references (``render``) or like photos (``photo``, see :class:`PhotoStyle`)
