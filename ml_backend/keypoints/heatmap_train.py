@@ -21,7 +21,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -290,107 +290,135 @@ def train_heatmap(views: list[TrainView], kset: KeypointSet, out_dir: Path | str
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(int(c["threads"]))
     device = resolve_device(c["device"])
-    size = int(c["size"])
-    rng0 = np.random.default_rng(int(c["seed"]))
-    order = rng0.permutation(len(views))
-    n_val = min(int(c["val_views"]), max(0, len(views) // 5))
-    val = [views[i] for i in order[:n_val]]
-    train = [views[i] for i in order[n_val:]]
-    if not train:
-        raise ValueError("no labelled training views (every view shows fewer than 2 keypoints)")
-    blender = [v for v in train if v.source == "blender"]
-    other = [v for v in train if v.source != "blender"]
+    train, val = _split_views(views, c)
     identity = {"format": MODEL_FORMAT, "version": 1, "names": list(kset.names), "points": kset.points.tolist(),
-                "keypoints_digest": kset.digest(), "dataset_digest": digest, "size": size, "stride": STRIDE,
-                "width": int(c["width"]), "train_conf": {k: c[k] for k in sorted(c) if k not in
-                                                        ("progress", "device", "threads", "time_s")}}
+                "keypoints_digest": kset.digest(), "dataset_digest": digest, "size": int(c["size"]),
+                "stride": STRIDE, "width": int(c["width"]),
+                "train_conf": {k: c[k] for k in sorted(c) if k not in ("progress", "device", "threads", "time_s")}}
     model = KeypointHeatNet(len(kset), int(c["width"]), bool(c["pretrained"])).to(device)
     for m in _frozen_modules(model, str(c["freeze"])):
         for p in m.parameters():
             p.requires_grad_(False)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=float(c["lr"]), weight_decay=float(c["weight_decay"]))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=float(c["lr"]),
+                            weight_decay=float(c["weight_decay"]))
     ckpt_path, model_path = out / "checkpoint.pt", out / "model.pt"
-    epoch, step, elapsed, history = 0, 0, 0.0, []
-    if ckpt_path.is_file():
-        ck = load_torch_file(ckpt_path, "keypoint training checkpoint")
-        if ck.get("identity") != identity:
-            raise ValueError(f"{ckpt_path} belongs to another training (keypoints, dataset or configuration "
-                             f"differ); delete it to start over")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        epoch, step, elapsed, history = int(ck["epoch"]), int(ck["step"]), float(ck["elapsed_s"]), list(ck["history"])
+    st = _resume(ckpt_path, identity, model, opt)
     budget = float(c["time_s"])
-    per_epoch = int(c["samples_per_epoch"])
-    batch = int(c["batch"])
     from ..progress import progress_bar
 
     # one bar over the whole time budget, in thousandths: in a job every update is a progress event of the training
-    bar = progress_bar(total=1000, initial=_permille(elapsed, budget), desc="keypoints training",
+    bar = progress_bar(total=1000, initial=_permille(st.elapsed, budget), desc="keypoints training",
                        disable=not c["progress"], file=sys.stderr,
                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}")
-    val_txt = ""
-    while elapsed < budget:
-        rng = np.random.default_rng([int(c["seed"]), epoch])
-        _set_train_mode(model, str(c["freeze"]))
+    while st.elapsed < budget:
         t_ep, cpu_ep = time.perf_counter(), time.process_time()
-        losses = []
-        done = 0
-        while done < per_epoch:
-            t_b = time.perf_counter()
-            crops, uvs, viss = [], [], []
-            for _ in range(batch):
-                pool = blender if blender and (not other or rng.random() < c["blender_share"]) else other
-                cr, uv, vs = make_sample(pool[int(rng.integers(len(pool)))], rng, size, c)
-                crops.append(cr)
-                uvs.append(uv)
-                viss.append(vs)
-            frac = min(1.0, elapsed / budget)
-            lr = float(c["lr"]) * min(1.0, (step + 1) / 30.0) * max(0.02, 0.5 * (1 + math.cos(math.pi * frac)))
-            for g in opt.param_groups:
-                g["lr"] = lr
-            logits, pres = model(to_tensor(np.stack(crops)).to(device))
-            loss = loss_fn(logits, pres, np.stack(uvs), np.stack(viss), c)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            done += batch
-            losses.append(loss.item())
-            elapsed += time.perf_counter() - t_b
-            bar.set_postfix_str(f"epoch {epoch + 1}, loss {losses[-1]:.3f}{val_txt}, "
-                                f"{elapsed / 60:.1f}/{budget / 60:.1f} min")
-            bar.update(max(0, _permille(elapsed, budget) - bar.n))
-            if elapsed >= budget:
-                break
+        loss = _train_epoch(model, opt, train, c, device, st, bar)
         t_v = time.perf_counter()
-        med, p90 = _validate(model, val, size, device) if val else (float("nan"), float("nan"))
-        elapsed += time.perf_counter() - t_v
-        bar.update(max(0, _permille(elapsed, budget) - bar.n))
-        epoch += 1
-        history.append({"epoch": epoch, "step": step, "loss": float(np.mean(losses)), "val_median_px": med,
-                        "val_p90_px": p90, "elapsed_s": round(elapsed, 1), "lr": lr,
-                        "epoch_wall_s": round(time.perf_counter() - t_ep, 1),
-                        "epoch_cpu_s": round(time.process_time() - cpu_ep, 1),
-                        "load_avg": round(os.getloadavg()[0], 2)})
+        med, p90 = _validate(model, val, int(c["size"]), device) if val else (float("nan"), float("nan"))
+        st.elapsed += time.perf_counter() - t_v
+        bar.update(max(0, _permille(st.elapsed, budget) - bar.n))
+        st.epoch += 1
+        st.history.append({"epoch": st.epoch, "step": st.step, "loss": loss, "val_median_px": med,
+                           "val_p90_px": p90, "elapsed_s": round(st.elapsed, 1), "lr": st.lr,
+                           "epoch_wall_s": round(time.perf_counter() - t_ep, 1),
+                           "epoch_cpu_s": round(time.process_time() - cpu_ep, 1),
+                           "load_avg": round(os.getloadavg()[0], 2)})
         _atomic_torch_save({"identity": identity, "model": model.state_dict(), "opt": opt.state_dict(),
-                            "epoch": epoch, "step": step, "elapsed_s": elapsed, "history": history}, ckpt_path)
-        plot_curves(history, out / "curves.png")
-        msg = (f"epoch {epoch}: loss {history[-1]['loss']:.3f}, validation median {med:.2f} px (p90 {p90:.1f}), "
-               f"{elapsed / 60:.1f}/{budget / 60:.0f} min")
+                            "epoch": st.epoch, "step": st.step, "elapsed_s": st.elapsed, "history": st.history},
+                           ckpt_path)
+        plot_curves(st.history, out / "curves.png")
+        msg = (f"epoch {st.epoch}: loss {loss:.3f}, validation median {med:.2f} px (p90 {p90:.1f}), "
+               f"{st.elapsed / 60:.1f}/{budget / 60:.0f} min")
         if on_event:
-            on_event({"event": "progress", "done": min(elapsed, budget), "total": budget, "message": msg,
-                      "loss": history[-1]["loss"], "elapsed_s": elapsed, "val_median_px": med})
+            on_event({"event": "progress", "done": min(st.elapsed, budget), "total": budget, "message": msg,
+                      "loss": loss, "elapsed_s": st.elapsed, "val_median_px": med})
         elif c["progress"]:
             tqdm.write(f"[keypoints] {msg}", file=sys.stderr)  # above the bar, in a terminal or the job's log
-        val_txt = f", validation median {med:.1f} px"
+        st.val_txt = f", validation median {med:.1f} px"
     bar.close()
-    meta = dict(identity, backbone=model.backbone_version, history=history, epochs=epoch, steps=step,
-                train_s=float(elapsed), device=device, n_train_views=len(train), n_val_views=len(val),
+    meta = dict(identity, backbone=model.backbone_version, history=st.history, epochs=st.epoch, steps=st.step,
+                train_s=float(st.elapsed), device=device, n_train_views=len(train), n_val_views=len(val),
                 **(meta_extra or {}))
     _atomic_torch_save({"meta": meta, "state_dict": model.state_dict()}, model_path)
     atomic_write_json(out / "model.json", meta)
     return model_path
+
+
+@dataclass
+class _State:
+    """Where a training run is: epochs and steps done, training seconds spent, the history of epochs."""
+
+    epoch: int = 0
+    step: int = 0
+    elapsed: float = 0.0
+    history: list = field(default_factory=list)
+    lr: float = 0.0
+    val_txt: str = ""
+
+
+def _split_views(views: list[TrainView], c: dict) -> tuple[list[TrainView], list[TrainView]]:
+    """``(train, val)``: ``val_views`` views at random (at most a fifth) held out for the validation curve."""
+    order = np.random.default_rng(int(c["seed"])).permutation(len(views))
+    n_val = min(int(c["val_views"]), max(0, len(views) // 5))
+    train = [views[i] for i in order[n_val:]]
+    if not train:
+        raise ValueError("no labelled training views (every view shows fewer than 2 keypoints)")
+    return train, [views[i] for i in order[:n_val]]
+
+
+def _resume(ckpt_path: Path, identity: dict, model: KeypointHeatNet, opt: torch.optim.Optimizer) -> _State:
+    """The state of ``ckpt_path`` loaded into ``model`` and ``opt`` (a fresh state without one); ValueError when
+    the checkpoint belongs to another training."""
+    if not ckpt_path.is_file():
+        return _State()
+    ck = load_torch_file(ckpt_path, "keypoint training checkpoint")
+    if ck.get("identity") != identity:
+        raise ValueError(f"{ckpt_path} belongs to another training (keypoints, dataset or configuration "
+                         f"differ); delete it to start over")
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["opt"])
+    return _State(int(ck["epoch"]), int(ck["step"]), float(ck["elapsed_s"]), list(ck["history"]))
+
+
+def _train_epoch(model: KeypointHeatNet, opt: torch.optim.Optimizer, train: list[TrainView], c: dict, device: str,
+                 st: _State, bar) -> float:
+    """``samples_per_epoch`` crops in batches (Blender-rendered views drawn with ``blender_share``), warm-up then
+    cosine learning rate over the time budget; stops early when the budget is spent. Mean loss."""
+    rng = np.random.default_rng([int(c["seed"]), st.epoch])
+    _set_train_mode(model, str(c["freeze"]))
+    blender = [v for v in train if v.source == "blender"]
+    other = [v for v in train if v.source != "blender"]
+    size, budget, batch = int(c["size"]), float(c["time_s"]), int(c["batch"])
+    losses: list[float] = []
+    done = 0
+    while done < int(c["samples_per_epoch"]):
+        t_b = time.perf_counter()
+        crops, uvs, viss = [], [], []
+        for _ in range(batch):
+            pool = blender if blender and (not other or rng.random() < c["blender_share"]) else other
+            cr, uv, vs = make_sample(pool[int(rng.integers(len(pool)))], rng, size, c)
+            crops.append(cr)
+            uvs.append(uv)
+            viss.append(vs)
+        frac = min(1.0, st.elapsed / budget)
+        st.lr = float(c["lr"]) * min(1.0, (st.step + 1) / 30.0) * max(0.02, 0.5 * (1 + math.cos(math.pi * frac)))
+        for g in opt.param_groups:
+            g["lr"] = st.lr
+        logits, pres = model(to_tensor(np.stack(crops)).to(device))
+        loss = loss_fn(logits, pres, np.stack(uvs), np.stack(viss), c)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        st.step += 1
+        done += batch
+        losses.append(loss.item())
+        st.elapsed += time.perf_counter() - t_b
+        bar.set_postfix_str(f"epoch {st.epoch + 1}, loss {losses[-1]:.3f}{st.val_txt}, "
+                            f"{st.elapsed / 60:.1f}/{budget / 60:.1f} min")
+        bar.update(max(0, _permille(st.elapsed, budget) - bar.n))
+        if st.elapsed >= budget:
+            break
+    return float(np.mean(losses))
 
 
 def _permille(elapsed: float, budget: float) -> int:
