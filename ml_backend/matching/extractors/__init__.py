@@ -7,13 +7,12 @@ imported only when used (the learned ones need torch). Adding an extractor: one 
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from types import ModuleType
 from typing import Optional
 
 import numpy as np
 
+from ..plugins import import_plugin, plugin_names
 from .base import Features, ImageReadError, load_image_gray
 
 __all__ = ["Features", "ImageReadError", "load_image_gray", "names", "plugin", "merge_any_conf", "extract_features"]
@@ -23,15 +22,12 @@ _NOT_PLUGINS = ("base",)
 
 def names() -> list[str]:
     """The extractors this package holds (its public modules)."""
-    return sorted(m.name for m in pkgutil.iter_modules(__path__)
-                  if not m.name.startswith("_") and m.name not in _NOT_PLUGINS)
+    return plugin_names(__path__, _NOT_PLUGINS)
 
 
 def plugin(name: str) -> ModuleType:
     """The module of extractor ``name``; ValueError naming the known ones for another name."""
-    if name not in names():
-        raise ValueError(f"unknown extractor {name!r}; known: {', '.join(names())}")
-    return importlib.import_module(f".{name}", __name__)
+    return import_plugin(__name__, __path__, name, "extractor", _NOT_PLUGINS)
 
 
 def merge_any_conf(conf: Optional[dict]) -> dict:

@@ -7,24 +7,22 @@ imported only when used. Adding a matcher: one module here, its test, and a pres
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from types import ModuleType
 from typing import Optional
+
+from ..plugins import import_plugin, plugin_names
 
 __all__ = ["names", "plugin", "merge_conf"]
 
 
 def names() -> list[str]:
     """The pair matchers this package holds (its public modules)."""
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    return plugin_names(__path__)
 
 
 def plugin(name: str) -> ModuleType:
     """The module of matcher ``name``; ValueError naming the known ones for another name."""
-    if name not in names():
-        raise ValueError(f"unknown pair matcher {name!r}; known: {', '.join(names())}")
-    return importlib.import_module(f".{name}", __name__)
+    return import_plugin(__name__, __path__, name, "pair matcher")
 
 
 def merge_conf(conf: Optional[dict]) -> dict:
