@@ -12,13 +12,14 @@ Child processes report the same events on their stdout (:mod:`ml_backend.child_p
 """
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Optional, Protocol
 
 from tqdm import tqdm
 
-__all__ = ["Sink", "set_sink", "get_sink", "report", "progress_bar", "stage_reporter"]
+__all__ = ["Sink", "set_sink", "get_sink", "report", "progress_bar", "stage_reporter", "write"]
 
 
 class Sink(Protocol):
@@ -114,6 +115,11 @@ def progress_bar(iterable: Optional[Iterable] = None, desc: Optional[str] = None
     if sink is not None:
         return _SinkBar(sink, iterable, desc, total, initial)
     return tqdm(iterable, desc=desc, total=total, disable=disable, initial=initial, **kw)
+
+
+def write(message: str) -> None:
+    """A line of text above the bars on stderr (a terminal or a job's log), without breaking them."""
+    tqdm.write(message, file=sys.stderr)
 
 
 def stage_reporter(stage: str) -> Callable[[Optional[float], str], None]:

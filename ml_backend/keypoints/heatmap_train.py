@@ -29,11 +29,11 @@ import cv2
 import numpy as np
 import torch
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from pose_addon.core.dataset import Dataset, atomic_write_json
 
 from ..integrity import load_torch_file
+from ..progress import write as progress_write
 from .heatmap import (
     STRIDE,
     KeypointHeatNet,
@@ -333,7 +333,7 @@ def train_heatmap(views: list[TrainView], kset: KeypointSet, out_dir: Path | str
             on_event({"event": "progress", "done": min(st.elapsed, budget), "total": budget, "message": msg,
                       "loss": loss, "elapsed_s": st.elapsed, "val_median_px": med})
         elif c["progress"]:
-            tqdm.write(f"[keypoints] {msg}", file=sys.stderr)  # above the bar, in a terminal or the job's log
+            progress_write(f"[keypoints] {msg}")  # above the bar, in a terminal or the job's log
         st.val_txt = f", validation median {med:.1f} px"
     bar.close()
     meta = dict(identity, backbone=model.backbone_version, history=st.history, epochs=st.epoch, steps=st.step,
