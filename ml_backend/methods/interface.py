@@ -95,6 +95,7 @@ class MatchingOptions:
     strong_inliers: int = 50  # ... required of poses with fewer inliers than this
     hfov_range_deg: tuple = (15.0, 120.0)  # plausible horizontal field of view
     ambiguity_ratio: float = 0.5  # a different pose with this share of the inliers makes the photo ambiguous (0: off)
+    verify_k: int = 8  # the rival pose is sought among the matches of this many references (<= k: no extra matching)
     pnp_backend: str = "poselib"
     resize_max: int = 1600  # longer images are downscaled to this longest side
     retrieval: str = "votes"  # "votes", "global" or "net"
@@ -202,7 +203,7 @@ class MatchingMethod(Method):
         self.name, self.opts = name, options
         lconf = {**options.localize, "k": options.k, "k_fallback": options.k_fallback,
                  "threshold_px": options.threshold_px, "min_inliers": options.min_inliers,
-                 "pnp_backend": options.pnp_backend, "resize_max": options.resize_max,
+                 "pnp_backend": options.pnp_backend, "resize_max": options.resize_max, "verify_k": options.verify_k,
                  "retrieval": options.retrieval}
         conf = {"localize": lconf, "progress": progress, "matcher": options.matcher or None,
                 "ensemble": options.ensemble or None}

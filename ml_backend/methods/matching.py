@@ -52,7 +52,8 @@ def open_localizer(preset: str, dataset: Optional[Dataset], workdir: Path, conf:
 
 
 #: keys of a bench conf's ``localize`` dict that are :class:`~.interface.MatchingOptions` fields
-_OPTION_KEYS = ("k", "k_fallback", "threshold_px", "min_inliers", "pnp_backend", "resize_max", "retrieval")
+_OPTION_KEYS = ("k", "k_fallback", "threshold_px", "min_inliers", "pnp_backend", "resize_max", "retrieval",
+                "verify_k")
 
 
 def bench_options(conf: dict) -> dict:
