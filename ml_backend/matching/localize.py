@@ -99,8 +99,11 @@ def rival_pose(points2d: np.ndarray, points3d: np.ndarray, intrinsics: Intrinsic
     dR = r.cam_from_world[:3, :3] @ cam_from_world[:3, :3].T
     rot = float(np.degrees(np.arccos(np.clip((np.trace(dR) - 1) / 2, -1.0, 1.0))))
     dc = float(np.linalg.norm(camera_center(r.cam_from_world) - camera_center(cam_from_world)))
-    if rot <= same_deg and dc <= same_rel * float(np.median(z[explained])):
+    depth = float(np.median(z[explained]))
+    if rot <= same_deg and dc <= same_rel * depth:
         return None  # the same pose again: leftovers of the first one
+    if dc > 10.0 * depth:
+        return None  # a camera far beyond the scene: PnP fitted to a few stray matches
     return Rival(int(r.n_inliers), r.cam_from_world, rot, dc)
 
 
@@ -269,7 +272,7 @@ class Localizer:
         t1 = time.perf_counter()
         k, k_fb = int(c["k"]), int(c["k_fallback"] or 0)
         idx = self.retrieve(st["gray"], st["feats"].descriptors if st["feats"] is not None else None,
-                            max(k, k_fb), st["rgb"])
+                            max(k, k_fb, int(c["verify_k"])), st["rgb"])
         t2 = time.perf_counter()
         thr = float(c["threshold_px"]) * max(pin.width, pin.height) / 640.0
         p2, p3 = [], []
@@ -419,7 +422,7 @@ class EnsembleLocalizer:
         pin = _pinhole(st0["intrinsics"])
         k, k_fb = int(c["k"]), int(c["k_fallback"] or 0)
         idx = lead.retrieve(st0["gray"], st0["feats"].descriptors if st0["feats"] is not None else None,
-                            max(k, k_fb), st0["rgb"])
+                            max(k, k_fb, int(c["verify_k"])), st0["rgb"])
         thr = float(c["threshold_px"]) * max(pin.width, pin.height) / 640.0
         p2, p3, used = [], [], 0
         for stop in (k, k_fb) if k_fb > k else (k,):

@@ -18,7 +18,9 @@ the acceptance rule below carries ``success=False`` and the reason, never a pose
   image like the RANSAC threshold),
 * fewer than ``strong_inliers`` inliers must spread over the photo: the box holding the central 90% of them
   (5th-95th percentiles in x and y) covers at least ``min_inlier_coverage`` of the image (a few inliers bunched
-  on one small patch, typically one facade matched from the wrong side, give confident but wrong poses),
+  on one small patch, typically one facade matched from the wrong side, give confident but wrong poses), and be
+  at least ``min_inlier_ratio_weak`` of the matches (a symmetric house matched from its mirrored side gave 29
+  inliers at a ratio of 0.22, 180 deg off, with its true side never retrieved),
 * the focal length (given or solved) gives a horizontal field of view inside ``hfov_range_deg``,
 * no different pose is nearly as well supported: PnP on the matches the pose leaves unexplained must not find
   another pose (more than 5 deg or a tenth of the scene depth away) with at least ``ambiguity_ratio`` times its
@@ -93,6 +95,7 @@ class MatchingOptions:
     max_reproj_error_px: float = 2.5  # at 640 px width, scaled like the threshold
     min_inlier_coverage: float = 0.2  # share of the image covered by the central 90% of the inliers ...
     strong_inliers: int = 50  # ... required of poses with fewer inliers than this
+    min_inlier_ratio_weak: float = 0.25  # inlier ratio required of poses with fewer than strong_inliers inliers
     hfov_range_deg: tuple = (15.0, 120.0)  # plausible horizontal field of view
     ambiguity_ratio: float = 0.5  # a different pose with this share of the inliers makes the photo ambiguous (0: off)
     verify_k: int = 8  # the rival pose is sought among the matches of this many references (<= k: no extra matching)
@@ -160,6 +163,9 @@ def accept(n_inliers: int, n_matches: int, reproj_px: float, intr: Intrinsics, o
     if coverage < opts.min_inlier_coverage and n_inliers < opts.strong_inliers:
         return (f"inliers cover {coverage:.0%} of the image (< {opts.min_inlier_coverage:.0%}): too bunched to "
                 "trust"), ratio, conf
+    if n_inliers < opts.strong_inliers and ratio < opts.min_inlier_ratio_weak:
+        return (f"weak pose: {n_inliers} inliers (< {opts.strong_inliers}) at a ratio of {ratio:.2f} "
+                f"(< {opts.min_inlier_ratio_weak})"), ratio, conf
     lo, hi = opts.hfov_range_deg
     if not lo <= hfov <= hi:
         return (f"implausible focal length {intr.fx:.1f} px (horizontal field of view {hfov:.1f} deg outside "
