@@ -245,17 +245,13 @@ def import_model(model: str, frame: str, poses_json) -> list:
     import mathutils
     import numpy as np
 
+    from .blender.scene_io import MESH_EXTENSIONS, import_mesh, move_into
     from .core.interchange import model_to_blender_import
 
     path = Path(model)
-    importers = {".glb": bpy.ops.import_scene.gltf, ".gltf": bpy.ops.import_scene.gltf,
-                 ".obj": bpy.ops.wm.obj_import, ".ply": bpy.ops.wm.ply_import}
-    if path.suffix.lower() not in importers:
+    if path.suffix.lower() not in MESH_EXTENSIONS:
         raise ValueError(f"cannot import {path} into the .blend: use a .glb, .gltf, .obj or .ply file")
-    before = set(bpy.data.objects)
-    if "FINISHED" not in importers[path.suffix.lower()](filepath=str(path)):
-        raise RuntimeError(f"Blender could not import {path}")
-    new = [o for o in bpy.data.objects if o not in before]
+    new = import_mesh(path, file_import_axes=True)
     blend_from_model = model_to_blender_import(str(path))
     if frame == "import":
         frame_from_model = blend_from_model
@@ -269,13 +265,7 @@ def import_model(model: str, frame: str, poses_json) -> list:
     F = mathutils.Matrix((frame_from_model @ np.linalg.inv(blend_from_model)).tolist())
     col = bpy.data.collections.new("Model")
     bpy.context.scene.collection.children.link(col)
-    for o in new:
-        if o.parent is None or o.parent not in new:
-            o.matrix_world = F @ o.matrix_world
-        for c in list(o.users_collection):
-            c.objects.unlink(o)
-        col.objects.link(o)
-    bpy.context.view_layer.update()
+    move_into(new, F, col)
     return new
 
 

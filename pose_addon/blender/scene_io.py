@@ -34,7 +34,7 @@ from ..scene_utils import ensure_collection
 from . import building
 from .building import BUILDING_COLLECTION, GROUND_COLLECTION
 
-__all__ = ["SceneError", "reset_scene", "load_scene", "building_objects", "ground_objects",
+__all__ = ["SceneError", "reset_scene", "load_scene", "import_mesh", "move_into", "building_objects", "ground_objects",
            "building_vertices", "export_scene_gltf", "MESH_EXTENSIONS", "GROUND_STYLES"]
 
 MESH_EXTENSIONS = (".glb", ".gltf", ".obj", ".ply")
@@ -104,16 +104,20 @@ def _parse_spec(spec: str):
     return "file", s
 
 
-def _import_mesh(path: Path) -> list:
+def import_mesh(path: Path, file_import_axes: bool = False) -> list:
+    """Import a mesh file; returns the new objects (SceneError naming the file when it cannot be read or holds no
+    mesh). OBJ and PLY keep the file's own axes, unless ``file_import_axes``: then every importer uses the axes
+    File > Import uses (OBJ turned from Y-up to Z-up too); glTF is always turned from Y-up to Z-up."""
     ext = path.suffix.lower()
     before = set(bpy.data.objects)
+    own = {} if file_import_axes else {"forward_axis": "Y", "up_axis": "Z"}
     try:
         if ext in (".glb", ".gltf"):  # the importer turns glTF's +Y up to +Z (see _IMPORT_UP)
             res = bpy.ops.import_scene.gltf(filepath=str(path))
-        elif ext == ".obj":  # the file's own axes: no conversion by the importer
-            res = bpy.ops.wm.obj_import(filepath=str(path), forward_axis="Y", up_axis="Z")
+        elif ext == ".obj":
+            res = bpy.ops.wm.obj_import(filepath=str(path), **own)
         else:
-            res = bpy.ops.wm.ply_import(filepath=str(path), forward_axis="Y", up_axis="Z", import_colors="SRGB")
+            res = bpy.ops.wm.ply_import(filepath=str(path), import_colors="SRGB", **own)
     except Exception as e:  # importer errors arrive as RuntimeError with Blender's report text
         msg = str(e).strip().splitlines()
         raise SceneError(f"cannot read mesh file {path}: {msg[-1] if msg else type(e).__name__}") from None
@@ -123,6 +127,18 @@ def _import_mesh(path: Path) -> list:
     if not any(o.type == "MESH" for o in new):
         raise SceneError(f"mesh file {path} holds no mesh")
     return new
+
+
+def move_into(objects: list, matrix, collection) -> None:
+    """Move imported ``objects`` by ``matrix`` (a 4x4 ``mathutils.Matrix``, applied to their roots) into
+    ``collection`` alone."""
+    for o in objects:
+        if o.parent is None or o.parent not in objects:
+            o.matrix_world = matrix @ o.matrix_world
+        for c in list(o.users_collection):
+            c.objects.unlink(o)
+        collection.objects.link(o)
+    bpy.context.view_layer.update()
 
 
 def _import_up(path: Path) -> str:
@@ -190,7 +206,7 @@ def load_scene(spec: str, scale_longest: float = DEFAULT_LONGEST_SIDE_M, scale: 
     path = path.resolve()
     up = (up_axis or default_up_axis(str(path))).strip().upper().lstrip("+")
     R_fix = up_axis_rotation(up) @ up_axis_rotation(_import_up(path)).T  # checks the name too
-    new = _import_mesh(path)
+    new = import_mesh(path)
     meshes = [o for o in new if o.type == "MESH"]
     _vertex_colour_materials(meshes)
     import mathutils
@@ -209,14 +225,7 @@ def load_scene(spec: str, scale_longest: float = DEFAULT_LONGEST_SIDE_M, scale: 
     centre = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]])
     world_from_model = world_from_model_matrix(factor, -factor * centre, up)
     M = mathutils.Matrix.Diagonal((factor, factor, factor, 1.0)) @ mathutils.Matrix.Translation(-centre)
-    coll = ensure_collection(bpy.context, BUILDING_COLLECTION)
-    for o in new:
-        if o.parent is None or o.parent not in new:
-            o.matrix_world = M @ o.matrix_world
-        for c in list(o.users_collection):
-            c.objects.unlink(o)
-        coll.objects.link(o)
-    bpy.context.view_layer.update()
+    move_into(new, M, ensure_collection(bpy.context, BUILDING_COLLECTION))
     boxes = np.stack([_world_aabb(o) for o in meshes])
     lo, hi = boxes[:, 0].min(0), boxes[:, 1].max(0)
     ground_size = max(building.GROUND_SIZE, 6.0 * float((hi - lo)[:2].max()))
