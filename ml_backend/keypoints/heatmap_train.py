@@ -2,13 +2,15 @@
 resumable, with curves; the saved model records the keypoints and the digest of the dataset it was trained on.
 
 Samples: each labelled view (``[H, W, 3]`` image, keypoints ``uv [K, 2]`` OpenCV px, visibility ``vis [K]``: 2
-visible, 1 occluded, 0 outside) gives crops in three regimes matching the detector's passes: the whole image
-letterboxed (pass 1), a loose crop of 1.6-3.2 times the keypoints' extent, and a tight crop of 1.1-1.6 times it
-(the refining passes use 1.35), each rotated a little, with colour, blur, noise and JPEG jitter.
+visible, 1 occluded, 0 outside) gives crops in four regimes matching the detector's passes: the whole image
+letterboxed (pass 1), a loose crop of 1.6-3.2 times the keypoints' extent, a tight crop of 1.1-1.6 times it
+(the refining passes use 1.35), and a close-up of 0.45-0.9 times it centred near one keypoint (the detector's
+close-ups use 0.5 x 1.35), each rotated a little, with colour, blur, noise and JPEG jitter.
 
 Loss: per keypoint in the crop, the cross entropy between the softmax of its heatmap and a Gaussian of
-``sigma_cells`` around the true position (occluded keypoints weighted ``occluded_weight``), plus a binary cross
-entropy of the presence head (the keypoint lies in the crop).
+``sigma_cells`` around the true position (occluded keypoints weighted ``occluded_weight``), plus binary cross
+entropies of the presence head (the keypoint lies in the crop) and, for the keypoints in the crop, of the
+visibility head (it is seen, not occluded).
 
 Files in ``out_dir``: ``checkpoint.pt`` (after every epoch, atomic; resumed from), ``model.pt`` (final),
 ``model.json`` (the model's metadata and history), ``curves.png``. Everything is read back with
@@ -53,6 +55,8 @@ __all__ = ["TrainView", "default_train_conf", "load_views", "make_sample", "trai
            "detector_for"]
 
 MODEL_FORMAT = "building-pose-heatmap-keypoints"
+#: side of the detector's close-ups as a share of its last crop's side (models trained with ``p_zoom``)
+DETECTOR_ZOOM = 0.5
 
 default_train_conf: dict = {
     "size": 224,  # crop side (network input, px)
@@ -68,8 +72,10 @@ default_train_conf: dict = {
     "sigma_cells": 1.25,
     "occluded_weight": 0.5,
     "presence_weight": 0.2,
-    "p_whole": 0.2,  # share of whole-image crops
-    "p_loose": 0.3,  # share of loose crops (the rest are tight)
+    "visibility_weight": 0.2,
+    "p_whole": 0.15,  # share of whole-image crops
+    "p_loose": 0.2,  # share of loose crops
+    "p_zoom": 0.3,  # share of close-ups around one keypoint (the rest are tight)
     "rot_deg": 6.0,
     "blender_share": 0.35,  # share of crops drawn from the Blender-rendered views (the rest: worker GL views)
     "val_views": 24,  # views held out for the validation curve
@@ -144,20 +150,23 @@ def make_sample(view: TrainView, rng: np.random.Generator, size: int, conf: dict
                 regime: Optional[str] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One augmented crop: ``(crop [S, S, 3] uint8, uv [K, 2] input px, vis [K] in the crop, 0 outside)``.
 
-    ``regime``: ``whole``, ``loose`` or ``tight`` (default: drawn with ``p_whole`` / ``p_loose``); ``"eval"``:
-    the refining pass's crop (1.35 x the extent, no jitter, no photometric change).
+    ``regime``: ``whole``, ``loose``, ``tight`` or ``zoom`` (default: drawn with ``p_whole`` / ``p_loose`` /
+    ``p_zoom``); ``"eval"``: the refining pass's crop (1.35 x the extent, no jitter, no photometric change).
     """
     h, w = view.rgb.shape[:2]
     c, ext = keypoint_extent(view.uv, view.vis)
     angle = 0.0
     if regime is None:
-        r = rng.random()
-        regime = "whole" if r < conf["p_whole"] else "loose" if r < conf["p_whole"] + conf["p_loose"] else "tight"
+        r, edges = rng.random(), np.cumsum([conf["p_whole"], conf["p_loose"], conf.get("p_zoom", 0.0)])
+        regime = ("whole", "loose", "zoom", "tight")[int(np.searchsorted(edges, r, side="right"))]
     if regime == "eval":
         side = 1.35 * ext
     elif regime == "whole":
         c = np.array([(w - 1) / 2.0, (h - 1) / 2.0]) + rng.uniform(-0.03, 0.03, 2) * max(w, h)
         side = max(w, h) * rng.uniform(0.95, 1.12)
+    elif regime == "zoom":
+        side = ext * math.exp(rng.uniform(math.log(0.45), math.log(0.9)))
+        c = view.uv[rng.choice(np.nonzero(view.vis >= OCCLUDED)[0])] + rng.uniform(-0.06, 0.06, 2) * side
     elif regime == "loose":
         side = ext * math.exp(rng.uniform(math.log(1.6), math.log(3.2)))
         c = c + rng.uniform(-0.15, 0.15, 2) * side
@@ -188,8 +197,10 @@ def _gaussian_targets(uv_in: np.ndarray, hw: tuple, sigma: float) -> np.ndarray:
     return (t / np.clip(t.sum((2, 3), keepdims=True), 1e-12, None)).astype(np.float32)
 
 
-def loss_fn(logits: torch.Tensor, presence: torch.Tensor, uv: np.ndarray, vis: np.ndarray, conf: dict) -> torch.Tensor:
-    """Heatmap cross entropy + presence BCE (see the module docstring)."""
+def loss_fn(logits: torch.Tensor, presence: torch.Tensor, visible: torch.Tensor, uv: np.ndarray, vis: np.ndarray,
+            conf: dict) -> torch.Tensor:
+    """Heatmap cross entropy + presence and visibility BCE (see the module docstring); ``visible`` ``[B, K]``
+    logits."""
     B, K, h, w = logits.shape
     target = torch.from_numpy(_gaussian_targets(uv, (h, w), conf["sigma_cells"])).to(logits.device)
     wts = np.where(vis == VISIBLE, 1.0, np.where(vis == OCCLUDED, conf["occluded_weight"], 0.0)).astype(np.float32)
@@ -197,8 +208,11 @@ def loss_fn(logits: torch.Tensor, presence: torch.Tensor, uv: np.ndarray, vis: n
     logp = torch.log_softmax(logits.view(B, K, -1), -1)
     ce = -(target.view(B, K, -1) * logp).sum(-1)
     hm = (ce * wt).sum() / wt.sum().clamp(min=1.0)
-    pres_t = torch.from_numpy((vis >= OCCLUDED).astype(np.float32)).to(logits.device)
-    return hm + conf["presence_weight"] * F.binary_cross_entropy_with_logits(presence, pres_t)
+    in_crop = torch.from_numpy((vis >= OCCLUDED).astype(np.float32)).to(logits.device)
+    seen = torch.from_numpy((vis == VISIBLE).astype(np.float32)).to(logits.device)
+    vis_bce = F.binary_cross_entropy_with_logits(visible, seen, reduction="none")
+    return (hm + conf["presence_weight"] * F.binary_cross_entropy_with_logits(presence, in_crop)
+            + conf["visibility_weight"] * (vis_bce * in_crop).sum() / in_crop.sum().clamp(min=1.0))
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
@@ -223,6 +237,9 @@ def plot_curves(history: list[dict], path: Path) -> Path:
     ax[0].grid(alpha=0.3)
     ax[1].plot(ep, [h["val_median_px"] for h in history], "-o", ms=3, label="median")
     ax[1].plot(ep, [h["val_p90_px"] for h in history], "-o", ms=3, label="90th percentile")
+    if any(np.isfinite(h.get("val_zoom_median_px", math.nan)) for h in history):
+        ax[1].plot(ep, [h.get("val_zoom_median_px", math.nan) for h in history], "-o", ms=3,
+                   label="median, close-ups")
     ax[1].set_yscale("log")
     ax[1].set_xlabel("epoch")
     ax[1].set_ylabel("validation keypoint error (image px)")
@@ -239,23 +256,32 @@ def plot_curves(history: list[dict], path: Path) -> Path:
 
 
 @torch.no_grad()
-def _validate(model: KeypointHeatNet, views: list[TrainView], size: int, device: str) -> tuple[float, float]:
-    """Median and 90th percentile error (image px) of visible keypoints on tight (evaluation) crops."""
+def _validate(model: KeypointHeatNet, views: list[TrainView], size: int, device: str,
+              zoom: float = 0.0) -> tuple[float, float, float]:
+    """Median and 90th percentile error (image px) of visible keypoints on tight (evaluation) crops, and with
+    ``zoom`` > 0 the median error of close-ups (the detector's: ``zoom`` x the tight side) of one visible keypoint
+    per view, centred 2 px off it (NaN without)."""
     from .heatmap import decode_heatmaps, invert_affine
 
     model.eval()
-    errs = []
-    for v in views:
+    errs, zoom_errs = [], []
+    for i, v in enumerate(views):
         c, ext = keypoint_extent(v.uv, v.vis)
         A = crop_affine(c, 1.35 * ext, size)
-        logits, pres = model(to_tensor(warp_crop(v.rgb, A, size)[None]).to(device))
+        logits, pres, _ = model(to_tensor(warp_crop(v.rgb, A, size)[None]).to(device))
         xy, _ = decode_heatmaps(logits, pres)
         uv = apply_affine(invert_affine(A), xy[0])
         ok = v.vis == VISIBLE
         errs.append(np.linalg.norm(uv[ok] - v.uv[ok], axis=1))
+        if zoom > 0 and ok.any():
+            k = np.nonzero(ok)[0][i % int(ok.sum())]
+            Az = crop_affine(v.uv[k] + np.array([1.2, -1.6]), zoom * 1.35 * ext, size)
+            logits, pres, _ = model(to_tensor(warp_crop(v.rgb, Az, size)[None]).to(device))
+            xy, _ = decode_heatmaps(logits[:, k:k + 1], pres[:, k:k + 1])
+            zoom_errs.append(float(np.linalg.norm(apply_affine(invert_affine(Az), xy[0]) - v.uv[k])))
     model.train()
     e = np.concatenate(errs) if errs else np.array([np.inf])
-    return float(np.median(e)), float(np.percentile(e, 90))
+    return float(np.median(e)), float(np.percentile(e, 90)), float(np.median(zoom_errs)) if zoom_errs else math.nan
 
 
 def _frozen_modules(model: KeypointHeatNet, freeze: str) -> list:
@@ -314,12 +340,14 @@ def train_heatmap(views: list[TrainView], kset: KeypointSet, out_dir: Path | str
         t_ep, cpu_ep = time.perf_counter(), time.process_time()
         loss = _train_epoch(model, opt, train, c, device, st, bar)
         t_v = time.perf_counter()
-        med, p90 = _validate(model, val, int(c["size"]), device) if val else (float("nan"), float("nan"))
+        med, p90, zmed = (_validate(model, val, int(c["size"]), device, DETECTOR_ZOOM if c.get("p_zoom") else 0.0)
+                          if val else (math.nan, math.nan, math.nan))
         st.elapsed += time.perf_counter() - t_v
         bar.update(max(0, _permille(st.elapsed, budget) - bar.n))
         st.epoch += 1
         st.history.append({"epoch": st.epoch, "step": st.step, "loss": loss, "val_median_px": med,
-                           "val_p90_px": p90, "elapsed_s": round(st.elapsed, 1), "lr": st.lr,
+                           "val_p90_px": p90, "val_zoom_median_px": zmed, "elapsed_s": round(st.elapsed, 1),
+                           "lr": st.lr,
                            "epoch_wall_s": round(time.perf_counter() - t_ep, 1),
                            "epoch_cpu_s": round(time.process_time() - cpu_ep, 1),
                            "load_avg": round(os.getloadavg()[0], 2)})
@@ -327,7 +355,8 @@ def train_heatmap(views: list[TrainView], kset: KeypointSet, out_dir: Path | str
                             "epoch": st.epoch, "step": st.step, "elapsed_s": st.elapsed, "history": st.history},
                            ckpt_path)
         plot_curves(st.history, out / "curves.png")
-        msg = (f"epoch {st.epoch}: loss {loss:.3f}, validation median {med:.2f} px (p90 {p90:.1f}), "
+        msg = (f"epoch {st.epoch}: loss {loss:.3f}, validation median {med:.2f} px (p90 {p90:.1f}"
+               + (f", close-ups {zmed:.2f} px" if np.isfinite(zmed) else "") + f"), "
                f"{st.elapsed / 60:.1f}/{budget / 60:.0f} min")
         if on_event:
             on_event({"event": "progress", "done": min(st.elapsed, budget), "total": budget, "message": msg,
@@ -404,8 +433,8 @@ def _train_epoch(model: KeypointHeatNet, opt: torch.optim.Optimizer, train: list
         st.lr = float(c["lr"]) * min(1.0, (st.step + 1) / 30.0) * max(0.02, 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = st.lr
-        logits, pres = model(to_tensor(np.stack(crops)).to(device))
-        loss = loss_fn(logits, pres, np.stack(uvs), np.stack(viss), c)
+        logits, pres, visible = model(to_tensor(np.stack(crops)).to(device))
+        loss = loss_fn(logits, pres, visible, np.stack(uvs), np.stack(viss), c)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -458,13 +487,21 @@ def load_heatmap_model(path: Path | str, device: Optional[str] = None,
                              or not np.allclose(kset.points, np.asarray(meta["points"]), atol=1e-4)):
         raise ModelMismatch(f"keypoint model {path} was trained on other keypoints ({len(meta['names'])}: "
                             f"{meta['keypoints_digest']}) than given ({len(kset)}: {kset.digest()})")
-    model = KeypointHeatNet(len(meta["names"]), int(meta["width"]), pretrained=False)
+    model = KeypointHeatNet(len(meta["names"]), int(meta["width"]), pretrained=False,
+                            visibility="visible.weight" in ck["state_dict"])
     model.load_state_dict(ck["state_dict"])
     return model.to(resolve_device(device)).eval(), meta
 
 
 def detector_for(path: Path | str, device: Optional[str] = None, dataset: Optional[Dataset] = None,
-                 kset: Optional[KeypointSet] = None, passes: int = 2) -> tuple[TwoPassDetector, dict]:
-    """A :class:`TwoPassDetector` of a saved model (see :func:`load_heatmap_model`)."""
+                 kset: Optional[KeypointSet] = None, passes: int = 2,
+                 zoom: Optional[float] = None) -> tuple[TwoPassDetector, dict]:
+    """A :class:`TwoPassDetector` of a saved model (see :func:`load_heatmap_model`).
+
+    ``zoom``: close-up side (share of the last crop; 0: none); None: :data:`DETECTOR_ZOOM` for a model trained
+    with close-ups, none for one trained without.
+    """
     model, meta = load_heatmap_model(path, device, dataset, kset)
-    return TwoPassDetector(model, int(meta["size"]), resolve_device(device), passes), meta
+    if zoom is None:
+        zoom = DETECTOR_ZOOM if float(meta.get("train_conf", {}).get("p_zoom", 0.0)) > 0 else 0.0
+    return TwoPassDetector(model, int(meta["size"]), resolve_device(device), passes, zoom=float(zoom)), meta

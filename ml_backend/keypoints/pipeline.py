@@ -67,6 +67,7 @@ default_conf: dict = {
     "heatmap": {},  # overrides of heatmap_train.default_train_conf (size, width, time_s, batch, ...)
     "gl_views": 600,  # worker-rendered training views of the heatmap model
     "passes": 3,  # heatmap detector passes (whole image, then crops around the keypoints found)
+    "zoom": None,  # heatmap close-ups of each keypoint (share of the last crop; 0: none; None: when trained with)
     "keypoints": None,  # the extension's keypoint JSON; default: dataset's keypoints.json, else suggested
     "n_keypoints": 24,  # suggested keypoints
     "model": "yolo11n-pose.yaml",  # model YAML (from scratch) or a user .pt to fine-tune
@@ -270,13 +271,13 @@ def _detect_heatmap(model: KeypointModel, dataset: Optional[Dataset], images: li
     from .heatmap import load_image_rgb
 
     torch_threads(int(c["threads"]))
-    det, _ = ht.detector_for(model.weights, c.get("device"), dataset, model.kset, int(c["passes"]))
+    det, _ = ht.detector_for(model.weights, c.get("device"), dataset, model.kset, int(c["passes"]), c.get("zoom"))
     out = []
     for img in images:
         t0 = time.perf_counter()
         d = det.detect(load_image_rgb(img))
         out.append({"uv": d.uv, "conf": d.conf, "box_conf": float(d.conf.max()) if len(d.conf) else 0.0,
-                    "time_s": time.perf_counter() - t0, "crop": d.crop})
+                    "time_s": time.perf_counter() - t0, "crop": d.crop, "visible": d.visible})
     return out
 
 

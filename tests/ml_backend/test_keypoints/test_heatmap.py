@@ -69,7 +69,7 @@ def test_training_samples_follow_the_image(synth_dataset):
     view = ht.TrainView(dots, view.uv, view.vis, "blender", "x")
     rng = np.random.default_rng(0)
     conf = dict(ht.default_train_conf)
-    for regime in ("whole", "loose", "tight", "eval"):
+    for regime in ("whole", "loose", "tight", "zoom", "eval"):
         crop, uv, vis = ht.make_sample(view, rng, 96, conf, regime)
         assert crop.shape == (96, 96, 3) and uv.shape == (len(kset), 2)
         assert (vis[~inside] == 0).all()
