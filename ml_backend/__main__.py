@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .regression import cli as regression_cli  # regression extract / train / infer
 
     regression_cli.add_parser(sub)
-    from .keypoints import cli as keypoints_cli  # keypoints-labels / keypoints-train / keypoints-viz
+    from .keypoints import cli as keypoints_cli  # keypoints-labels / -train / -viz / -eval
 
     keypoints_cli.add_parsers(sub)
     from .service import ping_bench, server

@@ -6,6 +6,8 @@
         [--keypoints JSON]
     python -m ml_backend keypoints-viz --dataset DIR --out DIR [--split query] [--max 8] [--weights PT]
         [--keypoints JSON]
+    python -m ml_backend keypoints-eval --dataset DIR --weights PT [--split query] [--zoom Z]
+        [--hidden-weight W] [--keypoints JSON]
 
 ``keypoints-train`` prints one JSON event per line (``{"event": "progress", "done", "total", "message", ...}``
 then ``{"event": "done", "weights": ...}``) so a worker job can relay training progress.
@@ -19,7 +21,7 @@ from pathlib import Path
 
 __all__ = ["add_parsers", "dispatch", "COMMANDS"]
 
-COMMANDS = ("keypoints-labels", "keypoints-train", "keypoints-viz")
+COMMANDS = ("keypoints-labels", "keypoints-train", "keypoints-viz", "keypoints-eval")
 
 
 def add_parsers(sub) -> None:
@@ -51,6 +53,16 @@ def add_parsers(sub) -> None:
     v.add_argument("--keypoints", default=None)
     v.add_argument("--n-keypoints", type=int, default=24)
     v.add_argument("--cache", default=None)
+    e = sub.add_parser("keypoints-eval", help="a trained heatmap model on a split with ground truth: keypoint "
+                       "errors, visibility, PnP recall (detector options to compare)")
+    e.add_argument("--dataset", required=True)
+    e.add_argument("--weights", required=True, help="the heatmap model.pt")
+    e.add_argument("--split", default="query")
+    e.add_argument("--zoom", type=float, default=None, help="close-up side, share of the last crop (0: none; "
+                   "default: when the model was trained with close-ups)")
+    e.add_argument("--hidden-weight", type=float, default=None, help="confidence factor of a hidden keypoint")
+    e.add_argument("--keypoints", default=None)
+    e.add_argument("--n-keypoints", type=int, default=24)
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -86,13 +98,21 @@ def dispatch(args: argparse.Namespace) -> int:
         m = pipeline.ensure_model(ds, conf, on_event=relay)
         print(json.dumps({"event": "done", "weights": str(m.weights), "train": m.train_info}), flush=True)
         return 0
+    if args.command == "keypoints-eval":
+        conf = {"weights": args.weights, "zoom": args.zoom, "hidden_weight": args.hidden_weight,
+                "keypoints": args.keypoints, "n_keypoints": args.n_keypoints, "progress": False}
+        print(json.dumps(pipeline.evaluate_detector(ds, conf, args.split)), flush=True)
+        return 0
     # keypoints-viz
     out = Path(args.out)
     frames = ds.split(args.split)[: args.max]
     dets = {}
     if args.weights:
+        from .heatmap_train import is_heatmap_model
+
         conf = {"cache": args.cache} if args.cache else {}
-        model = pipeline.KeypointModel(Path(args.weights), kset, None, Path(args.weights).parent, {})
+        backend = "heatmap" if is_heatmap_model(args.weights) else "yolo"
+        model = pipeline.KeypointModel(Path(args.weights), kset, None, Path(args.weights).parent, {}, backend)
         dets = {d["id"]: d for d in pipeline.detect(model, ds, frames, conf)}
     from .viz import draw_frame
 

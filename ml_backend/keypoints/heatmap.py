@@ -198,6 +198,7 @@ class TwoPassDetector:
     a crop of ``margin`` times the extent of the keypoints the previous pass found present, then (``zoom`` > 0) a
     close-up of each keypoint found present.
 
+    ``hidden_weight``: confidence factor of a hidden keypoint (:data:`HIDDEN_WEIGHT`).
     ``min_presence``: presence probability of the keypoints that set the next crop (the presence head is trained
     with a binary cross entropy, so it is calibrated; the peak mass is not, early in training); ``passes``: total
     passes (1 = whole image only). A pass whose crop rests on fewer than 4 keypoints keeps the previous result.
@@ -216,11 +217,12 @@ class TwoPassDetector:
     """
 
     def __init__(self, model: KeypointHeatNet, size: int, device: str = "cpu", passes: int = 2, margin: float = 1.35,
-                 min_presence: float = 0.5, shifted: bool = True, zoom: float = 0.0, max_move: float = 0.15):
+                 min_presence: float = 0.5, shifted: bool = True, zoom: float = 0.0, max_move: float = 0.15,
+                 hidden_weight: float = HIDDEN_WEIGHT):
         self.model = model.to(device).eval()
         self.size, self.device, self.passes, self.margin = int(size), device, int(passes), float(margin)
         self.min_presence, self.shifted = float(min_presence), bool(shifted)
-        self.zoom, self.max_move = float(zoom), float(max_move)
+        self.zoom, self.max_move, self.hidden_weight = float(zoom), float(max_move), float(hidden_weight)
 
     @torch.no_grad()
     def _run(self, rgb: np.ndarray, center: np.ndarray,
@@ -260,7 +262,7 @@ class TwoPassDetector:
             ok = ((pres >= self.min_presence) & (p_vis >= 0.5) & (uv >= 0).all(1) & (uv[:, 0] <= w - 1)
                   & (uv[:, 1] <= h - 1))
             uv, conf = self._close_ups(rgb, uv, conf, np.nonzero(ok)[0], self.zoom * crop[2])
-        return Detection(uv, conf * (HIDDEN_WEIGHT + (1.0 - HIDDEN_WEIGHT) * p_vis), crop, p_vis)
+        return Detection(uv, conf * (self.hidden_weight + (1.0 - self.hidden_weight) * p_vis), crop, p_vis)
 
     @torch.no_grad()
     def _close_ups(self, rgb: np.ndarray, uv: np.ndarray, conf: np.ndarray, idx: np.ndarray,

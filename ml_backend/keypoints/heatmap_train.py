@@ -37,6 +37,7 @@ from pose_addon.core.dataset import Dataset, atomic_write_json
 from ..integrity import load_torch_file
 from ..progress import write as progress_write
 from .heatmap import (
+    HIDDEN_WEIGHT,
     STRIDE,
     KeypointHeatNet,
     TwoPassDetector,
@@ -495,13 +496,16 @@ def load_heatmap_model(path: Path | str, device: Optional[str] = None,
 
 def detector_for(path: Path | str, device: Optional[str] = None, dataset: Optional[Dataset] = None,
                  kset: Optional[KeypointSet] = None, passes: int = 2,
-                 zoom: Optional[float] = None) -> tuple[TwoPassDetector, dict]:
+                 zoom: Optional[float] = None, hidden_weight: Optional[float] = None) -> tuple[TwoPassDetector, dict]:
     """A :class:`TwoPassDetector` of a saved model (see :func:`load_heatmap_model`).
 
     ``zoom``: close-up side (share of the last crop; 0: none); None: :data:`DETECTOR_ZOOM` for a model trained
-    with close-ups, none for one trained without.
+    with close-ups, none for one trained without. ``hidden_weight``: None for
+    :data:`.heatmap.HIDDEN_WEIGHT`.
     """
     model, meta = load_heatmap_model(path, device, dataset, kset)
     if zoom is None:
         zoom = DETECTOR_ZOOM if float(meta.get("train_conf", {}).get("p_zoom", 0.0)) > 0 else 0.0
-    return TwoPassDetector(model, int(meta["size"]), resolve_device(device), passes, zoom=float(zoom)), meta
+    det = TwoPassDetector(model, int(meta["size"]), resolve_device(device), passes, zoom=float(zoom),
+                          hidden_weight=HIDDEN_WEIGHT if hidden_weight is None else float(hidden_weight))
+    return det, meta

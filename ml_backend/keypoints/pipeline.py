@@ -57,7 +57,7 @@ from .pose import solve_keypoint_pose
 from .render import ensure_training_renders
 
 __all__ = ["default_conf", "KeypointModel", "ensure_model", "detect", "localize_queries", "detection_metrics",
-           "oracle_queries", "default_cache", "gl_views_dir", "RAYLEIGH_MEDIAN"]
+           "evaluate_detector", "oracle_queries", "default_cache", "gl_views_dir", "RAYLEIGH_MEDIAN"]
 
 #: median of the distance of a 2D isotropic Gaussian error of per-axis sigma 1 (sqrt(2 ln 2)).
 RAYLEIGH_MEDIAN = float(np.sqrt(2 * np.log(2)))
@@ -68,6 +68,7 @@ default_conf: dict = {
     "gl_views": 600,  # worker-rendered training views of the heatmap model
     "passes": 3,  # heatmap detector passes (whole image, then crops around the keypoints found)
     "zoom": None,  # heatmap close-ups of each keypoint (share of the last crop; 0: none; None: when trained with)
+    "hidden_weight": None,  # heatmap confidence factor of a hidden keypoint (None: heatmap.HIDDEN_WEIGHT)
     "keypoints": None,  # the extension's keypoint JSON; default: dataset's keypoints.json, else suggested
     "n_keypoints": 24,  # suggested keypoints
     "model": "yolo11n-pose.yaml",  # model YAML (from scratch) or a user .pt to fine-tune
@@ -271,7 +272,8 @@ def _detect_heatmap(model: KeypointModel, dataset: Optional[Dataset], images: li
     from .heatmap import load_image_rgb
 
     torch_threads(int(c["threads"]))
-    det, _ = ht.detector_for(model.weights, c.get("device"), dataset, model.kset, int(c["passes"]), c.get("zoom"))
+    det, _ = ht.detector_for(model.weights, c.get("device"), dataset, model.kset, int(c["passes"]), c.get("zoom"),
+                             c.get("hidden_weight"))
     out = []
     for img in images:
         t0 = time.perf_counter()
@@ -333,15 +335,33 @@ def localize_queries(model: KeypointModel, dataset: Dataset, conf: Optional[dict
     return rows, dets
 
 
+def evaluate_detector(dataset: Dataset, conf: Optional[dict] = None, split: str = "query") -> dict:
+    """A keypoint model on a split with ground-truth poses and depth: :func:`detection_metrics` plus the PnP
+    poses' :func:`ml_backend.evaluation.summarize` metrics, under ``conf`` (its ``weights``, ``zoom``,
+    ``hidden_weight``, ``pose``, ...; the model is trained first when there is none in the cache)."""
+    from ..evaluation import evaluate_results
+
+    c = dict(default_conf, **(conf or {}))
+    model = ensure_model(dataset, c)
+    rows, dets = localize_queries(model, dataset, c, split)
+    metrics, _ = evaluate_results(rows, dataset, split)
+    return {"weights": str(model.weights), "split": split, "zoom": c.get("zoom"),
+            "hidden_weight": c.get("hidden_weight"),
+            **detection_metrics(dataset, model.kset, dets, pose_conf(model, c).get("min_conf", 0.5)), **metrics}
+
+
 def detection_metrics(dataset: Dataset, kset: KeypointSet, dets: list[dict], min_conf: float = 0.5,
                       thresholds_px: tuple = (5.0, 10.0)) -> dict:
     """Per-keypoint detection quality against the labels of the same frames.
 
     PCK@t: share of ground-truth keypoints (``visible``: v = 2; ``labelled``: v >= 1) whose detection above
     ``min_conf`` lies within ``t`` px. ``median_err_px``: median distance over visible keypoints whatever the
-    confidence (inf where nothing was detected), in the frames' own pixels.
+    confidence (inf where nothing was detected), in the frames' own pixels; ``median_err_hidden_px``: over the
+    occluded ones in the image. With detections that carry ``visible`` (the heatmap detector's visibility
+    probability): ``visibility_accuracy``, the share of keypoints in the image whose seen / hidden call (at 0.5)
+    is right.
     """
-    errs_vis, errs_lab, conf_ok_vis, conf_ok_lab = [], [], [], []
+    errs_vis, errs_lab, conf_ok_vis, conf_ok_lab, errs_hid, vis_right = [], [], [], [], [], []
     for d in dets:
         f = dataset.frame(d["id"])
         uv, vis = frame_keypoints(kset, f, dataset.read_depth(f) if f.depth else None)
@@ -352,11 +372,18 @@ def detection_metrics(dataset: Dataset, kset: KeypointSet, dets: list[dict], min
         conf_ok_vis.append(ok[vis == VISIBLE])
         errs_lab.append(e[vis >= OCCLUDED])
         conf_ok_lab.append(ok[vis >= OCCLUDED])
+        errs_hid.append(e[vis == OCCLUDED])
+        if d.get("visible") is not None:
+            vis_right.append(((np.asarray(d["visible"]) >= 0.5) == (vis == VISIBLE))[vis >= OCCLUDED])
     ev, el = np.concatenate(errs_vis), np.concatenate(errs_lab)
     ov, ol = np.concatenate(conf_ok_vis), np.concatenate(conf_ok_lab)
     out = {"n_visible": int(len(ev)), "n_labelled": int(len(el)),
            "median_err_px": float(np.median(ev)) if len(ev) else None,
            "median_err_labelled_px": float(np.median(el)) if len(el) else None}
+    eh = np.concatenate(errs_hid)
+    out["median_err_hidden_px"] = float(np.median(eh)) if len(eh) else None
+    if vis_right:
+        out["visibility_accuracy"] = float(np.concatenate(vis_right).mean())
     for t in thresholds_px:
         out[f"pck@{t:g}px"] = float(np.mean((ev <= t) & ov)) if len(ev) else None
         out[f"pck_labelled@{t:g}px"] = float(np.mean((el <= t) & ol)) if len(el) else None
