@@ -192,3 +192,21 @@ def test_corrupt_yolo_weights_are_an_error_naming_them(tmp_path):
     bad.write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(ValueError, match="weights.pt"):
         _open_yolo(str(bad))
+
+
+def test_eval_and_viz_commands_on_a_heatmap_model(trained_hm, synth_dataset, tmp_path, capsys):
+    from ml_backend.keypoints import cli
+
+    model, cache, _ = trained_hm
+    p = __import__("argparse").ArgumentParser()
+    cli.add_parsers(p.add_subparsers(dest="command", required=True))
+    args = p.parse_args(["keypoints-eval", "--dataset", str(synth_dataset.root), "--weights", str(model.weights),
+                         "--n-keypoints", "8", "--hidden-weight", "0.3", "--zoom", "0"])
+    assert cli.dispatch(args) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["hidden_weight"] == 0.3 and out["zoom"] == 0.0 and out["n_queries"] == len(synth_dataset.split("query"))
+    assert 0.0 <= out["visibility_accuracy"] <= 1.0 and set(out["recall"]) and out["median_err_px"] > 0
+    args = p.parse_args(["keypoints-viz", "--dataset", str(synth_dataset.root), "--out", str(tmp_path / "viz"),
+                         "--weights", str(model.weights), "--n-keypoints", "8", "--max", "1"])
+    assert cli.dispatch(args) == 0
+    assert len(list((tmp_path / "viz").glob("*_keypoints.png"))) == 1
