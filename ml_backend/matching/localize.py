@@ -87,6 +87,7 @@ def rival_pose(points2d: np.ndarray, points3d: np.ndarray, intrinsics: Intrinsic
     ``min_inliers`` inliers, else None. A symmetric or repeated building gives such a rival: the photo fits two
     places and the stronger one is a guess."""
     from pose_addon.core.cameras import camera_center, project_points
+    from pose_addon.core.poses import rotation_angle_deg
 
     uv, z = project_points(intrinsics.K, cam_from_world, points3d)
     explained = (z > 0) & (np.linalg.norm(uv - points2d, axis=1) <= threshold_px)
@@ -96,8 +97,7 @@ def rival_pose(points2d: np.ndarray, points3d: np.ndarray, intrinsics: Intrinsic
     r = solve_pnp(points2d[rest], points3d[rest], intrinsics, threshold_px, backend, max_iterations)
     if not r.success or r.n_inliers < min_inliers:
         return None
-    dR = r.cam_from_world[:3, :3] @ cam_from_world[:3, :3].T
-    rot = float(np.degrees(np.arccos(np.clip((np.trace(dR) - 1) / 2, -1.0, 1.0))))
+    rot = rotation_angle_deg(r.cam_from_world[:3, :3], cam_from_world[:3, :3])
     dc = float(np.linalg.norm(camera_center(r.cam_from_world) - camera_center(cam_from_world)))
     depth = float(np.median(z[explained]))
     if rot <= same_deg and dc <= same_rel * depth:
