@@ -24,7 +24,8 @@ from torch import nn
 from torch.nn import functional as F
 
 __all__ = ["KeypointHeatNet", "STRIDE", "MEAN", "STD", "crop_affine", "warp_crop", "to_tensor", "decode_heatmaps",
-           "cell_to_input", "input_to_cell", "TwoPassDetector", "Detection", "default_device", "HIDDEN_WEIGHT"]
+           "cell_to_input", "input_to_cell", "TwoPassDetector", "Detection", "default_device", "HIDDEN_WEIGHT",
+           "DETECTOR_ZOOM"]
 
 STRIDE = 4
 #: EfficientNet-Lite was trained on inputs scaled as (x - 127) / 128.
@@ -36,6 +37,8 @@ STD = (128.0, 128.0, 128.0)
 #: (procedural:3, 30-minute model with close-ups: PnP recall at 0.5 m / 5 deg 0.78 at weight 1, 0.85 at 0.3,
 #: 0.90 at 0.1, 0.95 at 0; a small weight keeps a pose for views that see fewer than four corners).
 HIDDEN_WEIGHT = 0.1
+#: Side of the detector's close-ups as a share of its last crop's side (for models trained with ``p_zoom``).
+DETECTOR_ZOOM = 0.5
 
 
 def default_device() -> str:

@@ -37,6 +37,7 @@ from pose_addon.core.dataset import Dataset, atomic_write_json
 from ..integrity import load_torch_file
 from ..progress import write as progress_write
 from .heatmap import (
+    DETECTOR_ZOOM,
     HIDDEN_WEIGHT,
     STRIDE,
     KeypointHeatNet,
@@ -56,8 +57,6 @@ __all__ = ["TrainView", "default_train_conf", "load_views", "make_sample", "trai
            "detector_for"]
 
 MODEL_FORMAT = "building-pose-heatmap-keypoints"
-#: side of the detector's close-ups as a share of its last crop's side (models trained with ``p_zoom``)
-DETECTOR_ZOOM = 0.5
 
 default_train_conf: dict = {
     "size": 224,  # crop side (network input, px)
@@ -499,7 +498,7 @@ def detector_for(path: Path | str, device: Optional[str] = None, dataset: Option
                  zoom: Optional[float] = None, hidden_weight: Optional[float] = None) -> tuple[TwoPassDetector, dict]:
     """A :class:`TwoPassDetector` of a saved model (see :func:`load_heatmap_model`).
 
-    ``zoom``: close-up side (share of the last crop; 0: none); None: :data:`DETECTOR_ZOOM` for a model trained
+    ``zoom``: close-up side (share of the last crop; 0: none); None: :data:`.heatmap.DETECTOR_ZOOM` for a model trained
     with close-ups, none for one trained without. ``hidden_weight``: None for
     :data:`.heatmap.HIDDEN_WEIGHT`.
     """
